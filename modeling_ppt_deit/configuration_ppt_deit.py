@@ -1,0 +1,177 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""PPT-DeiT configuration: a `DeiTConfig` plus the token Pruning & Pooling schedule."""
+
+from __future__ import annotations
+
+import math
+
+from huggingface_hub.dataclasses import strict
+from transformers import DeiTConfig
+
+from .token_ops import SCORE_FUNCTIONS, clamp_tokens_removed, get_score_function
+
+
+# Stock model types whose checkpoints load directly into PPT-DeiT (see `PPTDeiTConfig.from_dict`).
+COMPATIBLE_MODEL_TYPES = ("vit", "deit")
+
+PPT_SETTINGS = (
+    "reduction_layers",
+    "tokens_removed",
+    "prune_threshold",
+    "score_function",
+    "proportional_attention",
+    "use_distillation_token",
+    "distillation_head",
+    "track_sources",
+)
+
+
+@strict
+class PPTDeiTConfig(DeiTConfig):
+    r"""
+    Configuration of a DeiT / ViT classifier with token Pruning & Pooling (PPT, arXiv 2310.01812). All `DeiTConfig`
+    arguments are accepted; the PPT defaults are the authors' DeiT-S setting (r = 50 at layers 3, 6 and 9,
+    tau = 7e-5, `ats` scores: 197 -> 147 -> 97 -> 49 tokens at 224 px).
+
+    Args:
+        reduction_layers (`list[int]`, defaults to `(3, 6, 9)`):
+            0-based indices of the layers that compress tokens (between their attention and their MLP).
+            Empty: no compression, the model is the stock DeiT/ViT.
+        tokens_removed (`int` or `list[int]`, defaults to 50):
+            Tokens removed per sample at each reduction layer: one int for all of them or one per layer. At run time
+            it is clamped to half the non-protected tokens present.
+        prune_threshold (`float`, defaults to 7e-5):
+            tau. A sample whose score variance is >= tau is pruned at that layer, otherwise pooled. `0` always
+            prunes (top-k, as ATS/EViT); `float("inf")` always pools (as ToMe).
+        score_function (`str`, defaults to `"ats"`):
+            Name of a registered significance score: `"ats"`, `"cls_attention"`, `"entropy"`, or one added with
+            `register_score_function`.
+        proportional_attention (`bool`, defaults to `True`):
+            Add `log(size)` of each key token to the attention logits once tokens have been merged.
+        use_distillation_token (`bool`, defaults to `False`):
+            The sequence holds a DIST token after CLS (distilled DeiT checkpoints). Set automatically when loading
+            a `deit` checkpoint; `vit` checkpoints (the non-distilled DeiTs on the Hub) have none.
+        distillation_head (`bool`, defaults to `False`):
+            The classifier also has a head on the DIST token and averages both (`DeiTForImageClassificationWithTeacher`
+            checkpoints).
+        track_sources (`bool`, defaults to `False`):
+            Keep, per output token, a 0/1 map of the input tokens it covers (`[B, N_out, N_in]`), for visualisation.
+    """
+
+    model_type = "ppt_deit"
+
+    reduction_layers: list[int] | tuple[int, ...] = (3, 6, 9)
+    tokens_removed: int | list[int] | tuple[int, ...] = 50
+    prune_threshold: float | int = 7e-5
+    score_function: str = "ats"
+    proportional_attention: bool = True
+    use_distillation_token: bool = False
+    distillation_head: bool = False
+    track_sources: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.reduction_layers = list(self.reduction_layers)
+        if not isinstance(self.tokens_removed, int):
+            self.tokens_removed = list(self.tokens_removed)
+        self.prune_threshold = float(self.prune_threshold)
+        self._check_ppt_settings()
+
+    def _check_ppt_settings(self) -> None:
+        layers = self.reduction_layers
+        for layer in layers:
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_hidden_layers:
+                raise ValueError(
+                    f"reduction_layers contains {layer!r}: each must be a layer index in "
+                    f"[0, {self.num_hidden_layers - 1}] (num_hidden_layers={self.num_hidden_layers})"
+                )
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"reduction_layers={layers} lists a layer twice")
+        per_layer = self.tokens_removed
+        if isinstance(per_layer, list) and len(per_layer) != len(layers):
+            raise ValueError(
+                f"tokens_removed={per_layer} has {len(per_layer)} entries but reduction_layers={layers} has "
+                f"{len(layers)}: give one int for all layers or one per reduction layer"
+            )
+        first_clamp = clamp_tokens_removed(10**9, self.num_initial_tokens, self.num_protected_tokens)
+        for r in per_layer if isinstance(per_layer, list) else [per_layer]:
+            if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+                raise ValueError(f"tokens_removed contains {r!r}: must be an int >= 0")
+            if layers and r > first_clamp:
+                raise ValueError(
+                    f"tokens_removed={r} is too large: one step removes at most half of the "
+                    f"{self.num_initial_tokens - self.num_protected_tokens} non-protected tokens, i.e. {first_clamp}"
+                )
+        if math.isnan(self.prune_threshold) or self.prune_threshold < 0:
+            raise ValueError(
+                f"prune_threshold={self.prune_threshold} must be >= 0 (0 = always prune, inf = always pool)"
+            )
+        if self.score_function not in SCORE_FUNCTIONS:
+            get_score_function(self.score_function)  # raises ValueError listing the registered names
+        if self.distillation_head and not self.use_distillation_token:
+            raise ValueError("distillation_head=True needs use_distillation_token=True")
+
+    # ---- derived quantities -----------------------------------------------------------------------------------
+
+    @property
+    def num_protected_tokens(self) -> int:
+        """CLS, plus DIST for distilled checkpoints: never pruned, never merged, always first."""
+        return 2 if self.use_distillation_token else 1
+
+    def num_patches_for(self, image_size=None) -> int:
+        size = self.image_size if image_size is None else image_size
+        height, width = (size, size) if isinstance(size, int) else size
+        patch_h, patch_w = (
+            (self.patch_size, self.patch_size) if isinstance(self.patch_size, int) else self.patch_size
+        )
+        return (height // patch_h) * (width // patch_w)
+
+    @property
+    def num_initial_tokens(self) -> int:
+        return self.num_patches_for() + self.num_protected_tokens
+
+    def tokens_removed_at(self, layer_index: int) -> int:
+        """The configured r of a layer (0 for layers that do not compress), before the run-time clamp."""
+        if layer_index not in self.reduction_layers:
+            return 0
+        if isinstance(self.tokens_removed, int):
+            return self.tokens_removed
+        return self.tokens_removed[self.reduction_layers.index(layer_index)]
+
+    def token_schedule(self, image_size=None) -> list[tuple[int, int]]:
+        """Per layer, `(tokens in attention, tokens in the MLP)` for one image of `image_size` (default: config)."""
+        tokens = self.num_patches_for(image_size) + self.num_protected_tokens
+        schedule = []
+        for layer in range(self.num_hidden_layers):
+            after = tokens - clamp_tokens_removed(self.tokens_removed_at(layer), tokens, self.num_protected_tokens)
+            schedule.append((tokens, after))
+            tokens = after
+        return schedule
+
+    @property
+    def compression_enabled(self) -> bool:
+        return any(self.tokens_removed_at(layer) > 0 for layer in self.reduction_layers)
+
+    # ---- loading stock checkpoints --------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """Also accepts the config of a stock `vit` or `deit` checkpoint: a `deit` one has a DIST token (and a
+        distillation head when saved as `DeiTForImageClassificationWithTeacher`), a `vit` one has neither."""
+        config_dict = dict(config_dict)
+        # from_dict would setattr these after construction, skipping validation: hand them to the constructor.
+        for name in PPT_SETTINGS:
+            if name in kwargs:
+                config_dict[name] = kwargs.pop(name)
+        source_type = config_dict.get("model_type")
+        if source_type in COMPATIBLE_MODEL_TYPES:
+            del config_dict["model_type"]  # the instance must not shadow the class's "ppt_deit"
+            architectures = config_dict.get("architectures") or []
+            config_dict.setdefault("use_distillation_token", source_type == "deit")
+            config_dict.setdefault("distillation_head", any("WithTeacher" in name for name in architectures))
+        return super().from_dict(config_dict, **kwargs)
+
+
+PPTDeiTConfig.register_for_auto_class()
+
+__all__ = ["PPTDeiTConfig"]

@@ -1,0 +1,535 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""PPT-DeiT: DeiT / ViT with adaptive token Pruning & Pooling (Wu et al., arXiv 2310.01812).
+
+The classes subclass `transformers`' DeiT modules and override only what PPT changes:
+
+- `PPTDeiTEmbeddings`: DIST token optional, so the non-distilled DeiTs (stored on the Hub as `vit`) load as they are.
+- `PPTDeiTAttention`: log-size bias (proportional attention), and the CLS attention row / value norms / mean keys
+  that the compression step needs; `scaled_dot_product_attention` unless full probabilities are asked for.
+- `PPTDeiTLayer`: `x += Attn(LN1(x)); x = compress(x); x += MLP(LN2(x))`, compression only at scheduled layers.
+- `PPTDeiTModel`, `PPTDeiTForImageClassification`: carry token sizes (and source maps) through the layers and
+  return the compression record.
+
+The tensor work of scoring, choosing, pruning and pooling lives in `token_ops.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.models.deit.modeling_deit import (
+    DeiTAttention,
+    DeiTEmbeddings,
+    DeiTForImageClassification,
+    DeiTLayer,
+    DeiTModel,
+    DeiTPooler,
+    DeiTPreTrainedModel,
+)
+from transformers.utils import ModelOutput
+
+from .configuration_ppt_deit import PPT_SETTINGS, PPTDeiTConfig
+from .token_ops import ScoreInputs, clamp_tokens_removed, compress, compute_scores, get_score_function
+
+
+# Checkpoint key names -> ours. Most Hub DeiT repos were written by transformers 4.x (`encoder.layer.N.attention.
+# attention.query`, ...), stock 5.x still saves that layout, and the non-distilled DeiTs are `vit` repos whose base
+# model sits under `vit.`. transformers 5.x does not apply its own DeiT/ViT renames to custom-code classes, so
+# `from_pretrained` passes these as its `key_mapping`. Each pattern fires once per key, in order.
+CHECKPOINT_KEY_MAPPING = {
+    r"^vit\.": "deit.",
+    r"\.encoder\.layer\.(\d+)\.": r".layers.\1.",
+    r"\.attention\.attention\.query\.": ".attention.q_proj.",
+    r"\.attention\.attention\.key\.": ".attention.k_proj.",
+    r"\.attention\.attention\.value\.": ".attention.v_proj.",
+    r"\.attention\.output\.dense\.": ".attention.o_proj.",
+    r"\.intermediate\.dense\.": ".mlp.fc1.",
+    r"(layers\.\d+)\.output\.dense\.": r"\1.mlp.fc2.",
+    r"^cls_classifier\.": "classifier.",
+}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PPTCompressionRecord(ModelOutput):
+    """What one reduction layer did.
+
+    Args:
+        scores (`torch.FloatTensor` of shape `(batch_size, tokens_before - num_protected)`):
+            Normalised significance of the non-protected tokens entering the step.
+        score_variance (`torch.FloatTensor` of shape `(batch_size,)`):
+            Unbiased variance of `scores`; the sample is pruned when it is >= `prune_threshold`.
+        pruned (`torch.BoolTensor` of shape `(batch_size,)`):
+            The policy chosen per sample: `True` = pruned, `False` = pooled.
+        layer_index (`int`): the layer (0-based).
+        tokens_before (`int`) / tokens_after (`int`): sequence length entering and leaving the step.
+    """
+
+    scores: torch.FloatTensor | None = None
+    score_variance: torch.FloatTensor | None = None
+    pruned: torch.BoolTensor | None = None
+    layer_index: int | None = None
+    tokens_before: int | None = None
+    tokens_after: int | None = None
+
+
+@dataclass
+class PPTDeiTModelOutput(BaseModelOutputWithPooling):
+    """`BaseModelOutputWithPooling` plus the token compression state.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, final_tokens, hidden_size)`):
+            Final tokens, `[CLS, (DIST), ...]`; `final_tokens` is 49 for the default DeiT-S schedule.
+        token_sizes (`torch.FloatTensor` of shape `(batch_size, final_tokens)`):
+            How many input tokens each final token stands for (1 where nothing was merged into it).
+        token_sources (`torch.FloatTensor` of shape `(batch_size, final_tokens, initial_tokens)`, *optional*):
+            0/1 map of the input tokens (CLS, DIST, patches in raster order) that each final token covers; input
+            patches covered by no final token were pruned. Only with `config.track_sources`.
+        compression (`tuple(PPTCompressionRecord)`, *optional*):
+            One record per reduction layer, with `output_compression=True`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Embeddings and every layer's output; their lengths shrink after each reduction layer.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Per layer `(batch_size, num_heads, tokens, tokens)` attention probabilities (with the log-size term).
+    """
+
+    token_sizes: torch.FloatTensor | None = None
+    token_sources: torch.FloatTensor | None = None
+    compression: tuple[PPTCompressionRecord, ...] | None = None
+
+
+@dataclass
+class PPTDeiTImageClassifierOutput(ImageClassifierOutput):
+    """`ImageClassifierOutput` plus `cls_logits` / `distillation_logits` (models with a distillation head, whose
+    `logits` are their average) and the compression state of `PPTDeiTModelOutput`."""
+
+    cls_logits: torch.FloatTensor | None = None
+    distillation_logits: torch.FloatTensor | None = None
+    token_sizes: torch.FloatTensor | None = None
+    token_sources: torch.FloatTensor | None = None
+    compression: tuple[PPTCompressionRecord, ...] | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Modules
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class PPTDeiTEmbeddings(DeiTEmbeddings):
+    """DeiT embeddings whose DIST token is optional: without it they are exactly `ViTEmbeddings`."""
+
+    def __init__(self, config: PPTDeiTConfig) -> None:
+        super().__init__(config, use_mask_token=False)
+        self.num_prefix_tokens = config.num_protected_tokens
+        if not config.use_distillation_token:
+            self.distillation_token = None
+            num_positions = self.patch_embeddings.num_patches + 1
+            self.position_embeddings = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
+
+    def interpolate_pos_encoding(self, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Bicubic resize of the patch position embeddings to a `height` x `width` image (as DeiT/ViT/DINO do),
+        for 1 or 2 prefix tokens."""
+        prefix = self.num_prefix_tokens
+        num_patches = embeddings.shape[1] - prefix
+        num_positions = self.position_embeddings.shape[1] - prefix
+        if not torch.jit.is_tracing() and num_patches == num_positions and height == width:
+            return self.position_embeddings
+        prefix_pos_embed = self.position_embeddings[:, :prefix]
+        patch_pos_embed = self.position_embeddings[:, prefix:]
+        dim = embeddings.shape[-1]
+        side = int(num_positions**0.5)
+        patch_pos_embed = patch_pos_embed.reshape(1, side, side, dim).permute(0, 3, 1, 2)
+        patch_pos_embed = nn.functional.interpolate(
+            patch_pos_embed,
+            size=(height // self.patch_size, width // self.patch_size),
+            mode="bicubic",
+            align_corners=False,
+        )
+        patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+        return torch.cat((prefix_pos_embed, patch_pos_embed), dim=1)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        _, _, height, width = pixel_values.shape
+        if not interpolate_pos_encoding and (height, width) != tuple(self.image_size):
+            raise ValueError(
+                f"Input image size ({height}*{width}) doesn't match model ({self.image_size[0]}*{self.image_size[1]})"
+                "; resize the images (the model's image processor does) or pass interpolate_pos_encoding=True."
+            )
+        embeddings = self.patch_embeddings(pixel_values)
+        batch_size = embeddings.shape[0]
+        prefix = [self.cls_token.expand(batch_size, -1, -1)]
+        if self.distillation_token is not None:
+            prefix.append(self.distillation_token.expand(batch_size, -1, -1))
+        embeddings = torch.cat((*prefix, embeddings), dim=1)
+        if interpolate_pos_encoding:
+            embeddings = embeddings + self.interpolate_pos_encoding(embeddings, height, width)
+        else:
+            embeddings = embeddings + self.position_embeddings
+        return self.dropout(embeddings)
+
+
+class PPTAttentionOutput(NamedTuple):
+    output: torch.Tensor  # [B, N, D]
+    probs: torch.Tensor | None  # [B, H, N, N], only when asked for
+    cls_attention: torch.Tensor | None  # [B, H, N], only when asked for
+    key_mean: torch.Tensor | None  # [B, N, head_dim], pooling metric
+    value_norm: torch.Tensor | None  # [B, N]
+
+
+class PPTDeiTAttention(DeiTAttention):
+    """DeiT attention with an optional additive per-key bias (log token sizes) and the statistics PPT scores need.
+
+    Full probabilities are materialised only when `need_probs` (or the config asks for `eager` attention);
+    otherwise the output goes through `scaled_dot_product_attention` and, for the scores, only the CLS query row
+    `softmax(q_cls K^T / sqrt(d) + log s)` is computed: `[B, H, 1, N]` instead of `[B, H, N, N]`.
+    """
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_bias: torch.Tensor | None = None,
+        need_stats: bool = False,
+        need_probs: bool = False,
+    ) -> PPTAttentionOutput:
+        batch_size, num_tokens, _ = hidden_states.shape
+        head_shape = (batch_size, num_tokens, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(head_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(head_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(head_shape).transpose(1, 2)
+        mask = None if key_bias is None else key_bias[:, None, None, :].to(query.dtype)
+        dropout = self.attention_dropout if self.training else 0.0
+
+        probs = cls_attention = None
+        if need_probs or self.config._attn_implementation == "eager":
+            logits = torch.matmul(query, key.transpose(2, 3)) * self.scaling
+            if mask is not None:
+                logits = logits + mask
+            probs = nn.functional.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
+            context = torch.matmul(nn.functional.dropout(probs, p=dropout, training=self.training), value)
+            cls_attention = probs[:, :, 0]
+        else:
+            context = nn.functional.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, dropout_p=dropout, scale=self.scaling
+            )
+            if need_stats:
+                cls_logits = torch.matmul(query[:, :, :1], key.transpose(2, 3)) * self.scaling
+                if mask is not None:
+                    cls_logits = cls_logits + mask
+                cls_attention = nn.functional.softmax(cls_logits, dim=-1, dtype=torch.float32)[:, :, 0]
+                cls_attention = cls_attention.to(query.dtype)
+
+        output = self.o_proj(context.transpose(1, 2).reshape(batch_size, num_tokens, -1))
+        if not need_stats:
+            return PPTAttentionOutput(output, probs, None, None, None)
+        value_norm = value.transpose(1, 2).reshape(batch_size, num_tokens, -1).norm(dim=-1)
+        return PPTAttentionOutput(output, probs, cls_attention, key.mean(dim=1), value_norm)
+
+
+class TokenState(NamedTuple):
+    """What travels with the tokens between layers. `sizes` is None until the first compression (all ones)."""
+
+    sizes: torch.Tensor | None  # [B, N]
+    sources: torch.Tensor | None  # [B, N, N0]
+
+
+class PPTDeiTLayer(DeiTLayer):
+    """`x = x + Attn(LN1(x))`, then (at reduction layers) `x = compress(x)`, then `x = x + MLP(LN2(x))`."""
+
+    def __init__(self, config: PPTDeiTConfig):
+        super().__init__(config)
+        self.config = config
+        self.attention = PPTDeiTAttention(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        tokens: TokenState,
+        tokens_removed: int = 0,
+        need_probs: bool = False,
+    ) -> tuple[torch.Tensor, TokenState, torch.Tensor | None, tuple | None]:
+        config = self.config
+        num_protected = config.num_protected_tokens
+        r = clamp_tokens_removed(tokens_removed, hidden_states.shape[1], num_protected)
+        score_fn = get_score_function(config.score_function) if r > 0 else None
+        use_log_sizes = config.proportional_attention and tokens.sizes is not None
+        attention = self.attention(
+            self.layernorm_before(hidden_states),
+            key_bias=tokens.sizes.log() if use_log_sizes else None,
+            need_stats=r > 0,
+            need_probs=need_probs or (score_fn is not None and score_fn.needs_full_attention),
+        )
+        hidden_states = self.dropout(attention.output) + hidden_states
+
+        step = None
+        if r > 0:
+            scores = compute_scores(
+                config.score_function,
+                ScoreInputs(attention.cls_attention, attention.value_norm, num_protected, attention.probs),
+            )
+            sizes = tokens.sizes
+            if sizes is None:
+                sizes = hidden_states.new_ones(hidden_states.shape[:2])
+            tokens_before = hidden_states.shape[1]
+            result = compress(
+                hidden_states,
+                sizes,
+                scores,
+                attention.key_mean,
+                r,
+                config.prune_threshold,
+                num_protected,
+                tokens.sources,
+            )
+            hidden_states, tokens = result.hidden_states, TokenState(result.sizes, result.sources)
+            step = (scores, result.score_variance, result.pruned, tokens_before, hidden_states.shape[1])
+
+        residual = hidden_states
+        hidden_states = self.dropout(self.mlp(self.layernorm_after(hidden_states))) + residual
+        return hidden_states, tokens, attention.probs if need_probs else None, step
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
+    config_class = PPTDeiTConfig
+    config: PPTDeiTConfig
+    base_model_prefix = "deit"
+    _no_split_modules = ["PPTDeiTEmbeddings", "PPTDeiTLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = False
+    _can_record_outputs = {}  # hidden states and attentions are collected by our own loop, not by hooks
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, PPTDeiTEmbeddings):
+            std = self.config.initializer_range
+            # ViT/DeiT from-scratch init: truncated normal position embeddings and CLS/DIST tokens.
+            for parameter in (module.position_embeddings, module.cls_token, module.distillation_token):
+                if parameter is not None:
+                    init.trunc_normal_(parameter, mean=0.0, std=std)
+            return
+        super()._init_weights(module)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, that also loads stock DeiT and ViT checkpoints as they are on the Hub
+        (old or new key names, `vit.` or `deit.` prefix), with PPT settings as keyword arguments:
+
+            PPTDeiTForImageClassification.from_pretrained("facebook/deit-small-patch16-224", num_labels=100,
+                                                          tokens_removed=50, prune_threshold=7e-5)
+
+        A `num_labels` different from the checkpoint's gives a new, randomly initialised head.
+        """
+        kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
+        if "num_labels" in kwargs or "id2label" in kwargs:
+            kwargs.setdefault("ignore_mismatched_sizes", True)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    def configure_compression(self, **settings) -> None:
+        """Change the PPT settings of a built model in place, validated as the config validates them, e.g.
+        `model.configure_compression(tokens_removed=30, prune_threshold=float("inf"))`."""
+        unknown = sorted(set(settings) - set(PPT_SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown PPT settings {unknown}; known: {list(PPT_SETTINGS)}")
+        structural = {"use_distillation_token", "distillation_head"} & set(settings)
+        if structural:
+            raise ValueError(f"{sorted(structural)} change the weights' layout: load a new model instead")
+        merged = {**self.config.to_dict(), **settings}
+        merged.pop("model_type", None)
+        checked = PPTDeiTConfig(**merged)  # raises ValueError on bad settings
+        for name in settings:
+            setattr(self.config, name, getattr(checked, name))
+
+
+class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
+    """The DeiT/ViT encoder with PPT token compression.
+
+    Input `pixel_values` `(batch_size, num_channels, height, width)`; output `last_hidden_state`
+    `(batch_size, final_tokens, hidden_size)` with `[CLS, (DIST)]` first.
+    """
+
+    def __init__(self, config: PPTDeiTConfig, add_pooling_layer: bool = True):
+        DeiTPreTrainedModel.__init__(self, config)
+        self.config = config
+        self.embeddings = PPTDeiTEmbeddings(config)
+        self.layers = nn.ModuleList([PPTDeiTLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = DeiTPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_compression: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> PPTDeiTModelOutput | tuple:
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            getattr(config, "output_hidden_states", False) if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = getattr(config, "return_dict", True) if return_dict is None else return_dict
+        _check_pixel_values(pixel_values, config)
+        expected_dtype = self.embeddings.patch_embeddings.projection.weight.dtype
+        if pixel_values.dtype != expected_dtype:
+            pixel_values = pixel_values.to(expected_dtype)
+
+        hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
+        batch_size, num_tokens, _ = hidden_states.shape
+        sources = None
+        if config.track_sources:
+            sources = torch.eye(num_tokens, device=hidden_states.device, dtype=hidden_states.dtype)
+            sources = sources.expand(batch_size, num_tokens, num_tokens)
+        tokens = TokenState(None, sources)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        records = []
+        for index, layer in enumerate(self.layers):
+            hidden_states, tokens, probs, step = layer(
+                hidden_states, tokens, config.tokens_removed_at(index), bool(output_attentions)
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (probs,)
+            if step is not None and output_compression:
+                scores, variance, pruned, before, after = step
+                records.append(PPTCompressionRecord(scores, variance, pruned, index, before, after))
+
+        sequence_output = self.layernorm(hidden_states)
+        sizes = tokens.sizes if tokens.sizes is not None else hidden_states.new_ones(hidden_states.shape[:2])
+        output = PPTDeiTModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+            token_sizes=sizes,
+            token_sources=tokens.sources,
+            compression=tuple(records) if output_compression else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class PPTDeiTForImageClassification(PPTDeiTPreTrainedModel, DeiTForImageClassification):
+    """PPT-DeiT with a linear head on the final CLS token (and, with `config.distillation_head`, one on DIST,
+    averaged as `DeiTForImageClassificationWithTeacher` does). `logits`: `(batch_size, num_labels)`."""
+
+    def __init__(self, config: PPTDeiTConfig):
+        DeiTPreTrainedModel.__init__(self, config)
+        self.num_labels = config.num_labels
+        self.deit = PPTDeiTModel(config, add_pooling_layer=False)
+        self.classifier = self._make_head()
+        self.distillation_classifier = self._make_head() if config.distillation_head else None
+        self.post_init()
+
+    def _make_head(self) -> nn.Module:
+        if self.config.num_labels > 0:
+            return nn.Linear(self.config.hidden_size, self.config.num_labels)
+        return nn.Identity()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_compression: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> PPTDeiTImageClassifierOutput | tuple:
+        return_dict = getattr(self.config, "return_dict", True) if return_dict is None else return_dict
+        outputs = self.deit(
+            pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            output_compression=output_compression,
+            return_dict=True,
+        )
+        sequence_output = outputs.last_hidden_state
+        cls_logits = self.classifier(sequence_output[:, 0])
+        distillation_logits = None
+        logits = cls_logits
+        if self.distillation_classifier is not None:
+            distillation_logits = self.distillation_classifier(sequence_output[:, 1])
+            logits = (cls_logits + distillation_logits) / 2
+
+        loss = None
+        if labels is not None:
+            _check_labels(labels, self.config)
+            loss = self.loss_function(labels, logits, self.config)
+        output = PPTDeiTImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cls_logits=cls_logits if distillation_logits is not None else None,
+            distillation_logits=distillation_logits,
+            token_sizes=outputs.token_sizes,
+            token_sources=outputs.token_sources,
+            compression=outputs.compression,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input checks: clear messages before anything reaches torch's kernels
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _check_pixel_values(pixel_values, config: PPTDeiTConfig) -> None:
+    if pixel_values is None:
+        raise ValueError("pixel_values is required: a (batch_size, num_channels, height, width) tensor")
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(
+            f"pixel_values must be a 4-d tensor (batch_size, num_channels, height, width), got {shape}; "
+            "use the model's image processor to turn images into pixel_values"
+        )
+    if pixel_values.shape[1] != config.num_channels:
+        raise ValueError(
+            f"pixel_values has {pixel_values.shape[1]} channels (shape {tuple(pixel_values.shape)}) but the model "
+            f"expects num_channels={config.num_channels}; convert images to RGB (e.g. PIL's image.convert('RGB'))"
+        )
+
+
+def _check_labels(labels: torch.Tensor, config: PPTDeiTConfig) -> None:
+    # A label out of range would surface as a device-side assert deep inside cross-entropy.
+    if labels.dtype in (torch.long, torch.int) and config.num_labels > 1 and labels.numel() > 0:
+        if not torch.compiler.is_compiling():
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= config.num_labels:
+                raise ValueError(f"labels must be in [0, {config.num_labels - 1}], got values in [{low}, {high}]")
+
+
+PPTDeiTModel.register_for_auto_class("AutoModel")
+PPTDeiTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+
+__all__ = [
+    "CHECKPOINT_KEY_MAPPING",
+    "PPTCompressionRecord",
+    "PPTDeiTForImageClassification",
+    "PPTDeiTImageClassifierOutput",
+    "PPTDeiTModel",
+    "PPTDeiTModelOutput",
+    "PPTDeiTPreTrainedModel",
+]

@@ -1,0 +1,294 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Pure tensor functions of token Pruning & Pooling (PPT): score, choose, prune, pool, compress.
+
+Nothing here holds model state; the model wires these in. Shapes use
+
+    B  batch size              N  tokens (protected + non-protected)
+    H  attention heads         P  protected tokens at the front (CLS, and DIST for distilled DeiT)
+    D  hidden size             Np = N - P non-protected tokens
+    r  tokens removed by one compression step
+
+Every function is per sample and free of host-device syncs: no `.item()`, no `nonzero`, no Python loop over
+samples, and output shapes depend only on input shapes and `r`, so `torch.compile(fullgraph=True)` can trace them.
+The algorithm follows `PPT_SPEC.md` (Wu et al., arXiv 2310.01812) and the released PPT/ToMe code where the spec
+defers to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Significance scores
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What an attention layer hands to a score function.
+
+    Attributes:
+        cls_attention: `[B, H, N]` attention probabilities of the CLS query row (after the log-size term).
+        value_norm: `[B, N]` L2 norm of each token's value vector, all heads concatenated.
+        num_protected: number of protected tokens `P` at the front of the sequence.
+        attention_probs: `[B, H, N, N]` full attention probabilities, only when the score function was registered
+            with `needs_full_attention=True` (otherwise `None`, and the layer never materialises them).
+    """
+
+    cls_attention: torch.Tensor
+    value_norm: torch.Tensor
+    num_protected: int
+    attention_probs: torch.Tensor | None = None
+
+
+class ScoreFunction(NamedTuple):
+    fn: Callable[[ScoreInputs], torch.Tensor]
+    needs_full_attention: bool
+
+
+SCORE_FUNCTIONS: dict[str, ScoreFunction] = {}
+
+
+def register_score_function(
+    name: str, fn: Callable[[ScoreInputs], torch.Tensor] | None = None, *, needs_full_attention: bool = False
+):
+    """Register a significance-score function under `name`, so that `PPTDeiTConfig(score_function=name)` uses it.
+
+    `fn(inputs: ScoreInputs) -> Tensor[B, Np]` returns one non-negative value per non-protected token; it does not
+    need to normalise (the model normalises every score to sum to 1 per sample). Set `needs_full_attention=True`
+    if `fn` reads `inputs.attention_probs`; otherwise the layer only computes the CLS row of the attention.
+    Usable as a decorator: `@register_score_function("mine")`.
+    """
+
+    def add(score_fn):
+        if not callable(score_fn):
+            raise TypeError(f"score function {name!r} must be callable, got {type(score_fn).__name__}")
+        SCORE_FUNCTIONS[name] = ScoreFunction(score_fn, needs_full_attention)
+        return score_fn
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"score function name must be a non-empty string, got {name!r}")
+    return add if fn is None else add(fn)
+
+
+def get_score_function(name: str) -> ScoreFunction:
+    try:
+        return SCORE_FUNCTIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown score_function {name!r}; registered: {sorted(SCORE_FUNCTIONS)} "
+            "(add your own with register_score_function)"
+        ) from None
+
+
+def normalize_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Scale `[B, Np]` scores to sum to 1 per sample."""
+    return scores / scores.sum(dim=-1, keepdim=True)
+
+
+@register_score_function("ats")
+def ats_score(inputs: ScoreInputs) -> torch.Tensor:
+    """ATS significance (the paper's and thesis's baseline): `sum_h A[b,h,CLS,t] * ||V_t||`."""
+    p = inputs.num_protected
+    return inputs.cls_attention[:, :, p:].sum(dim=1) * inputs.value_norm[:, p:]
+
+
+@register_score_function("cls_attention")
+def cls_attention_score(inputs: ScoreInputs) -> torch.Tensor:
+    """The thesis's "average": attention *from* CLS to each token, averaged over heads."""
+    return inputs.cls_attention[:, :, inputs.num_protected :].mean(dim=1)
+
+
+ENTROPY_EPS = 1e-12
+
+
+@register_score_function("entropy", needs_full_attention=True)
+def entropy_score(inputs: ScoreInputs) -> torch.Tensor:
+    """The thesis's "diversity": head-averaged entropy of token t's own attention row, times `||V_t||`."""
+    p = inputs.num_protected
+    probs = inputs.attention_probs[:, :, p:, :].float()
+    row_entropy = -(probs * torch.log(probs + ENTROPY_EPS)).sum(dim=-1)  # [B, H, Np]
+    return (row_entropy.mean(dim=1) * inputs.value_norm[:, p:].float()).to(inputs.value_norm.dtype)
+
+
+def compute_scores(name: str, inputs: ScoreInputs) -> torch.Tensor:
+    """Score the non-protected tokens with the registered function `name`, normalised: `[B, Np]`."""
+    return normalize_scores(get_score_function(name).fn(inputs))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Policy
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def clamp_tokens_removed(r: int, num_tokens: int, num_protected: int) -> int:
+    """The spec's clamp: at most half of the non-protected tokens can go in one step."""
+    return max(0, min(int(r), (num_tokens - num_protected) // 2))
+
+
+def choose_pruning(scores: torch.Tensor, prune_threshold: float) -> torch.Tensor:
+    """Per-sample policy: `True` = prune (score variance >= tau), `False` = pool. Returns `(prune [B], var [B])`."""
+    variance = torch.var(scores.float(), dim=-1)  # unbiased, as torch.var's default and the authors' code
+    return variance >= prune_threshold, variance
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pruning (top-k by score)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def prune_keep_indices(scores: torch.Tensor, r: int, num_protected: int) -> torch.Tensor:
+    """Indices `[B, N - r]` of the tokens that survive pruning: the protected ones first, then the `Np - r`
+    highest-scoring tokens in descending score order (as the authors' code keeps them)."""
+    batch, num_scored = scores.shape
+    order = torch.sort(scores, dim=-1, descending=True).indices[:, : num_scored - r] + num_protected
+    protected = torch.arange(num_protected, device=scores.device).expand(batch, num_protected)
+    return torch.cat([protected, order], dim=1)
+
+
+def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`x[b, index[b]]` for `x` of shape `[B, N]` or `[B, N, ...]`."""
+    if x.dim() == 2:
+        return x.gather(1, index)
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pooling (ToMe bipartite soft matching, size-weighted)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class MergePlan(NamedTuple):
+    """Which tokens of set A (even positions) merge into which tokens of set B (odd positions).
+
+    unmerged_a: `[B, |A| - r]` positions in A of the A-tokens that stay, ascending (original order).
+    merged_a:   `[B, r]` positions in A of the A-tokens that are merged away.
+    destination_b: `[B, r]` position in B that each merged A-token joins.
+    num_protected: protected tokens P (CLS in A at position 0; DIST, if any, in B at position 0).
+    """
+
+    unmerged_a: torch.Tensor
+    merged_a: torch.Tensor
+    destination_b: torch.Tensor
+    num_protected: int
+
+
+def bipartite_soft_matching(metric: torch.Tensor, r: int, num_protected: int) -> MergePlan:
+    """Plan the `r` merges of ToMe's bipartite soft matching on `metric` `[B, N, C]` (cosine similarity).
+
+    CLS (index 0, in A) may not be a source; DIST (index 1, in B) may not be a destination.
+    """
+    # The plan is a set of indices: no gradient flows through it, so build it without an autograd graph.
+    with torch.no_grad():
+        metric = metric / metric.norm(dim=-1, keepdim=True)
+        a, b = metric[:, ::2], metric[:, 1::2]
+        similarity = a @ b.transpose(-1, -2)  # [B, |A|, |B|]
+        protected_in_a, protected_in_b = (num_protected + 1) // 2, num_protected // 2
+        if protected_in_a:
+            similarity[:, :protected_in_a, :] = -math.inf
+        if protected_in_b:
+            similarity[:, :, :protected_in_b] = -math.inf
+        best_similarity, best_b = similarity.max(dim=-1)  # [B, |A|]
+        edge_order = best_similarity.argsort(dim=-1, descending=True)
+        merged_a = edge_order[:, :r]
+        unmerged_a = edge_order[:, r:].sort(dim=-1).values
+        destination_b = best_b.gather(1, merged_a)
+    return MergePlan(unmerged_a, merged_a, destination_b, num_protected)
+
+
+def merge_tokens(x: torch.Tensor, plan: MergePlan, reduce: str = "sum") -> torch.Tensor:
+    """Apply a merge plan to `x` `[B, N, C]` -> `[B, N - r, C]`, reducing merged rows with `reduce`.
+
+    Output order: `[CLS, (DIST), unmerged A-tokens in original order, B-tokens]`.
+    """
+    a, b = x[:, ::2], x[:, 1::2]
+    unmerged = gather_tokens(a, plan.unmerged_a)
+    sources = gather_tokens(a, plan.merged_a)
+    index = plan.destination_b.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    b = b.scatter_reduce(1, index, sources, reduce=reduce)
+    protected_in_a, protected_in_b = (plan.num_protected + 1) // 2, plan.num_protected // 2
+    return torch.cat(
+        [unmerged[:, :protected_in_a], b[:, :protected_in_b], unmerged[:, protected_in_a:], b[:, protected_in_b:]],
+        dim=1,
+    )
+
+
+def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Size-weighted merge: `x_B <- (s_B x_B + sum s_a x_a) / (s_B + sum s_a)`, `s_B <- s_B + sum s_a`.
+
+    x: `[B, N, D]`, sizes: `[B, N]`. Returns `([B, N - r, D], [B, N - r])`.
+    """
+    merged = merge_tokens(torch.cat([x * sizes.unsqueeze(-1), sizes.unsqueeze(-1)], dim=-1), plan, reduce="sum")
+    new_sizes = merged[..., -1]
+    return merged[..., :-1] / new_sizes.unsqueeze(-1), new_sizes
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One compression step
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class CompressionResult(NamedTuple):
+    hidden_states: torch.Tensor  # [B, N - r, D]
+    sizes: torch.Tensor  # [B, N - r]
+    sources: torch.Tensor | None  # [B, N - r, N0] or None
+    pruned: torch.Tensor  # [B] bool, True where the sample was pruned
+    score_variance: torch.Tensor  # [B]
+
+
+def compress(
+    hidden_states: torch.Tensor,
+    sizes: torch.Tensor,
+    scores: torch.Tensor,
+    metric: torch.Tensor,
+    r: int,
+    prune_threshold: float,
+    num_protected: int,
+    sources: torch.Tensor | None = None,
+) -> CompressionResult:
+    """Remove `r` tokens from every sample, pruning the samples whose score variance is >= `prune_threshold` and
+    pooling the others, with the batch kept rectangular.
+
+    Args:
+        hidden_states: `[B, N, D]` tokens after the attention residual.
+        sizes: `[B, N]` how many original patches each token stands for.
+        scores: `[B, N - P]` normalised significance of the non-protected tokens.
+        metric: `[B, N, C]` pooling metric (this layer's keys averaged over heads).
+        r: tokens to remove (already clamped).
+        prune_threshold: tau; `0` always prunes, `inf` always pools (both skip the other branch entirely).
+        num_protected: P.
+        sources: optional `[B, N, N0]` 0/1 map of which original tokens each token covers.
+    """
+    pruned, variance = choose_pruning(scores, prune_threshold)
+    if r == 0:
+        return CompressionResult(hidden_states, sizes, sources, pruned, variance)
+
+    # tau = 0 and tau = inf are static choices: skip the branch no sample can take instead of computing and
+    # discarding it. Otherwise both branches run on the whole batch and torch.where picks per sample, which costs
+    # two cheap gathers but needs no host sync and keeps every shape static.
+    run_prune = prune_threshold != math.inf
+    run_pool = prune_threshold > 0
+
+    if run_prune:
+        keep = prune_keep_indices(scores, r, num_protected)
+        pruned_x, pruned_sizes = gather_tokens(hidden_states, keep), gather_tokens(sizes, keep)
+        pruned_sources = gather_tokens(sources, keep) if sources is not None else None
+    if run_pool:
+        plan = bipartite_soft_matching(metric, r, num_protected)
+        pooled_x, pooled_sizes = merge_weighted_average(hidden_states, sizes, plan)
+        pooled_sources = merge_tokens(sources, plan, reduce="amax") if sources is not None else None
+    if not run_pool:
+        return CompressionResult(pruned_x, pruned_sizes, pruned_sources, pruned, variance)
+    if not run_prune:
+        return CompressionResult(pooled_x, pooled_sizes, pooled_sources, pruned, variance)
+
+    choose = pruned.view(-1, 1)
+    x = torch.where(choose.unsqueeze(-1), pruned_x, pooled_x)
+    new_sizes = torch.where(choose, pruned_sizes, pooled_sizes)
+    new_sources = None if sources is None else torch.where(choose.unsqueeze(-1), pruned_sources, pooled_sources)
+    return CompressionResult(x, new_sizes, new_sources, pruned, variance)
