@@ -338,6 +338,20 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
             kwargs.setdefault("ignore_mismatched_sizes", True)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained` (safetensors, with the remote-code files), with `auto_map` naming all
+        three Auto classes whichever class saved it, so `AutoModel` and `AutoModelForImageClassification` both
+        load the folder with `trust_remote_code=True`."""
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        for auto_class, cls in (
+            ("AutoConfig", PPTDeiTConfig),
+            ("AutoModel", PPTDeiTModel),
+            ("AutoModelForImageClassification", PPTDeiTForImageClassification),
+        ):
+            auto_map[auto_class] = f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def configure_compression(self, **settings) -> None:
         """Change the PPT settings of a built model in place, validated as the config validates them, e.g.
         `model.configure_compression(tokens_removed=30, prune_threshold=float("inf"))`."""
