@@ -1,0 +1,1 @@
+"""Measurement of PPT-DeiT: parameters, MACs/FLOPs, throughput, memory, accuracy, sweeps and plots."""

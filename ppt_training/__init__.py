@@ -1,0 +1,1 @@
+"""Training support for train.py: datasets, transforms, metrics, the offline digits preset."""
