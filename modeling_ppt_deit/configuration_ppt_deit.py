@@ -4,12 +4,30 @@
 from __future__ import annotations
 
 import math
+import re
 
+import transformers
 from huggingface_hub.dataclasses import strict
 from transformers import DeiTConfig
 
 from .token_ops import SCORE_FUNCTIONS, clamp_tokens_removed, get_score_function
 
+
+# The DeiT internals we subclass (`q_proj`..., `DeiTModel.layers`, strict configs) are those of transformers 5.9+.
+SUPPORTED_TRANSFORMERS = ((5, 9), (6, 0))
+
+
+def _check_transformers_version(version: str = transformers.__version__) -> None:
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    low, high = SUPPORTED_TRANSFORMERS
+    if not low <= found < high:
+        raise ImportError(
+            f"PPT-DeiT needs transformers>={low[0]}.{low[1]},<{high[0]}.{high[1]} (it subclasses DeiT's internals, "
+            f"which changed in 5.9); found transformers {version}. Run: pip install 'transformers>=5.9,<6'"
+        )
+
+
+_check_transformers_version()
 
 # Stock model types whose checkpoints load directly into PPT-DeiT (see `PPTDeiTConfig.from_dict`).
 COMPATIBLE_MODEL_TYPES = ("vit", "deit")
