@@ -173,21 +173,33 @@ class PPTDeiTConfig(DeiTConfig):
     # ---- loading stock checkpoints --------------------------------------------------------------------------
 
     @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        # Adopt stock configs here, before `from_pretrained` compares model types and warns about a mismatch.
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        return _adopt_stock_config(config_dict), kwargs
+
+    @classmethod
     def from_dict(cls, config_dict, **kwargs):
         """Also accepts the config of a stock `vit` or `deit` checkpoint: a `deit` one has a DIST token (and a
         distillation head when saved as `DeiTForImageClassificationWithTeacher`), a `vit` one has neither."""
-        config_dict = dict(config_dict)
+        config_dict = _adopt_stock_config(config_dict)
         # from_dict would setattr these after construction, skipping validation: hand them to the constructor.
         for name in PPT_SETTINGS:
             if name in kwargs:
                 config_dict[name] = kwargs.pop(name)
-        source_type = config_dict.get("model_type")
-        if source_type in COMPATIBLE_MODEL_TYPES:
-            del config_dict["model_type"]  # the instance must not shadow the class's "ppt_deit"
-            architectures = config_dict.get("architectures") or []
-            config_dict.setdefault("use_distillation_token", source_type == "deit")
-            config_dict.setdefault("distillation_head", any("WithTeacher" in name for name in architectures))
         return super().from_dict(config_dict, **kwargs)
+
+
+def _adopt_stock_config(config_dict: dict) -> dict:
+    """A copy of `config_dict` in which a stock `vit`/`deit` config becomes a PPT-DeiT one."""
+    config_dict = dict(config_dict)
+    source_type = config_dict.get("model_type")
+    if source_type in COMPATIBLE_MODEL_TYPES:
+        del config_dict["model_type"]  # the instance must not shadow the class's "ppt_deit"
+        architectures = config_dict.get("architectures") or []
+        config_dict.setdefault("use_distillation_token", source_type == "deit")
+        config_dict.setdefault("distillation_head", any("WithTeacher" in name for name in architectures))
+    return config_dict
 
 
 PPTDeiTConfig.register_for_auto_class()
