@@ -106,7 +106,7 @@ class PPTDeiTConfig(DeiTConfig):
         if len(set(layers)) != len(layers):
             raise ValueError(f"reduction_layers={layers} lists a layer twice")
         per_layer = self.tokens_removed
-        if isinstance(per_layer, list) and len(per_layer) != len(layers):
+        if layers and isinstance(per_layer, list) and len(per_layer) != len(layers):
             raise ValueError(
                 f"tokens_removed={per_layer} has {len(per_layer)} entries but reduction_layers={layers} has "
                 f"{len(layers)}: give one int for all layers or one per reduction layer"
