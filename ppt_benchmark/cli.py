@@ -1,0 +1,210 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Command line: `python benchmark.py [run|sweep|score-table|policy-stats|calibrate] ...` (run is the default)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+COMMANDS = ("run", "sweep", "score-table", "policy-stats", "calibrate")
+
+
+def _threshold(text: str) -> float:
+    value = float(text)
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"prune threshold {text!r} must be >= 0 or inf")
+    return value
+
+
+def _layer_set(text: str) -> list[int]:
+    """'3,6,9' -> [3, 6, 9]; 'none' or '' -> [] (no compression)."""
+    if text.strip().lower() in ("", "none", "[]"):
+        return []
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"reduction layer set {text!r} must be comma-separated ints, e.g. 3,6,9") from None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True) -> None:
+    from .models import ARCHITECTURES
+
+    source = parser.add_argument_group("model")
+    source.add_argument("--arch", choices=sorted(ARCHITECTURES), help="named DeiT size with random weights (cost/speed only)")
+    source.add_argument("--checkpoint", help="model dir (save_pretrained / train.py output) or Hub repo id (ours or stock DeiT/ViT)")
+    source.add_argument("--image_size", type=int, help="with --arch: 224 (default) or 384, ...")
+    source.add_argument("--num_labels", type=int, help="classes (default: 1000 for --arch, the checkpoint's otherwise)")
+    if ppt:
+        group = parser.add_argument_group("PPT settings (default: the checkpoint's, or r=50 at 3 6 9, tau=7e-5, ats)")
+        group.add_argument("--reduction_layers", type=int, nargs="*", help="0-based layers that compress")
+        group.add_argument("--tokens_removed", type=int, nargs="+", help="r: one int, or one per reduction layer")
+        group.add_argument("--prune_threshold", type=_threshold, help="tau; 0 = always prune, inf = always pool")
+        group.add_argument("--score_function", help="ats | cls_attention | entropy | a registered name")
+    machine = parser.add_argument_group("machine")
+    machine.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    machine.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    machine.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--output_dir", help="write JSON / CSV / markdown (and PNG) results here")
+    parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+
+
+def _tokens_removed(values):
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else list(values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="Measure PPT-DeiT: cost, speed, memory, accuracy, sweeps, score-function table, policy statistics.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="baseline vs PPT vs stock transformers, one run (default command)")
+    add_model_arguments(run)
+    run.add_argument("--mode", default="inference", choices=["inference", "train"], help="forward only, or training steps")
+    run.add_argument("--batch_size", type=int, default=32)
+    run.add_argument("--warmup", type=int, default=2, help="untimed calls per model")
+    run.add_argument("--rounds", type=int, default=5, help="timed rounds (interleaved across models)")
+    run.add_argument("--iterations", type=int, default=1, help="calls per timed measurement")
+    run.add_argument("--latency_rounds", type=int, default=5)
+    run.add_argument("--latency_iterations", type=int, default=3)
+    run.add_argument("--no_stock", action="store_true", help="skip the stock ViTForImageClassification (sdpa) comparator")
+    run.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    run.add_argument("--cost_only", action="store_true", help="parameters, MACs and the flop-counter check only")
+    run.add_argument("--no_memory", action="store_true")
+    run.add_argument("--no_flop_check", action="store_true")
+    run.add_argument("--dataset", help="dataset dir (save_to_disk, or train.py's output dir): adds top-1/top-5")
+    run.add_argument("--split")
+    run.add_argument("--max_eval_samples", type=int)
+    run.add_argument("--eval_batch_size", type=int, default=64)
+    run.add_argument("--seed", type=int, default=0)
+
+    sweep = sub.add_parser("sweep", help="sweep r, tau, reduction layers, score function; table + Pareto plots")
+    add_model_arguments(sweep, ppt=False)
+    sweep.add_argument("--tokens_removed_values", type=int, nargs="+", default=[50])
+    sweep.add_argument("--prune_threshold_values", type=_threshold, nargs="+", default=[7e-5])
+    sweep.add_argument("--reduction_layer_sets", type=_layer_set, nargs="+", default=[[3, 6, 9]],
+                       help="sets like 3,6,9 2,5,8")
+    sweep.add_argument("--score_functions", nargs="+", default=["ats"])
+    sweep.add_argument("--no_reference_policies", action="store_true",
+                       help="do not add ToMe-style pooling only (tau=inf) and top-k pruning only (tau=0)")
+    sweep.add_argument("--dataset")
+    sweep.add_argument("--split")
+    sweep.add_argument("--max_eval_samples", type=int)
+    sweep.add_argument("--eval_batch_size", type=int, default=64)
+    sweep.add_argument("--no_speed", action="store_true", help="skip throughput (cost and accuracy only)")
+    sweep.add_argument("--batch_size", type=int, default=32)
+    sweep.add_argument("--warmup", type=int, default=1)
+    sweep.add_argument("--rounds", type=int, default=3)
+
+    table = sub.add_parser("score-table", help="the thesis's score-function table at equal MACs")
+    add_model_arguments(table)
+    table.add_argument("--dataset", required=True)
+    table.add_argument("--split")
+    table.add_argument("--train_split", default="train")
+    table.add_argument("--max_eval_samples", type=int)
+    table.add_argument("--eval_batch_size", type=int, default=64)
+    table.add_argument("--score_functions", nargs="+", default=["ats", "cls_attention", "entropy"])
+    table.add_argument("--finetune_steps", type=int, default=0, help="compression-aware fine-tuning steps per score function (0: off-the-shelf only)")
+    table.add_argument("--finetune_batch_size", type=int, default=32)
+    table.add_argument("--finetune_learning_rate", type=float, default=5e-5)
+    table.add_argument("--seed", type=int, default=0)
+
+    for name, help_text in (("policy-stats", "per-layer score variance and prune/pool fractions"),
+                            ("calibrate", "pick tau for a target fraction of pruned samples")):
+        stats = sub.add_parser(name, help=help_text)
+        add_model_arguments(stats)
+        stats.add_argument("--dataset", help="calibration images (default: random noise, only for smoke tests)")
+        stats.add_argument("--split")
+        stats.add_argument("--num_samples", type=int, default=64)
+        stats.add_argument("--batch_size", type=int, default=32)
+        if name == "calibrate":
+            stats.add_argument("--target_prune_fraction", type=float, default=0.5,
+                               help="fraction of (sample, reduction layer) decisions that should prune")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["run"] + argv
+    return build_parser().parse_args(argv)
+
+
+def _ppt_settings(args) -> dict:
+    settings = {
+        "reduction_layers": getattr(args, "reduction_layers", None),
+        "tokens_removed": _tokens_removed(getattr(args, "tokens_removed", None)),
+        "prune_threshold": getattr(args, "prune_threshold", None),
+        "score_function": getattr(args, "score_function", None),
+    }
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def _check_output_dir(path: str | None) -> None:
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output_dir {path!r} exists and is not a directory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _check_output_dir(args.output_dir)
+    if args.command == "run":
+        return _main_run(args)
+    if args.command == "sweep":
+        from .sweep import main_sweep
+
+        return main_sweep(args)
+    if args.command == "score-table":
+        from .score_table import main_score_table
+
+        return main_score_table(args)
+    from .calibrate import main_calibrate, main_policy_stats
+
+    return main_policy_stats(args) if args.command == "policy-stats" else main_calibrate(args)
+
+
+def _main_run(args) -> int:
+    from .runner import BenchmarkOptions, format_report, run_benchmark, save_report
+
+    options = BenchmarkOptions(
+        arch=args.arch,
+        checkpoint=args.checkpoint,
+        image_size=args.image_size,
+        num_labels=args.num_labels,
+        **_ppt_settings(args),
+        mode=args.mode,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        device=args.device,
+        threads=args.threads,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        iterations=args.iterations,
+        latency_rounds=args.latency_rounds,
+        latency_iterations=args.latency_iterations,
+        stock=not args.no_stock,
+        compile=args.compile,
+        speed=not args.cost_only,
+        memory=not (args.cost_only or args.no_memory),
+        flop_check=not args.no_flop_check,
+        dataset=args.dataset,
+        split=args.split,
+        max_eval_samples=args.max_eval_samples,
+        eval_batch_size=args.eval_batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    report = run_benchmark(options)
+    print(format_report(report))
+    if args.output_dir:
+        paths = save_report(report, args.output_dir, prefix=f"benchmark_{args.mode}")
+        print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
+__all__ = ["build_parser", "main", "parse_args"]

@@ -1,0 +1,125 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Models to measure: a PPT-DeiT from a checkpoint or a named architecture, and the stock `transformers` comparator
+(ViT / DeiT with SDPA attention) holding the same weights."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
+
+
+@dataclass(frozen=True)
+class Architecture:
+    hidden_size: int
+    num_attention_heads: int
+    num_hidden_layers: int = 12
+    patch_size: int = 16
+
+    @property
+    def intermediate_size(self) -> int:
+        return 4 * self.hidden_size
+
+
+# The DeiT family (Touvron et al. 2021): all 12 layers, patch 16, MLP 4x.
+ARCHITECTURES = {
+    "deit-tiny": Architecture(192, 3),
+    "deit-small": Architecture(384, 6),
+    "deit-base": Architecture(768, 12),
+}
+
+PPT_DEFAULTS = {"reduction_layers": [3, 6, 9], "tokens_removed": 50, "prune_threshold": 7e-5, "score_function": "ats"}
+
+
+def build_model(
+    arch: str | None = None,
+    checkpoint: str | None = None,
+    image_size: int = 224,
+    num_labels: int = 1000,
+    seed: int = 0,
+    **ppt_settings,
+) -> PPTDeiTForImageClassification:
+    """A PPT-DeiT classifier in eval mode: loaded from `checkpoint` (local dir or Hub repo, ours or stock ViT/DeiT),
+    or a named `arch` with random weights (fine for cost and speed; accuracy needs trained weights).
+
+    `ppt_settings` (reduction_layers, tokens_removed, prune_threshold, score_function) are applied on top.
+    """
+    if (arch is None) == (checkpoint is None):
+        raise ValueError("give exactly one of arch (one of %s) or checkpoint (a model dir or Hub repo id)" % sorted(ARCHITECTURES))
+    settings = {k: v for k, v in ppt_settings.items() if v is not None}
+    if checkpoint is not None:
+        model = PPTDeiTForImageClassification.from_pretrained(checkpoint, **settings)
+    else:
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+        spec = ARCHITECTURES[arch]
+        torch.manual_seed(seed)
+        config = PPTDeiTConfig(
+            hidden_size=spec.hidden_size,
+            num_hidden_layers=spec.num_hidden_layers,
+            num_attention_heads=spec.num_attention_heads,
+            intermediate_size=spec.intermediate_size,
+            image_size=image_size,
+            patch_size=spec.patch_size,
+            num_labels=num_labels,
+            **{**PPT_DEFAULTS, **settings},
+        )
+        model = PPTDeiTForImageClassification(config)
+    return model.eval()
+
+
+def checkpoint_exists(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
+
+
+def build_stock_model(model: PPTDeiTForImageClassification, attn_implementation: str = "sdpa") -> torch.nn.Module:
+    """The stock `transformers` model with the same weights: `ViTForImageClassification` for the non-distilled DeiTs
+    (no DIST token), `DeiTForImageClassification(WithTeacher)` for distilled ones. Eval mode, same dtype/device.
+
+    Raises `RuntimeError` if any weight fails to transfer (so a comparison never runs on half-random weights).
+    """
+    from transformers import (
+        DeiTConfig,
+        DeiTForImageClassification,
+        DeiTForImageClassificationWithTeacher,
+        ViTConfig,
+        ViTForImageClassification,
+    )
+
+    config = model.config
+    common = dict(
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        hidden_act=config.hidden_act,
+        layer_norm_eps=config.layer_norm_eps,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        num_channels=config.num_channels,
+        qkv_bias=config.qkv_bias,
+        num_labels=config.num_labels,
+        attn_implementation=attn_implementation,
+    )
+    state = model.state_dict()
+    if not config.use_distillation_token:
+        stock = ViTForImageClassification(ViTConfig(**common))
+        state = {("vit." + k[len("deit."):] if k.startswith("deit.") else k): v for k, v in state.items()}
+    elif config.distillation_head:
+        stock = DeiTForImageClassificationWithTeacher(DeiTConfig(**common))
+        state = {("cls_classifier." + k[len("classifier."):] if k.startswith("classifier.") else k): v for k, v in state.items()}
+    else:
+        stock = DeiTForImageClassification(DeiTConfig(**common))
+    result = stock.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys]
+    unexpected = [k for k in result.unexpected_keys if "pooler" not in k]
+    if missing or unexpected:
+        raise RuntimeError(f"stock comparator: weights did not transfer (missing {missing}, unexpected {unexpected})")
+    param = next(model.parameters())
+    return stock.to(device=param.device, dtype=param.dtype).eval()
+
+
+__all__ = ["ARCHITECTURES", "PPT_DEFAULTS", "build_model", "build_stock_model"]

@@ -1,0 +1,232 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Wall-clock measurements: interleaved throughput, batch-1 latency, peak memory, training-step throughput.
+
+Timings of the models being compared are *interleaved* (A B C A B C ...): each round times every model once, so
+slow drift of the machine (thermal throttling, other processes, frequency scaling) affects all of them alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TimingStats:
+    """Throughput of one model over the timed rounds (each round: `iterations` calls on a batch of `batch_size`)."""
+
+    batch_size: int
+    iterations: int
+    images_per_second: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.images_per_second)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.images_per_second)
+
+    @property
+    def maximum(self) -> float:
+        return max(self.images_per_second)
+
+    @property
+    def iqr(self) -> tuple[float, float]:
+        """25th and 75th percentile (inclusive method; equals min/max for fewer than 3 rounds)."""
+        values = sorted(self.images_per_second)
+        if len(values) < 3:
+            return values[0], values[-1]
+        quartiles = statistics.quantiles(values, n=4, method="inclusive")
+        return quartiles[0], quartiles[2]
+
+    @property
+    def median_latency_ms(self) -> float:
+        """Median time of one call (one batch), in milliseconds."""
+        return 1000.0 * self.batch_size / self.median
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        q1, q3 = self.iqr
+        data.update(
+            median=self.median, min=self.minimum, max=self.maximum, q1=q1, q3=q3, median_latency_ms=self.median_latency_ms
+        )
+        return data
+
+
+def synchronize(device: torch.device | str) -> None:
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(
+    steps: dict[str, Callable[[], object]],
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    warmup: int = 2,
+    rounds: int = 5,
+    iterations: int = 1,
+    progress: bool = True,
+    description: str = "timing",
+) -> dict[str, TimingStats]:
+    """Time several zero-argument callables (each processes one batch of `batch_size` images), interleaved.
+
+    Args:
+        steps: name -> callable running one batch (a forward, or a training step).
+        batch_size: images per call, to turn seconds into images/s.
+        warmup: untimed calls per model first (allocator warm-up, oneDNN / cuDNN autotuning, torch.compile).
+        rounds: timed rounds; in each round every model runs `iterations` calls, in turn.
+        iterations: calls per timed measurement.
+
+    Returns:
+        name -> `TimingStats` (images/s of every round).
+    """
+    if rounds < 1 or iterations < 1 or warmup < 0:
+        raise ValueError(f"need rounds >= 1, iterations >= 1, warmup >= 0; got {rounds}, {iterations}, {warmup}")
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    synchronize(device)
+    results = {name: TimingStats(batch_size, iterations) for name in steps}
+    for _ in tqdm(range(rounds), desc=description, disable=not progress, leave=False):
+        for name, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(iterations):
+                step()
+            synchronize(device)
+            elapsed = time.perf_counter() - start
+            results[name].images_per_second.append(batch_size * iterations / elapsed)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class TensorMemoryTracker(TorchDispatchMode):
+    """Peak bytes of tensor storages created inside the context and still alive, via the dispatcher.
+
+    Every op output's storage is counted when it first appears and uncounted when it is freed (weakref on the
+    storage). This is the CPU analogue of CUDA's `max_memory_allocated() - memory_allocated()` at entry: activations,
+    saved tensors, gradients and optimizer state created inside; not the scratch buffers kernels allocate
+    internally, nor allocator caching / fragmentation (so it is a lower bound on the process's RSS growth).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self._seen: set[int] = set()
+        self._refs: list = []
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self._seen.discard(key)
+        self.current -= nbytes
+
+    def _track(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key in self._seen or storage.nbytes() == 0:
+            return
+        nbytes = storage.nbytes()
+        try:
+            self._refs.append(weakref.ref(storage, lambda _, key=key, n=nbytes: self._release(key, n)))
+        except TypeError:  # storage not weak-referenceable: count it as live until the end (conservative)
+            pass
+        self._seen.add(key)
+        self.current += nbytes
+        self.peak = max(self.peak, self.current)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for item in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(item, torch.Tensor) and item.device.type != "meta":
+                self._track(item)
+        return out
+
+
+@dataclass
+class MemoryMeasurement:
+    peak_bytes: int
+    method: str
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_bytes / 2**20
+
+
+CPU_MEMORY_METHOD = (
+    "peak bytes of tensor storages allocated during one call (TorchDispatchMode storage accounting; excludes "
+    "kernel scratch buffers and allocator caching)"
+)
+CUDA_MEMORY_METHOD = "torch.cuda.max_memory_allocated() during one call, minus memory allocated before it"
+
+
+def peak_memory(step: Callable[[], object], device: torch.device | str = "cpu") -> MemoryMeasurement:
+    """Peak extra memory of one call of `step` (run once beforehand so lazy state, e.g. optimizer buffers, exists)."""
+    device = torch.device(device)
+    step()
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        synchronize(device)
+        return MemoryMeasurement(torch.cuda.max_memory_allocated(device) - before, CUDA_MEMORY_METHOD)
+    tracker = TensorMemoryTracker()
+    with tracker:
+        step()
+    return MemoryMeasurement(tracker.peak, CPU_MEMORY_METHOD)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def inference_step(model: torch.nn.Module, pixel_values: torch.Tensor) -> Callable[[], object]:
+    """One forward pass without autograd."""
+
+    def step():
+        with torch.inference_mode():
+            return model(pixel_values).logits
+
+    return step
+
+
+def training_step(
+    model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, learning_rate: float = 1e-5
+) -> Callable[[], object]:
+    """One optimisation step: forward with labels, backward, AdamW step, zero_grad. Puts `model` in train mode."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+
+    def step():
+        loss = model(pixel_values=pixel_values, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+__all__ = [
+    "MemoryMeasurement",
+    "TensorMemoryTracker",
+    "TimingStats",
+    "inference_step",
+    "peak_memory",
+    "time_interleaved",
+    "training_step",
+]
