@@ -1,0 +1,400 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""The Hub model card of an exported PPT-DeiT model: measured results in, `huggingface_hub.ModelCard` out.
+
+Numbers in the card come only from result files of real runs (the training run's `all_results.json` /
+`eval_results.json`, the benchmark's JSON). A value that no file provides is printed as "not measured"; nothing is
+estimated or filled in. The model's own parameter count and token schedule are read from the model itself.
+
+Results: keys read (after `normalize_results`)
+----------------------------------------------
+Each key may be given under one of its aliases (left: the name used in the card; right: accepted aliases). The same
+keys prefixed with `baseline_` (e.g. `baseline_accuracy`, `baseline_eval_accuracy`) describe the uncompressed
+baseline. A file may instead hold `{"ppt": {...}, "baseline": {...}}` (or `"compressed"` for `"ppt"`): the keys of
+`"baseline"` get the `baseline_` prefix.
+
+    accuracy              top-1 accuracy, fraction in [0, 1] or percent  accuracy, eval_accuracy, top1, top1_accuracy,
+                                                                       eval_top1_accuracy, test_accuracy
+    top5_accuracy         top-5 accuracy, same convention              top5_accuracy, eval_top5_accuracy, top5,
+                                                                       eval_top5, accuracy_top5
+    eval_loss             evaluation loss                              eval_loss
+    eval_samples          number of evaluated images                   eval_samples, num_eval_samples
+    params                parameter count                              params, num_parameters, num_params, parameters
+    macs                  multiply-accumulates per image (count)       macs; gmacs (x 1e9)
+    throughput            images per second                            throughput, images_per_second,
+                                                                       throughput_images_per_second
+    throughput_batch_size batch size of the throughput measurement     throughput_batch_size, batch_size
+    hardware              device the throughput was measured on (str)  hardware, device_name, device
+    epoch                 epochs trained (Trainer's all_results.json)  epoch
+
+Other keys are kept in `results.json` under "raw" and otherwise ignored.
+
+training_info: keys read (all optional; missing ones print as "not recorded")
+------------------------------------------------------------------------------
+    dataset          Hub dataset id (card metadata `datasets`, model-index dataset type), e.g. "imagenet-1k"
+    dataset_name     readable dataset name (default: `dataset`)
+    dataset_config   dataset configuration name
+    eval_split       split the accuracy was measured on (default "validation")
+    base_model       Hub id of the checkpoint that was fine-tuned (card metadata `base_model`)
+    repo_id          target Hub repo "user/name" (usage code; a placeholder otherwise)
+    model_name       title of the card (default: the repo name)
+    epochs, learning_rate, batch_size, optimizer, weight_decay, seed, recipe (free text), training_hardware,
+    training_time    printed in the training table
+    license          default "apache-2.0"
+    tags             extra tags
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+
+TEMPLATE_PATH = Path(__file__).with_name("template.md")
+NOT_MEASURED = "not measured"
+NOT_RECORDED = "not recorded"
+UNPINNED_REVISION = "main"
+EXAMPLE_IMAGE_URL = "http://images.cocodataset.org/val2017/000000039769.jpg"
+# The images the Hub's default image-classification widget uses.
+WIDGET_EXAMPLES = [
+    {"src": "https://huggingface.co/datasets/mishig/sample_images/resolve/main/tiger.jpg", "example_title": "Tiger"},
+    {"src": "https://huggingface.co/datasets/mishig/sample_images/resolve/main/teapot.jpg", "example_title": "Teapot"},
+    {"src": "https://huggingface.co/datasets/mishig/sample_images/resolve/main/palace.jpg", "example_title": "Palace"},
+]
+BASE_TAGS = ["vision", "image-classification", "token-pruning", "token-merging", "ppt", "deit"]
+
+# card name -> accepted names in result files (first match wins, in this order)
+RESULT_ALIASES: dict[str, tuple[str, ...]] = {
+    "accuracy": ("accuracy", "eval_accuracy", "top1", "top1_accuracy", "eval_top1_accuracy", "test_accuracy"),
+    "top5_accuracy": ("top5_accuracy", "eval_top5_accuracy", "top5", "eval_top5", "accuracy_top5"),
+    "eval_loss": ("eval_loss",),
+    "eval_samples": ("eval_samples", "num_eval_samples"),
+    "params": ("params", "num_parameters", "num_params", "parameters"),
+    "macs": ("macs",),
+    "throughput": ("throughput", "images_per_second", "throughput_images_per_second"),
+    "throughput_batch_size": ("throughput_batch_size", "batch_size"),
+    "hardware": ("hardware", "device_name", "device"),
+    "epoch": ("epoch",),
+}
+TEXT_KEYS = {"hardware"}
+BASELINE_KEYS = ("accuracy", "top5_accuracy", "eval_loss", "params", "macs", "throughput")
+NESTED_PPT = ("ppt", "compressed")
+NESTED_BASELINE = ("baseline",)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _number(key: str, value: Any) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"result {key!r} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"ppt": {...}, "baseline": {...}}` -> flat keys, baseline ones prefixed with `baseline_`."""
+    flat = {key: value for key, value in raw.items() if not isinstance(value, Mapping)}
+    for key, value in raw.items():
+        if isinstance(value, Mapping):
+            if key in NESTED_PPT:
+                flat.update({k: v for k, v in value.items() if not isinstance(v, Mapping)})
+            elif key in NESTED_BASELINE:
+                flat.update({f"baseline_{k}": v for k, v in value.items() if not isinstance(v, Mapping)})
+    return flat
+
+
+def _pick(flat: Mapping[str, Any], name: str, prefix: str = "") -> tuple[bool, Any]:
+    for alias in RESULT_ALIASES[name]:
+        if prefix + alias in flat:
+            return True, flat[prefix + alias]
+    if name == "macs" and prefix + "gmacs" in flat:
+        return True, _number(prefix + "gmacs", flat[prefix + "gmacs"]) * 1e9
+    return False, None
+
+
+def normalize_results(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Map a result dict with any of the documented aliases onto the card's names (see the module docstring).
+
+    Raises `ValueError` naming the key when a value has the wrong type (e.g. a string accuracy).
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"results must be a dict (or a list of JSON files), got {type(raw).__name__}")
+    flat = _flatten(raw)
+    results: dict[str, Any] = {}
+    for name in RESULT_ALIASES:
+        found, value = _pick(flat, name)
+        if found and value is not None:
+            results[name] = str(value) if name in TEXT_KEYS else _number(name, value)
+    for name in BASELINE_KEYS:
+        found, value = _pick(flat, name, prefix="baseline_")
+        if found and value is not None:
+            results[f"baseline_{name}"] = _number(f"baseline_{name}", value)
+    return results
+
+
+def load_results(paths) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read and merge result JSON files (later files win on the same key).
+
+    Returns `(normalized, raw)` where `raw` maps each file name to its content.
+    """
+    merged: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"results file {str(path)!r} does not exist")
+        try:
+            content = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"results file {str(path)!r} is not valid JSON: {error}") from error
+        if not isinstance(content, dict):
+            raise ValueError(f"results file {str(path)!r} must hold a JSON object, got {type(content).__name__}")
+        raw[path.name] = content
+        merged.update(normalize_results(content))
+    return merged, raw
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Formatting (the tests format the result files' numbers the same way and look for them in the card)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def format_accuracy(value) -> str:
+    """A fraction (<= 1) is shown as percent; a value above 1 is taken to be a percent already."""
+    if value is None:
+        return NOT_MEASURED
+    return f"{value * 100:.2f}%" if value <= 1 else f"{value:.2f}%"
+
+
+def format_count(value, unit: str = "") -> str:
+    if value is None:
+        return NOT_MEASURED
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.2f} {suffix}{unit}".rstrip()
+    return f"{value:g} {unit}".rstrip()
+
+
+def format_throughput(value) -> str:
+    return NOT_MEASURED if value is None else f"{value:.1f} img/s"
+
+
+def _results_table(results: Mapping[str, Any], stock_class: str) -> str:
+    def row(label: str, prefix: str) -> str:
+        macs = results.get(prefix + "macs")
+        cells = [
+            format_accuracy(results.get(prefix + "accuracy")),
+            format_accuracy(results.get(prefix + "top5_accuracy")),
+            format_count(results.get(prefix + "params")),
+            format_count(macs, "MACs"),
+            format_count(None if macs is None else 2 * macs, "FLOPs"),
+            format_throughput(results.get(prefix + "throughput")),
+        ]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    header = (
+        "| Model | Top-1 accuracy | Top-5 accuracy | Parameters | MACs / image | FLOPs / image (2 x MACs) | Throughput |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    return "\n".join(
+        [header, row(f"Baseline (no token reduction, plain {stock_class})", "baseline_"), row("**PPT (this model)**", "")]
+    )
+
+
+def _results_notes(results: Mapping[str, Any], info: Mapping[str, Any], sources: list[str]) -> str:
+    notes = []
+    dataset = info.get("dataset_name") or info.get("dataset")
+    split = info.get("eval_split", "validation")
+    if "accuracy" in results or "baseline_accuracy" in results:
+        samples = results.get("eval_samples")
+        where = f"{dataset or 'the evaluation data (' + NOT_RECORDED + ')'}, split `{split}`"
+        notes.append(f"Accuracy on {where}" + (f" ({int(samples)} images)." if samples is not None else "."))
+    if "throughput" in results or "baseline_throughput" in results:
+        hardware = results.get("hardware", NOT_RECORDED)
+        batch = results.get("throughput_batch_size")
+        notes.append(f"Throughput measured on {hardware}" + (f", batch size {int(batch)}." if batch else "."))
+        if results.get("throughput") and results.get("baseline_throughput"):
+            notes.append(f"Speed-up: {results['throughput'] / results['baseline_throughput']:.2f}x.")
+    notes.append(
+        "MACs are multiply-accumulates; the PPT paper's \"GFLOPs\" are MACs. "
+        f'"{NOT_MEASURED}" marks a number no run has measured yet.'
+    )
+    if sources:
+        notes.append("Source files: " + ", ".join(f"`{name}`" for name in sources) + " (also in `results.json`).")
+    elif results:
+        notes.append("Numbers as passed to `export_folder` (kept in `results.json`).")
+    else:
+        notes.append("No results were given.")
+    return " ".join(notes)
+
+
+def _format_threshold(value: float) -> str:
+    return "inf (always pool, as ToMe)" if math.isinf(value) else ("0 (always prune)" if value == 0 else f"{value:g}")
+
+
+def _settings_rows(config) -> str:
+    rows = [
+        ("`reduction_layers` (0-based)", str(list(config.reduction_layers))),
+        ("`tokens_removed` per reduction layer", str(config.tokens_removed)),
+        ("`prune_threshold` (tau)", _format_threshold(config.prune_threshold)),
+        ("`score_function`", f"`{config.score_function}`"),
+        ("`proportional_attention`", str(config.proportional_attention)),
+        ("`use_distillation_token`", str(config.use_distillation_token)),
+        ("`distillation_head`", str(config.distillation_head)),
+    ]
+    return "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+def _training_rows(info: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    epochs = info.get("epochs", results.get("epoch"))
+    rows = [
+        ("Dataset", info.get("dataset_name") or info.get("dataset")),
+        ("Base model", info.get("base_model")),
+        ("Recipe", info.get("recipe")),
+        ("Epochs", epochs),
+        ("Learning rate", info.get("learning_rate")),
+        ("Batch size", info.get("batch_size")),
+        ("Optimizer", info.get("optimizer")),
+        ("Weight decay", info.get("weight_decay")),
+        ("Seed", info.get("seed")),
+        ("Hardware", info.get("training_hardware")),
+        ("Training time", info.get("training_time")),
+    ]
+    return "\n".join(f"| {name} | {NOT_RECORDED if value is None else value} |" for name, value in rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The card
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _eval_results(results: Mapping[str, Any], info: Mapping[str, Any]) -> list[EvalResult]:
+    dataset = info.get("dataset")
+    if not dataset:
+        return []  # the model-index needs a dataset: without one the numbers stay in the table only
+    common = dict(
+        task_type="image-classification",
+        task_name="Image Classification",
+        dataset_type=dataset,
+        dataset_name=info.get("dataset_name") or dataset,
+        dataset_config=info.get("dataset_config"),
+        dataset_split=info.get("eval_split", "validation"),
+    )
+    evals = []
+    for key, metric_name in (("accuracy", "Top-1 accuracy"), ("top5_accuracy", "Top-5 accuracy")):
+        if key in results:
+            evals.append(
+                EvalResult(
+                    **common,
+                    metric_type="accuracy",
+                    metric_value=results[key],
+                    metric_name=metric_name,
+                    metric_config="top5" if key == "top5_accuracy" else None,
+                )
+            )
+    return evals
+
+
+def build_model_card(
+    config,
+    results: Mapping[str, Any] | None = None,
+    training_info: Mapping[str, Any] | None = None,
+    *,
+    stock_class: str,
+    num_parameters: int,
+    result_sources: list[str] | None = None,
+    repo_id: str | None = None,
+    revision: str = UNPINNED_REVISION,
+) -> ModelCard:
+    """Fill `template.md` for a PPT-DeiT `config` (a `PPTDeiTConfig`).
+
+    Args:
+        results: normalized results (see `normalize_results`); missing entries print as "not measured".
+        training_info: how the model was trained (keys in the module docstring).
+        stock_class: the stock `transformers` class the weights load into without remote code.
+        num_parameters: parameter count of the exported weights.
+        result_sources: file names the results came from (printed in the card).
+        repo_id: the Hub repo, for the usage code (default: `training_info["repo_id"]` or a placeholder).
+        revision: the revision in the usage code; `push_folder` replaces it with the uploaded commit's hash.
+    """
+    results = dict(results or {})
+    info = dict(training_info or {})
+    repo_id = repo_id or info.get("repo_id") or "your-username/ppt-deit"
+    model_name = info.get("model_name") or repo_id.split("/")[-1]
+    tags = list(dict.fromkeys(BASE_TAGS + ["vit" if not config.use_distillation_token else "distillation"]
+                              + list(info.get("tags") or [])))
+    card_data = ModelCardData(
+        license=info.get("license", "apache-2.0"),
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=tags,
+        datasets=[info["dataset"]] if info.get("dataset") else None,
+        base_model=info.get("base_model"),
+        metrics=["accuracy"],
+        model_name=model_name,
+        eval_results=_eval_results(results, info) or None,
+        widget=WIDGET_EXAMPLES,
+    )
+    image_size = config.image_size if isinstance(config.image_size, int) else "x".join(map(str, config.image_size))
+    steps = [f"{config.token_schedule()[0][0]} tokens"] + [
+        f"{after} after layer {layer}" for layer, (before, after) in enumerate(config.token_schedule()) if after != before
+    ]
+    schedule = ", ".join(steps)
+    trained_with_ppt = info.get("trained_with_compression")
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=model_name,
+        architecture_description=(
+            "distilled DeiT (CLS + DIST tokens)" if config.use_distillation_token else "DeiT / ViT image classifier"
+        ),
+        stock_class=stock_class,
+        base_model=f"[{info['base_model']}](https://huggingface.co/{info['base_model']})"
+        if info.get("base_model")
+        else NOT_RECORDED,
+        num_parameters=format_count(num_parameters),
+        reduction_layers=str(list(config.reduction_layers)),
+        score_function=config.score_function,
+        prune_threshold=_format_threshold(config.prune_threshold),
+        results_table=_results_table(results, stock_class),
+        results_notes=_results_notes(results, info, list(result_sources or [])),
+        settings_rows=_settings_rows(config),
+        image_size=image_size,
+        token_schedule=schedule,
+        training_rows=_training_rows(info, results),
+        repo_id=repo_id,
+        revision=revision,
+        example_image_url=EXAMPLE_IMAGE_URL,
+        example_tokens_removed=_example_tokens_removed(config),
+        dataset=info.get("dataset_name") or info.get("dataset") or NOT_RECORDED,
+        trained_with_ppt_note=(
+            ", which it was fine-tuned as" if trained_with_ppt else ""
+        ),
+    )
+
+
+def _example_tokens_removed(config) -> int:
+    per_layer = config.tokens_removed if isinstance(config.tokens_removed, int) else max(config.tokens_removed)
+    return max(1, per_layer // 2)
+
+
+_REPO_LINE = re.compile(r'^repo_id = "([^"]*)"$', re.MULTILINE)
+_REVISION_LINE = re.compile(r'^revision = "([^"]*)"', re.MULTILINE)
+
+
+def pin_usage(card_text: str, repo_id: str, revision: str) -> str:
+    """The card text with its usage code pointing at `repo_id` and pinned to `revision` (a commit hash)."""
+    match = _REPO_LINE.search(card_text)
+    if match is None:
+        raise ValueError('the card has no `repo_id = "..."` line in its usage code: was it written by model_card?')
+    text = card_text.replace(f'"{match.group(1)}"', f'"{repo_id}"')
+    return _REVISION_LINE.sub(f'revision = "{revision}"', text)

@@ -1,0 +1,459 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Export a trained PPT-DeiT classifier as a Hub repo folder, and upload it.
+
+    from model_card.publish import export_folder, push_folder
+    folder = export_folder(model, image_processor, "outputs/hub/ppt-deit-small", results=results,
+                           training_info={"dataset": "imagenet-1k", "base_model": "facebook/deit-small-patch16-224",
+                                          "repo_id": "me/ppt-deit-small"})
+    url = push_folder(folder, "me/ppt-deit-small")
+
+Command line (an existing checkpoint folder, e.g. the `output_dir` of `train.py`):
+
+    python -m model_card.publish outputs/run --repo_id me/ppt-deit-small --dry_run
+    python -m model_card.publish outputs/run --repo_id me/ppt-deit-small --results outputs/bench/results.json
+
+The folder holds exactly what is uploaded:
+
+- `model.safetensors`: the weights in the stock layout that `transformers`' own `ViTForImageClassification` /
+  `DeiTForImageClassification` / `DeiTForImageClassificationWithTeacher.save_pretrained` writes (never pickle);
+- `config.json`: `model_type` "vit" or "deit", `architectures` the stock class, plus the PPT settings and an
+  `auto_map` to the shipped code. Stock `transformers` loads the folder without remote code as the plain classifier
+  (compression off; what the Hub widget runs); `trust_remote_code=True` gives the PPT model;
+- `configuration_ppt_deit.py`, `modeling_ppt_deit.py`, `token_ops.py`: the remote code;
+- `preprocessor_config.json`: the image processor;
+- `README.md`: the model card (see `model_card.card`, which documents the result keys it reads);
+- `results.json`: the measured results the card was filled from (normalized, and each source file as given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .card import UNPINNED_REVISION, build_model_card, load_results, normalize_results, pin_usage
+
+
+CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
+RESULTS_FILE = "results.json"
+REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", *CODE_FILES)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# Result files a training run leaves in its output_dir (HF examples' names), read by the CLI when present.
+RUN_RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json")
+TRAINING_INFO_FILE = "training_info.json"
+
+
+class HubPushError(RuntimeError):
+    """The upload failed (no token, offline, network, permissions); the local folder is untouched."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stock layout
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def stock_classes(config) -> tuple[str, type, type]:
+    """`(model_type, stock config class, stock model class)` whose weights are exactly ours."""
+    from transformers import (
+        DeiTConfig,
+        DeiTForImageClassification,
+        DeiTForImageClassificationWithTeacher,
+        ViTConfig,
+        ViTForImageClassification,
+    )
+
+    if not config.use_distillation_token:
+        return "vit", ViTConfig, ViTForImageClassification
+    if config.distillation_head:
+        return "deit", DeiTConfig, DeiTForImageClassificationWithTeacher
+    return "deit", DeiTConfig, DeiTForImageClassification
+
+
+def _ppt_settings(config) -> dict[str, Any]:
+    from modeling_ppt_deit.configuration_ppt_deit import PPT_SETTINGS
+
+    return {name: getattr(config, name) for name in PPT_SETTINGS}
+
+
+def _auto_map(model) -> dict[str, str]:
+    modules = {
+        "AutoConfig": ("configuration_ppt_deit", "PPTDeiTConfig"),
+        "AutoModel": ("modeling_ppt_deit", "PPTDeiTModel"),
+        "AutoModelForImageClassification": ("modeling_ppt_deit", "PPTDeiTForImageClassification"),
+    }
+    return {auto: f"{module}.{name}" for auto, (module, name) in modules.items()}
+
+
+def to_stock_state_dict(state_dict: Mapping[str, torch.Tensor], model_type: str, distillation_head: bool) -> dict:
+    """Our parameter names -> those of the stock 5.x class (which writes the old 4.x names when it saves).
+
+    Ours and stock 5.x share the module layout (`layers.N.attention.q_proj`, `mlp.fc1`, ...); what differs is the
+    base-model prefix (`vit.` for ViT) and the name of the CLS head (`cls_classifier` in the WithTeacher class).
+    """
+    renamed = {}
+    for key, tensor in state_dict.items():
+        if model_type == "vit" and key.startswith("deit."):
+            key = "vit." + key[len("deit.") :]
+        elif distillation_head and key.startswith("classifier."):
+            key = "cls_" + key
+        renamed[key] = tensor.detach().to("cpu").contiguous()
+    return renamed
+
+
+def build_stock_model(model):
+    """The stock `transformers` classifier with `model`'s weights (strict load) and a config carrying the PPT
+    settings and `auto_map`, so that its `save_pretrained` writes the exported config and weights."""
+    config = model.config
+    model_type, stock_config_class, stock_model_class = stock_classes(config)
+    ours = config.to_dict()
+    stock_fields = stock_config_class().to_dict()
+    skip = {"model_type", "architectures", "transformers_version", "auto_map", "_name_or_path"}
+    stock_kwargs = {key: ours[key] for key in stock_fields if key in ours and key not in skip}
+    stock_config = stock_config_class(**stock_kwargs, **_ppt_settings(config), auto_map=_auto_map(model))
+    stock_model = stock_model_class(stock_config)
+    state = to_stock_state_dict(model.state_dict(), model_type, config.distillation_head)
+    stock_model.load_state_dict(state, strict=True)  # raises on any missing or unexpected key
+    return stock_model.to(next(iter(state.values())).dtype).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_model(model) -> None:
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) != "ppt_deit" or not hasattr(model, "classifier"):
+        raise ValueError(
+            f"export_folder needs a PPTDeiTForImageClassification, got {type(model).__name__}"
+            + (f" with model_type={config.model_type!r}" if config is not None else "")
+        )
+    if config.num_labels < 1 or not isinstance(model.classifier, torch.nn.Linear):
+        raise ValueError(f"the model has no classification head (num_labels={config.num_labels}); nothing to export")
+
+
+def _code_dir(model) -> Path:
+    """The directory of the code the model runs (the installed package, or a remote-code module cache)."""
+    import inspect
+
+    directory = Path(inspect.getfile(type(model))).parent
+    missing = [name for name in CODE_FILES if not (directory / name).is_file()]
+    if missing:
+        raise ValueError(f"the model's code directory {directory} lacks {missing}; cannot ship its code")
+    return directory
+
+
+def _is_previous_export(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "modeling_ppt_deit.py").is_file()
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output_dir {str(output_dir)!r} exists and is not a directory")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not _is_previous_export(output_dir):
+        raise ValueError(
+            f"output_dir {str(output_dir)!r} is not empty and is not a previous export: choose an empty or new "
+            "folder (an export replaces the folder's content)"
+        )
+
+
+def _json_safe(value):
+    """JSON without the non-standard Infinity/NaN literals (the Hub's parser rejects them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _verify_export(folder: Path, model) -> None:
+    """Reload the folder with our class and check weights and PPT settings are exactly the model's."""
+    from modeling_ppt_deit import PPTDeiTForImageClassification
+
+    reloaded, info = PPTDeiTForImageClassification.from_pretrained(folder, output_loading_info=True)
+    problems = {kind: keys for kind, keys in info.items() if keys and kind in ("missing_keys", "unexpected_keys")}
+    if problems:
+        raise RuntimeError(f"the exported folder does not load back into PPT-DeiT: {problems}")
+    ours = model.state_dict()
+    for key, tensor in reloaded.state_dict().items():
+        if not torch.equal(tensor, ours[key].detach().cpu()):
+            raise RuntimeError(f"exported weight {key} differs from the model's")
+    if _ppt_settings(reloaded.config) != _ppt_settings(model.config):
+        raise RuntimeError(
+            f"PPT settings do not round-trip: {_ppt_settings(reloaded.config)} != {_ppt_settings(model.config)}"
+        )
+
+
+def export_folder(
+    model,
+    image_processor,
+    output_dir,
+    results: Mapping[str, Any] | list | tuple | None = None,
+    training_info: Mapping[str, Any] | None = None,
+    *,
+    repo_id: str | None = None,
+    verify: bool = True,
+) -> Path:
+    """Write the folder that `push_folder` uploads (contents in the module docstring) and return its path.
+
+    Args:
+        model (`PPTDeiTForImageClassification`): the trained model; its current PPT settings are exported.
+        image_processor: its image processor (`save_pretrained` writes `preprocessor_config.json`).
+        output_dir: the folder to write. It must be new, empty, or a previous export, whose content is replaced.
+            The folder is built next to it and moved in place at the end: an error leaves nothing half-written.
+        results: measured results, a dict with the keys documented in `model_card.card` (e.g. `eval_accuracy`,
+            `baseline_accuracy`, `macs`, `throughput`, `hardware`), or a list of JSON result files to merge.
+        training_info: how the model was trained (`dataset`, `base_model`, `epochs`, ...: see `model_card.card`).
+        repo_id: target repo, for the usage code in the card (default `training_info["repo_id"]`).
+        verify: reload the written folder and check weights and settings are exactly the model's.
+    """
+    _check_model(model)
+    if image_processor is None or not hasattr(image_processor, "save_pretrained"):
+        raise ValueError(
+            f"image_processor must be an image processor with save_pretrained, got {type(image_processor).__name__}"
+        )
+    output_dir = Path(output_dir)
+    _check_output_dir(output_dir)
+    if isinstance(results, (list, tuple)):
+        normalized, raw = load_results(results)
+        sources = list(raw)
+    else:
+        normalized, raw = normalize_results(results), ({"results": dict(results)} if results else {})
+        sources = []
+    training_info = dict(training_info or {})
+    code_dir = _code_dir(model)
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    try:
+        stock_model = build_stock_model(model)
+        stock_model.save_pretrained(staging)
+        for name in CODE_FILES:
+            shutil.copyfile(code_dir / name, staging / name)
+        image_processor.save_pretrained(staging)
+        (staging / RESULTS_FILE).write_text(
+            json.dumps(_json_safe({"results": normalized, "raw": raw}), indent=2, sort_keys=True) + "\n"
+        )
+        card = build_model_card(
+            model.config,
+            normalized,
+            training_info,
+            stock_class=type(stock_model).__name__,
+            num_parameters=sum(p.numel() for p in stock_model.parameters()),
+            result_sources=sources,
+            repo_id=repo_id,
+        )
+        card.save(staging / "README.md")
+        if verify:
+            _verify_export(staging, model)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Upload
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_export_folder(folder) -> Path:
+    """Raise `ValueError` unless `folder` is a complete export with no pickle files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"folder {str(folder)!r} does not exist")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"folder {str(folder)!r} is not a complete export: missing {missing} (use export_folder)")
+    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ValueError(f"folder {str(folder)!r} holds pickle files {pickles}: only safetensors are uploaded")
+    return folder
+
+
+def _retry_hint(folder: Path, repo_id: str) -> str:
+    return (
+        f"The exported folder {folder} was not changed; upload it later with "
+        f"`python -m model_card.publish {folder} --repo_id {repo_id} --upload_only`."
+    )
+
+
+def push_folder(
+    folder,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload an exported folder to the Hub model repo `repo_id` (created if needed) and return the commit URL.
+
+    The token is `token`, else the usual places (`HF_TOKEN`, `hf auth login`). After the upload, the card's usage
+    code is pinned to the uploaded commit in a second, README-only commit. The local folder is never modified.
+
+    Raises:
+        ValueError: the folder is not a complete export (before anything is sent).
+        HubPushError: no token, offline mode, network or permission errors, with what to do next.
+    """
+    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    folder = check_export_folder(folder)
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like 'user-or-org/name', got {repo_id!r}")
+    token = token or get_token()
+    if not token:
+        raise HubPushError(
+            "No Hugging Face token found: pass token=..., set the HF_TOKEN environment variable or run "
+            "`hf auth login`. " + _retry_hint(folder, repo_id)
+        )
+    if constants.HF_HUB_OFFLINE:
+        raise HubPushError("HF_HUB_OFFLINE is set, so nothing can be uploaded. " + _retry_hint(folder, repo_id))
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            folder_path=folder,
+            repo_id=repo_id,
+            revision=revision,
+            commit_message=commit_message or "Upload PPT-DeiT model (safetensors, remote code, model card)",
+        )
+        pinned_card = pin_usage((folder / "README.md").read_text(), repo_id, commit.oid)
+        pin_commit = api.upload_file(
+            path_or_fileobj=pinned_card.encode(),
+            path_in_repo="README.md",
+            repo_id=repo_id,
+            revision=revision,
+            commit_message=f"Pin the usage code to revision {commit.oid[:10]}",
+            parent_commit=commit.oid,
+        )
+    except OfflineModeIsEnabled as error:
+        raise HubPushError(f"Offline mode is enabled ({error}). " + _retry_hint(folder, repo_id)) from error
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        reason = (
+            "the token was rejected or has no write access to this repo"
+            if status in (401, 403)
+            else f"the Hub answered with an error (HTTP {status})"
+        )
+        raise HubPushError(f"Upload to {repo_id} failed: {reason}: {error}. " + _retry_hint(folder, repo_id)) from error
+    except Exception as error:  # connection refused, DNS, timeouts: the transport's own exception types
+        raise HubPushError(
+            f"Could not reach the Hub at {constants.ENDPOINT} to upload {repo_id} "
+            f"({type(error).__name__}: {error}). Check the network (and HF_ENDPOINT). " + _retry_hint(folder, repo_id)
+        ) from error
+    return pin_commit.commit_url
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_card.publish",
+        description="Export a PPT-DeiT checkpoint folder as a Hub repo (stock-loadable weights, remote code, model "
+        "card with measured results) and upload it.",
+    )
+    parser.add_argument("checkpoint_dir", type=Path, help="a folder written by save_pretrained (e.g. train.py's "
+                        "output_dir), or with --upload_only an exported folder")
+    parser.add_argument("--repo_id", required=True, help="target Hub repo, 'user-or-org/name'")
+    parser.add_argument("--output_dir", type=Path, default=None,
+                        help="where to write the export (default: outputs/hub/<repo name>)")
+    parser.add_argument("--results", type=Path, nargs="*", default=None,
+                        help="result JSON files (default: all_results.json, train_results.json, eval_results.json "
+                        "found in checkpoint_dir); later files win on the same key")
+    parser.add_argument("--training_info", type=Path, default=None,
+                        help=f"JSON with dataset, base_model, epochs, ... (default: checkpoint_dir/{TRAINING_INFO_FILE} "
+                        "if present)")
+    parser.add_argument("--dataset", default=None, help="Hub dataset id the model was trained/evaluated on")
+    parser.add_argument("--base_model", default=None, help="Hub id of the fine-tuned checkpoint")
+    parser.add_argument("--dry_run", action="store_true", help="write the folder, do not upload")
+    parser.add_argument("--upload_only", action="store_true", help="checkpoint_dir is an export: upload it as is")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--revision", default=None, help="branch to upload to (default: main)")
+    parser.add_argument("--commit_message", default=None)
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the `hf auth login` token)")
+    return parser.parse_args(argv)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    content = json.loads(path.read_text())
+    if not isinstance(content, dict):
+        raise ValueError(f"{what} {str(path)!r} must hold a JSON object")
+    return content
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
+    try:
+        if args.upload_only:
+            folder = check_export_folder(args.checkpoint_dir)
+        else:
+            folder = _export_checkpoint(args)
+            print(f"Exported {folder}")
+        if args.dry_run:
+            print("Dry run: nothing uploaded.")
+            return 0
+        url = push_folder(folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
+                          commit_message=args.commit_message)
+    except (ValueError, HubPushError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Uploaded: {url}")
+    return 0
+
+
+def _export_checkpoint(args) -> Path:
+    from transformers import AutoImageProcessor
+
+    from modeling_ppt_deit import PPTDeiTForImageClassification
+
+    checkpoint = args.checkpoint_dir
+    if not (checkpoint / "config.json").is_file():
+        raise ValueError(f"{str(checkpoint)!r} is not a checkpoint folder (no config.json)")
+    if not (checkpoint / "preprocessor_config.json").is_file():
+        raise ValueError(
+            f"{str(checkpoint)!r} has no preprocessor_config.json: save the image processor there "
+            "(image_processor.save_pretrained(checkpoint_dir)) so the exported repo preprocesses images as in training"
+        )
+    result_files = args.results
+    if result_files is None:
+        result_files = [checkpoint / name for name in RUN_RESULT_FILES if (checkpoint / name).is_file()]
+    info_path = args.training_info or (checkpoint / TRAINING_INFO_FILE)
+    training_info = _read_json(info_path, "training_info file") if args.training_info or info_path.is_file() else {}
+    for key in ("dataset", "base_model"):
+        if getattr(args, key):
+            training_info[key] = getattr(args, key)
+    training_info["repo_id"] = args.repo_id
+    output_dir = args.output_dir or Path("outputs") / "hub" / args.repo_id.split("/")[-1]
+    _check_output_dir(output_dir)
+    load_results(result_files)  # validate before loading the model
+
+    model = PPTDeiTForImageClassification.from_pretrained(checkpoint).eval()
+    image_processor = AutoImageProcessor.from_pretrained(checkpoint)
+    return export_folder(model, image_processor, output_dir, results=list(result_files), training_info=training_info)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
