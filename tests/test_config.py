@@ -1,0 +1,155 @@
+"""PPTDeiTConfig: validation of the PPT settings, derived quantities, custom score functions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model_fixtures import TINY, pixels, tiny_config, tiny_model
+from modeling_ppt_deit import SCORE_FUNCTIONS, PPTDeiTConfig, PPTDeiTForImageClassification, register_score_function
+
+
+@pytest.mark.parametrize(
+    "settings, needle",
+    [
+        (dict(reduction_layers=[4]), "4"),  # 4 layers: valid indices 0..3
+        (dict(reduction_layers=[-1]), "-1"),
+        (dict(reduction_layers=[1, 1]), "twice"),
+        (dict(tokens_removed=-1), "-1"),
+        (dict(tokens_removed=33), "33"),  # 64 patches: at most 32 in one step
+        (dict(tokens_removed=[8, 8, 8]), "[8, 8, 8]"),
+        (dict(tokens_removed=[8]), "[8]"),
+        (dict(tokens_removed=[8, -2]), "-2"),
+        (dict(score_function="nonexistent"), "nonexistent"),
+        (dict(prune_threshold=-1e-5), "-1e-05"),
+        (dict(prune_threshold=float("nan")), "nan"),
+        (dict(distillation_head=True), "use_distillation_token"),
+    ],
+)
+def test_invalid_settings_raise_value_error_naming_the_value(settings, needle):
+    with pytest.raises(ValueError) as error:
+        tiny_config(**settings)
+    assert needle in str(error.value)
+
+
+def test_unknown_score_lists_known_ones():
+    with pytest.raises(ValueError) as error:
+        tiny_config(score_function="atss")
+    for known in ("ats", "cls_attention", "entropy"):
+        assert known in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(prune_threshold=0), dict(prune_threshold=float("inf")), dict(tokens_removed=0), dict(reduction_layers=[]),
+     dict(tokens_removed=32), dict(tokens_removed=[32, 3]), dict(score_function="entropy")],
+)
+def test_valid_settings(settings):
+    config = tiny_config(**settings)
+    for name, value in settings.items():
+        assert getattr(config, name) == (list(value) if isinstance(value, tuple) else value)
+    assert isinstance(config.prune_threshold, float)
+
+
+def test_defaults_are_the_authors_deit_s_setting():
+    config = PPTDeiTConfig()
+    assert config.reduction_layers == [3, 6, 9]
+    assert config.tokens_removed == 50
+    assert config.prune_threshold == pytest.approx(7e-5)
+    assert config.score_function == "ats"
+    assert config.proportional_attention is True
+    assert config.model_type == "ppt_deit"
+
+
+def test_token_schedule_and_clamp_in_later_layers():
+    # r = 16 at every layer: 65 -> 49 -> 33 -> 17 -> 9 (the last step is clamped to (17 - 1) // 2 = 8)
+    config = tiny_config(reduction_layers=[0, 1, 2, 3], tokens_removed=16)
+    assert config.token_schedule() == [(65, 49), (49, 33), (33, 17), (17, 9)]
+    model = PPTDeiTForImageClassification(config).eval()
+    with torch.no_grad():
+        out = model(pixels(1), output_hidden_states=True, output_compression=True)
+    assert [h.shape[1] for h in out.hidden_states] == [65, 49, 33, 17, 9]
+    assert [(c.tokens_before, c.tokens_after) for c in out.compression] == [(65, 49), (49, 33), (33, 17), (17, 9)]
+
+
+def test_token_schedule_per_layer_list_and_distillation_and_image_size():
+    config = tiny_config(reduction_layers=[1, 3], tokens_removed=[10, 4], use_distillation_token=True)
+    assert config.num_protected_tokens == 2
+    assert config.tokens_removed_at(0) == 0 and config.tokens_removed_at(1) == 10 and config.tokens_removed_at(3) == 4
+    assert config.token_schedule() == [(66, 66), (66, 56), (56, 56), (56, 52)]
+    assert config.token_schedule(image_size=48)[0] == (146, 146)  # 12 x 12 patches + 2
+    assert config.compression_enabled
+    assert not tiny_config(reduction_layers=[]).compression_enabled
+    assert not tiny_config(tokens_removed=0).compression_enabled
+
+
+def test_from_pretrained_validates_overrides(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="-1"):
+        PPTDeiTForImageClassification.from_pretrained(tmp_path, tokens_removed=-1)
+    with pytest.raises(ValueError, match="nope"):
+        PPTDeiTConfig.from_pretrained(tmp_path, score_function="nope")
+    config = PPTDeiTConfig.from_pretrained(tmp_path, prune_threshold=float("inf"), tokens_removed=[3, 4])
+    assert config.prune_threshold == math.inf and config.tokens_removed == [3, 4]
+
+
+@pytest.mark.parametrize("tau", [0.0, float("inf"), 3e-4])
+def test_config_json_round_trip(tmp_path, tau):
+    config = tiny_config(prune_threshold=tau, tokens_removed=[5, 6], score_function="entropy", track_sources=True)
+    config.save_pretrained(tmp_path)
+    loaded = PPTDeiTConfig.from_pretrained(tmp_path)
+    for name in ("reduction_layers", "tokens_removed", "prune_threshold", "score_function", "track_sources",
+                 "proportional_attention", "use_distillation_token", "distillation_head"):
+        assert getattr(loaded, name) == getattr(config, name), name
+
+
+def test_configure_compression_validates_and_applies():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="-3"):
+        model.configure_compression(tokens_removed=-3)
+    with pytest.raises(ValueError, match="bogus"):
+        model.configure_compression(bogus=1)
+    with pytest.raises(ValueError):
+        model.configure_compression(use_distillation_token=True)
+    assert model.config.tokens_removed == 8  # nothing half-applied
+    model.configure_compression(tokens_removed=4, reduction_layers=[0])
+    with torch.no_grad():
+        out = model(pixels(1), output_hidden_states=True)
+    assert [h.shape[1] for h in out.hidden_states] == [65, 61, 61, 61, 61]
+
+
+def test_custom_score_function_is_used(monkeypatch):
+    """A registered score preferring the LAST patches: with tau = 0 pruning must keep exactly those."""
+    monkeypatch.setitem(SCORE_FUNCTIONS, "_test_prefer_last", None)  # restored after the test
+
+    calls = []
+
+    @register_score_function("_test_prefer_last")
+    def prefer_last(inputs):
+        calls.append(inputs)
+        batch, tokens = inputs.value_norm.shape
+        return torch.arange(1, tokens - inputs.num_protected + 1, dtype=inputs.value_norm.dtype).expand(batch, -1)
+
+    model = tiny_model(score_function="_test_prefer_last", prune_threshold=0.0, reduction_layers=[1],
+                       tokens_removed=20, track_sources=True)
+    with torch.no_grad():
+        out = model(pixels(2), output_compression=True)
+    assert len(calls) == 1
+    covered = out.token_sources.sum(1)  # [B, 65]: which input tokens survive
+    expected = torch.zeros(65)
+    expected[0] = 1
+    expected[65 - 44:] = 1  # the last 64 - 20 patches
+    torch.testing.assert_close(covered, expected.expand(2, -1))
+    assert out.compression[0].pruned.all()
+    # normalised by the model
+    torch.testing.assert_close(out.compression[0].scores.sum(-1), torch.ones(2))
+
+
+def test_register_score_function_rejects_bad_input():
+    with pytest.raises(ValueError):
+        register_score_function("", lambda inputs: inputs.value_norm)
+    with pytest.raises(TypeError):
+        register_score_function("_test_not_callable", 3)
+    assert "_test_not_callable" not in SCORE_FUNCTIONS

@@ -1,0 +1,359 @@
+"""PPT-DeiT models: parity with stock ViT/DeiT when compression is off, faithfulness to the authors' algorithm
+(tests/reference_ppt.py), token counts, compression records, dtypes, training, input checks, torch.compile."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import (
+    DeiTConfig,
+    DeiTForImageClassification,
+    DeiTForImageClassificationWithTeacher,
+    DeiTModel,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTModel,
+)
+
+from model_fixtures import DEIT_S, TINY, mixed_pixels, pixels, threshold_between, tiny_model
+from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
+from reference_ppt import reference_logits
+
+
+STOCK_TINY = dict(TINY, initializer_range=0.2)
+
+
+def _stock(cls, config_cls, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return cls(config_cls(**{**STOCK_TINY, **kwargs})).eval()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 1. Parity with the stock models, compression off
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stock_cls, config_cls",
+    [(ViTForImageClassification, ViTConfig), (DeiTForImageClassification, DeiTConfig),
+     (DeiTForImageClassificationWithTeacher, DeiTConfig)],
+)
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_classifier_parity_with_stock(tmp_path, stock_cls, config_cls, attn_implementation):
+    stock = _stock(stock_cls, config_cls)
+    stock.save_pretrained(tmp_path)
+    model, info = PPTDeiTForImageClassification.from_pretrained(
+        tmp_path, reduction_layers=[], attn_implementation=attn_implementation, output_loading_info=True
+    )
+    model.eval()
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert model.config.use_distillation_token == (config_cls is DeiTConfig)
+    assert model.config.distillation_head == (stock_cls is DeiTForImageClassificationWithTeacher)
+    x = pixels(3)
+    with torch.no_grad():
+        expected = stock(x).logits
+        out = model(x, output_hidden_states=True)
+    torch.testing.assert_close(out.logits, expected, rtol=1e-5, atol=1e-5)
+    assert out.token_sizes.eq(1).all() and out.token_sizes.shape == (3, out.hidden_states[-1].shape[1])
+    if stock_cls is DeiTForImageClassificationWithTeacher:
+        with torch.no_grad():
+            stock_out = stock(x)
+        torch.testing.assert_close(out.cls_logits, stock_out.cls_logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.distillation_logits, stock_out.distillation_logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stock_cls, config_cls, prefix", [(ViTModel, ViTConfig, "vit"), (DeiTModel, DeiTConfig, "deit")])
+def test_base_model_parity_from_classifier_checkpoint(tmp_path, stock_cls, config_cls, prefix):
+    """PPTDeiTModel loaded from a stock *classifier* checkpoint equals the stock base model (same weights)."""
+    classifier_cls = ViTForImageClassification if prefix == "vit" else DeiTForImageClassification
+    stock = _stock(classifier_cls, config_cls)
+    stock.save_pretrained(tmp_path)
+    base = getattr(stock, prefix)
+    model = PPTDeiTModel.from_pretrained(tmp_path, reduction_layers=[]).eval()
+    x = pixels(2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).last_hidden_state, base(x).last_hidden_state, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "stock_cls, config_cls",
+    [
+        pytest.param(ViTModel, ViTConfig, marks=pytest.mark.xfail(strict=True, reason=(
+            "BUG: CHECKPOINT_KEY_MAPPING's r'\\.encoder\\.layer\\.(\\d+)\\.' needs a leading dot, so a base-model "
+            "checkpoint (keys 'encoder.layer.N....', no 'vit.'/'deit.' prefix) leaves every layer randomly "
+            "initialised (reported as missing/unexpected keys)"))),
+        pytest.param(DeiTModel, DeiTConfig, marks=pytest.mark.xfail(strict=True, reason=(
+            "BUG: same key mapping problem as for ViTModel checkpoints"))),
+    ],
+)
+def test_base_model_parity_from_base_checkpoint(tmp_path, stock_cls, config_cls):
+    """PPTDeiTModel vs stock ViTModel / DeiTModel saved as base models (no task head, no prefix in the keys)."""
+    stock = _stock(stock_cls, config_cls)
+    stock.save_pretrained(tmp_path)
+    model, info = PPTDeiTModel.from_pretrained(tmp_path, reduction_layers=[], output_loading_info=True)
+    model.eval()
+    x = pixels(2)
+    with torch.no_grad():
+        ours, theirs = model(x), stock(x)
+    torch.testing.assert_close(ours.last_hidden_state, theirs.last_hidden_state, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.pooler_output, theirs.pooler_output, rtol=1e-5, atol=1e-5)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+@pytest.mark.parametrize("stock_cls, config_cls", [(ViTForImageClassification, ViTConfig),
+                                                   (DeiTForImageClassification, DeiTConfig)])
+def test_interpolate_pos_encoding_parity_with_stock(tmp_path, stock_cls, config_cls):
+    stock = _stock(stock_cls, config_cls)
+    stock.save_pretrained(tmp_path)
+    model = PPTDeiTForImageClassification.from_pretrained(tmp_path, reduction_layers=[]).eval()
+    x = pixels(2, size=48)
+    with torch.no_grad():
+        expected = stock(x, interpolate_pos_encoding=True).logits
+        out = model(x, interpolate_pos_encoding=True, output_hidden_states=True)
+    torch.testing.assert_close(out.logits, expected, rtol=1e-5, atol=1e-5)
+    assert out.hidden_states[0].shape[1] == 144 + model.config.num_protected_tokens
+
+
+def test_eager_and_sdpa_agree_with_compression(tmp_path):
+    tiny_model(initializer_range=0.4).save_pretrained(tmp_path)
+    x = mixed_pixels(8)
+    probe = PPTDeiTForImageClassification.from_pretrained(tmp_path, prune_threshold=0.0).eval()
+    with torch.no_grad():
+        tau = threshold_between(probe(x, output_compression=True).compression[0].score_variance)
+    outputs = {}
+    for impl in ("eager", "sdpa"):
+        model = PPTDeiTForImageClassification.from_pretrained(tmp_path, attn_implementation=impl,
+                                                              prune_threshold=tau).eval()
+        with torch.no_grad():
+            outputs[impl] = model(x, output_compression=True)
+    torch.testing.assert_close(outputs["eager"].logits, outputs["sdpa"].logits, rtol=1e-5, atol=1e-5)
+    for a, b in zip(outputs["eager"].compression, outputs["sdpa"].compression):
+        assert a.pruned.tolist() == b.pruned.tolist()
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-7)
+    pruned = outputs["sdpa"].compression[0].pruned
+    assert pruned.any() and not pruned.all()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 4. Faithfulness to the authors' algorithm
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _model_and_mixed_tau(dtype=torch.float32, seed=0):
+    model = tiny_model(seed=seed, initializer_range=0.5, prune_threshold=0.0).to(dtype)
+    x = mixed_pixels(8).to(dtype)
+    with torch.no_grad():
+        variance = model(x, output_compression=True).compression[0].score_variance
+    return model, x, threshold_between(variance)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("tau", ["mixed", 0.0, math.inf])
+def test_logits_match_reference(dtype, tol, tau):
+    model, x, mixed_tau = _model_and_mixed_tau(dtype)
+    tau = mixed_tau if tau == "mixed" else tau
+    model.configure_compression(prune_threshold=tau)
+    with torch.no_grad():
+        out = model(x, output_compression=True)
+    expected, steps = reference_logits(model, x, [1, 2], 8, tau)
+    torch.testing.assert_close(out.logits, expected, rtol=tol, atol=tol)
+    assert len(steps) == len(out.compression) == 2
+    for record, step in zip(out.compression, steps):
+        assert record.layer_index == step.layer_index
+        assert (record.tokens_before, record.tokens_after) == (step.tokens_before, step.tokens_after)
+        assert record.pruned.tolist() == step.prune.tolist()
+        torch.testing.assert_close(record.scores, step.scores, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(record.score_variance.to(dtype), step.variance, rtol=1e-4, atol=1e-10)
+    first = out.compression[0].pruned
+    if tau == 0.0:
+        assert all(r.pruned.all() for r in out.compression)
+    elif tau == math.inf:
+        assert not any(r.pruned.any() for r in out.compression)
+    else:
+        assert first.any() and not first.all(), "the test needs a batch where both policies occur"
+
+
+@pytest.mark.parametrize("settings", [dict(tokens_removed=20, reduction_layers=[0, 2]),
+                                      dict(tokens_removed=32, reduction_layers=[0, 1, 3]),
+                                      dict(proportional_attention=False)])
+def test_logits_match_reference_other_schedules(settings):
+    model, x, tau = _model_and_mixed_tau(torch.float64, seed=1)
+    model.configure_compression(prune_threshold=tau, **settings)
+    config = model.config
+    with torch.no_grad():
+        out = model(x, output_compression=True)
+    expected, steps = reference_logits(model, x, config.reduction_layers, config.tokens_removed, tau,
+                                       proportional_attention=config.proportional_attention)
+    torch.testing.assert_close(out.logits, expected, rtol=1e-10, atol=1e-10)
+    assert [r.pruned.tolist() for r in out.compression] == [s.prune.tolist() for s in steps]
+
+
+def test_proportional_attention_changes_the_result():
+    """After a pooling step sizes differ from 1; switching the log-size term off must change later layers."""
+    model = tiny_model(initializer_range=0.4, prune_threshold=math.inf)
+    x = pixels(2)
+    with torch.no_grad():
+        with_sizes = model(x).logits
+        model.configure_compression(proportional_attention=False)
+        without = model(x).logits
+    assert not torch.allclose(with_sizes, without, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 5. Token counts at DeiT-S size, compression records
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("distilled, counts", [(False, [197, 147, 97, 49]), (True, [198, 148, 98, 50])])
+def test_deit_small_token_counts(distilled, counts):
+    torch.manual_seed(0)
+    config = PPTDeiTConfig(**DEIT_S, num_labels=10, use_distillation_token=distilled, distillation_head=distilled)
+    model = PPTDeiTForImageClassification(config).eval()
+    with torch.no_grad():
+        out = model(pixels(1, size=224), output_hidden_states=True, output_compression=True)
+    lengths = [h.shape[1] for h in out.hidden_states]  # embeddings, then the output of each of the 12 layers
+    assert lengths == [counts[0]] * 4 + [counts[1]] * 3 + [counts[2]] * 3 + [counts[3]] * 3
+    assert [(c.layer_index, c.tokens_before, c.tokens_after) for c in out.compression] == [
+        (3, counts[0], counts[1]), (6, counts[1], counts[2]), (9, counts[2], counts[3])]
+    assert [n for n, _ in config.token_schedule()[3::3]] == counts[:3]
+    assert out.token_sizes.shape == (1, counts[3])
+    assert out.logits.shape == (1, 10)
+
+
+def test_compression_records():
+    model = tiny_model()
+    x = pixels(3)
+    with torch.no_grad():
+        out = model(x, output_compression=True)
+        plain = model(x)
+    assert plain.compression is None
+    assert len(out.compression) == 2
+    for record, (before, after) in zip(out.compression, [(65, 57), (57, 49)]):
+        assert record.pruned.dtype == torch.bool and record.pruned.shape == (3,)
+        assert record.scores.shape == (3, before - 1)
+        assert record.score_variance.shape == (3,)
+        torch.testing.assert_close(record.score_variance, record.scores.var(-1))
+        torch.testing.assert_close(record.scores.sum(-1), torch.ones(3))
+        assert (record.tokens_before, record.tokens_after) == (before, after)
+        assert record.pruned.tolist() == (record.score_variance >= model.config.prune_threshold).tolist()
+    assert out.token_sizes.shape == (3, 49)
+
+
+@pytest.mark.parametrize("tau", [0.0, math.inf, "mixed"])
+def test_model_source_maps(tau):
+    model, x, mixed_tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=mixed_tau if tau == "mixed" else tau, track_sources=True)
+    with torch.no_grad():
+        out = model(x, output_compression=True)
+    sources, sizes = out.token_sources, out.token_sizes
+    assert sources.shape == (8, 49, 65)
+    torch.testing.assert_close(sources.sum(-1), sizes)  # row sums == sizes
+    assert sources.sum(1).le(1).all()  # every input token in at most one final token
+    assert sources[:, 0, 0].eq(1).all() and sources[:, 0].sum(-1).eq(1).all()  # CLS alone, first
+    ever_pruned = torch.stack([r.pruned for r in out.compression]).any(0)
+    for b in range(8):
+        covered = int(sources[b].sum())
+        if ever_pruned[b]:
+            assert covered < 65  # pruned patches are covered by no final token
+        else:
+            assert covered == 65  # pooling only: every patch somewhere
+    if tau == 0.0:
+        assert sizes.eq(1).all() and sources.sum((1, 2)).eq(49).all()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 8. Batch sizes, dtypes, training, inputs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_batch_of_one_equals_batch_rows():
+    model, x, tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=tau)
+    with torch.no_grad():
+        batched = model(x).logits
+        single = torch.cat([model(x[i : i + 1]).logits for i in range(x.shape[0])])
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_on_cpu():
+    model, x, tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=tau, track_sources=True)
+    model = model.to(torch.bfloat16)
+    with torch.no_grad():
+        out = model(x, output_compression=True)  # float32 pixels are cast by the model
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.logits).all()
+    assert out.logits.shape == (8, 10) and out.token_sizes.shape == (8, 49)
+    assert torch.isfinite(out.token_sizes).all()
+
+
+@pytest.mark.parametrize("tau", [0.0, math.inf, "mixed"])
+def test_training_gradients(tau):
+    model, x, mixed_tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=mixed_tau if tau == "mixed" else tau)
+    model.train()
+    labels = torch.arange(8) % 10
+    out = model(x, labels=labels, output_compression=True)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    for layer in (0, 1, 2, 3):  # before, at, and after the reduction layers 1, 2
+        for name in ("attention.q_proj", "attention.k_proj", "mlp.fc1"):
+            grad = model.get_parameter(f"deit.layers.{layer}.{name}.weight").grad
+            assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, (layer, name)
+    assert torch.isfinite(model.deit.embeddings.cls_token.grad).all()
+
+
+def test_interpolate_pos_encoding_gives_more_tokens():
+    model = tiny_model()
+    with torch.no_grad():
+        out = model(pixels(2, size=48), interpolate_pos_encoding=True, output_hidden_states=True)
+    # 12 x 12 patches + CLS = 145 -> 137 -> 129
+    assert [h.shape[1] for h in out.hidden_states] == [145, 145, 137, 129, 129]
+    assert out.logits.shape == (2, 10) and torch.isfinite(out.logits).all()
+
+
+def test_wrong_inputs_raise_clear_errors():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"channels"):
+        model(pixels(1, channels=1))
+    with pytest.raises(ValueError, match=r"interpolate_pos_encoding"):
+        model(pixels(1, size=48))
+    with pytest.raises(ValueError, match=r"4-d"):
+        model(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match=r"\[0, 9\]"):
+        model(pixels(2), labels=torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match=r"\[0, 9\]"):
+        model(pixels(2), labels=torch.tensor([-1, 0]))
+
+
+def test_distilled_model_protects_dist_token():
+    torch.manual_seed(0)
+    model = PPTDeiTForImageClassification(PPTDeiTConfig(
+        **TINY, initializer_range=0.4, reduction_layers=[1, 2], tokens_removed=16, use_distillation_token=True,
+        distillation_head=True, track_sources=True, prune_threshold=math.inf)).eval()
+    with torch.no_grad():
+        out = model(pixels(2), output_compression=True)
+    # DIST stays second and alone in both pooling steps
+    assert out.token_sources[:, 1, 1].eq(1).all() and out.token_sources[:, 1].sum(-1).eq(1).all()
+    assert out.token_sizes[:, :2].eq(1).all()
+    torch.testing.assert_close(out.logits, (out.cls_logits + out.distillation_logits) / 2)
+    assert out.compression[0].scores.shape == (2, 64)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 9. torch.compile
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_torch_compile_fullgraph_mixed_batch():
+    model, x, tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=tau)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        expected = model(x, output_compression=True)
+        got = compiled(x, output_compression=True)
+    torch.testing.assert_close(got.logits, expected.logits, rtol=1e-5, atol=1e-5)
+    assert [r.pruned.tolist() for r in got.compression] == [r.pruned.tolist() for r in expected.compression]
+    assert expected.compression[0].pruned.any() and not expected.compression[0].pruned.all()
