@@ -137,4 +137,26 @@ def evaluate_accuracy(
     }
 
 
-__all__ = ["AccuracyResult", "default_image_processor", "evaluate_accuracy", "load_eval_dataset", "top_k_correct"]
+def preprocess(dataset, image_processor, batch_size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """All batches of `dataset` as tensors, preprocessed once (sweeps evaluate many settings on the same images)."""
+    return list(batches(dataset, image_processor, batch_size))
+
+
+@torch.inference_mode()
+def accuracy_on_batches(model: torch.nn.Module, cached: list, device: torch.device | str = "cpu") -> AccuracyResult:
+    """Top-1 / top-5 of `model` on preprocessed `(pixel_values, labels)` batches (see `preprocess`)."""
+    correct1 = correct5 = total = 0
+    dtype = next(model.parameters()).dtype
+    for pixel_values, labels in cached:
+        logits = model(pixel_values.to(device=device, dtype=dtype)).logits.float()
+        labels = labels.to(device)
+        correct1 += top_k_correct(logits, labels, 1)
+        correct5 += top_k_correct(logits, labels, 5)
+        total += labels.shape[0]
+    if total == 0:
+        raise ValueError("the evaluation dataset is empty")
+    has_top5 = getattr(model.config, "num_labels", 1000) > 5
+    return AccuracyResult(correct1 / total, correct5 / total if has_top5 else None, total)
+
+
+__all__ = ["AccuracyResult", "accuracy_on_batches", "preprocess", "default_image_processor", "evaluate_accuracy", "load_eval_dataset", "top_k_correct"]

@@ -122,4 +122,39 @@ def build_stock_model(model: PPTDeiTForImageClassification, attn_implementation:
     return stock.to(device=param.device, dtype=param.dtype).eval()
 
 
-__all__ = ["ARCHITECTURES", "PPT_DEFAULTS", "build_model", "build_stock_model"]
+def model_from_args(args, **overrides) -> PPTDeiTForImageClassification:
+    """Build the model named by CLI arguments (--arch / --checkpoint, --image_size, --num_labels, PPT settings)."""
+    settings = {
+        "reduction_layers": getattr(args, "reduction_layers", None),
+        "tokens_removed": _one_or_list(getattr(args, "tokens_removed", None)),
+        "prune_threshold": getattr(args, "prune_threshold", None),
+        "score_function": getattr(args, "score_function", None),
+    }
+    settings = {key: value for key, value in settings.items() if value is not None}
+    settings.update(overrides)
+    if args.arch is not None:
+        return build_model(arch=args.arch, image_size=args.image_size or 224, num_labels=args.num_labels or 1000,
+                           **settings)
+    if args.checkpoint is None:
+        raise ValueError("give --arch or --checkpoint")
+    extra = {"num_labels": args.num_labels} if args.num_labels else {}
+    return build_model(checkpoint=args.checkpoint, **settings, **extra)
+
+
+def _one_or_list(values):
+    if values is None or isinstance(values, int):
+        return values
+    return values[0] if len(values) == 1 else list(values)
+
+
+def apply_dtype_device(model, args):
+    """Move to the CLI's --device / --dtype (auto device: cuda when available)."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    device = getattr(args, "device", "auto")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return model.to(device=device, dtype=dtypes[getattr(args, "dtype", "fp32")]), torch.device(device)
+
+
+__all__ = ["ARCHITECTURES", "apply_dtype_device", "model_from_args", "PPT_DEFAULTS", "build_model", "build_stock_model"]

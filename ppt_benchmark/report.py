@@ -72,6 +72,7 @@ def atomic_write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(handle, "w", newline="") as stream:
             stream.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -1,0 +1,239 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Policy statistics (per reduction layer: score variance, fraction of samples pruned vs pooled) and calibration of
+the prune threshold tau for a new model or score function.
+
+How calibration works. The model has one tau for all reduction layers, and the layers interact: what a sample
+chose at layer 3 changes the tokens, hence the score variance, at layer 6. So tau is not read off one forward
+pass. `calibrate_threshold` searches it on the real model: bisection on log(tau) between the smallest and largest
+score variance seen, each step a full forward over the calibration batches *with that tau*, until the overall
+fraction of pruned (sample, reduction layer) decisions is as close to the target as the data allows. The fraction
+pruned only changes where tau crosses an observed variance, so the search stops after `max_steps` or when the
+bracket no longer contains a variance. Per-layer thresholds are also reported (the `1 - target` quantile of each
+layer's variances in the final pass) as a guide to how different the layers are; the config holds one tau only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .report import fmt, format_table, write_csv, write_json
+
+
+@torch.inference_mode()
+def collect_policy_records(model, batches: list, device: torch.device | str = "cpu") -> dict[int, dict]:
+    """Run `model` on `(pixel_values, labels)` batches with `output_compression=True`.
+
+    Returns: layer index -> {"variance": [num_samples] float tensor, "pruned": [num_samples] bool tensor,
+    "tokens_before": int, "tokens_after": int}.
+    """
+    collected: dict[int, dict] = {}
+    dtype = next(model.parameters()).dtype
+    for pixel_values, _ in batches:
+        out = model(pixel_values.to(device=device, dtype=dtype), output_compression=True)
+        for record in out.compression or ():
+            entry = collected.setdefault(
+                record.layer_index,
+                {"variance": [], "pruned": [], "tokens_before": record.tokens_before, "tokens_after": record.tokens_after},
+            )
+            entry["variance"].append(record.score_variance.float().cpu())
+            entry["pruned"].append(record.pruned.cpu())
+    for entry in collected.values():
+        entry["variance"] = torch.cat(entry["variance"])
+        entry["pruned"] = torch.cat(entry["pruned"])
+    return dict(sorted(collected.items()))
+
+
+def policy_statistics(records: dict[int, dict]) -> list[dict]:
+    """Per reduction layer: mean / median / 10th / 90th percentile of the score variance, fraction pruned."""
+    stats = []
+    for layer, entry in records.items():
+        variance = entry["variance"].double()
+        stats.append({
+            "layer_index": layer,
+            "tokens_before": entry["tokens_before"],
+            "tokens_after": entry["tokens_after"],
+            "num_samples": int(variance.numel()),
+            "mean_score_variance": float(variance.mean()),
+            "median_score_variance": float(variance.median()),
+            "q10_score_variance": float(torch.quantile(variance, 0.1)),
+            "q90_score_variance": float(torch.quantile(variance, 0.9)),
+            "fraction_pruned": float(entry["pruned"].float().mean()),
+        })
+    return stats
+
+
+def overall_prune_fraction(records: dict[int, dict]) -> float:
+    decisions = torch.cat([entry["pruned"].float() for entry in records.values()])
+    return float(decisions.mean())
+
+
+@dataclass
+class CalibrationResult:
+    prune_threshold: float  # use as PPTDeiTConfig(prune_threshold=...) / configure_compression(prune_threshold=...)
+    target_prune_fraction: float
+    achieved_prune_fraction: float
+    per_layer_fraction_pruned: dict[int, float]
+    per_layer_quantile_threshold: dict[int, float]
+    steps: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def calibrate_threshold(
+    model,
+    batches: list,
+    target_prune_fraction: float,
+    device: torch.device | str = "cpu",
+    max_steps: int = 25,
+    progress: bool = True,
+) -> CalibrationResult:
+    """Find tau such that about `target_prune_fraction` of all (sample, reduction layer) decisions prune.
+
+    The model's other PPT settings are used as they are; its prune_threshold is restored afterwards.
+    Returns a `CalibrationResult` whose `prune_threshold` is usable as the config's `prune_threshold`.
+    """
+    if not 0.0 <= target_prune_fraction <= 1.0:
+        raise ValueError(f"target_prune_fraction={target_prune_fraction} must be in [0, 1]")
+    if not model.config.compression_enabled:
+        raise ValueError("the model has no reduction layers: set reduction_layers / tokens_removed first")
+    original = model.config.prune_threshold
+    model.eval()
+
+    def evaluate(tau: float):
+        model.configure_compression(prune_threshold=tau)
+        records = collect_policy_records(model, batches, device)
+        return overall_prune_fraction(records), records
+
+    try:
+        if target_prune_fraction >= 1.0:
+            tau, steps = 0.0, 0
+            fraction, records = evaluate(tau)
+        elif target_prune_fraction <= 0.0:
+            tau, steps = math.inf, 0
+            fraction, records = evaluate(tau)
+        else:
+            # Bracket: all variances observed with tau = 0 (always prune) and tau = inf (always pool).
+            observed = []
+            for tau in (0.0, math.inf):
+                observed += [entry["variance"] for entry in evaluate(tau)[1].values()]
+            observed = torch.cat(observed)
+            positive = observed[observed > 0]
+            low = float(positive.min()) / 2 if positive.numel() else 1e-12
+            high = float(observed.max()) * 2 if observed.numel() else 1.0
+            best = None
+            steps = 0
+            for steps in tqdm(range(1, max_steps + 1), desc="calibrating tau", disable=not progress, leave=False):
+                tau = math.sqrt(low * high)  # bisection in log space
+                fraction, records = evaluate(tau)
+                if best is None or abs(fraction - target_prune_fraction) < abs(best[1] - target_prune_fraction):
+                    best = (tau, fraction, records)
+                if fraction > target_prune_fraction:
+                    low = tau  # too many prune: raise tau
+                elif fraction < target_prune_fraction:
+                    high = tau
+                else:
+                    break
+                if high / low < 1.0001:
+                    break
+            tau, fraction, records = best
+    finally:
+        model.configure_compression(prune_threshold=original)
+
+    stats = policy_statistics(records)
+    quantiles = {
+        layer: float(torch.quantile(entry["variance"].double(), 1 - target_prune_fraction))
+        for layer, entry in records.items()
+    }
+    return CalibrationResult(
+        prune_threshold=tau,
+        target_prune_fraction=target_prune_fraction,
+        achieved_prune_fraction=fraction,
+        per_layer_fraction_pruned={entry["layer_index"]: entry["fraction_pruned"] for entry in stats},
+        per_layer_quantile_threshold=quantiles,
+        steps=steps,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def calibration_batches(args, config) -> list:
+    """Calibration images from --dataset (preprocessed by the model's processor), or seeded noise."""
+    if args.dataset:
+        from .accuracy import default_image_processor, load_eval_dataset, preprocess
+
+        dataset = load_eval_dataset(args.dataset, args.split, args.num_samples)
+        return preprocess(dataset, default_image_processor(config, args.checkpoint), args.batch_size)
+    generator = torch.Generator().manual_seed(0)
+    batches, left = [], args.num_samples
+    while left > 0:
+        size = min(left, args.batch_size)
+        batches.append((torch.randn(size, config.num_channels, config.image_size, config.image_size, generator=generator),
+                        torch.zeros(size, dtype=torch.long)))
+        left -= size
+    return batches
+
+
+def _stats_table(stats: list[dict]) -> str:
+    headers = ["layer", "tokens", "samples", "mean var", "median var", "p10 var", "p90 var", "pruned", "pooled"]
+    rows = [[s["layer_index"], f"{s['tokens_before']}->{s['tokens_after']}", s["num_samples"],
+             fmt(s["mean_score_variance"], ".3e"), fmt(s["median_score_variance"], ".3e"),
+             fmt(s["q10_score_variance"], ".3e"), fmt(s["q90_score_variance"], ".3e"),
+             fmt(s["fraction_pruned"], ".1%"), fmt(1 - s["fraction_pruned"], ".1%")] for s in stats]
+    return format_table(headers, rows)
+
+
+def main_policy_stats(args) -> int:
+    from .models import apply_dtype_device, model_from_args
+    from .plots import policy_stats_plot
+
+    model = model_from_args(args)
+    if not model.config.compression_enabled:
+        raise ValueError("the model has no reduction layers: pass --reduction_layers / --tokens_removed")
+    model, device = apply_dtype_device(model, args)
+    batches = calibration_batches(args, model.config)
+    stats = policy_statistics(collect_policy_records(model, batches, device))
+    config = model.config
+    print(f"policy statistics: tau={config.prune_threshold:g} score_function={config.score_function} "
+          f"on {'random noise' if not args.dataset else args.dataset}")
+    print(_stats_table(stats))
+    if args.output_dir:
+        write_json(os.path.join(args.output_dir, "policy_stats.json"),
+                   {"prune_threshold": config.prune_threshold, "score_function": config.score_function, "layers": stats})
+        write_csv(os.path.join(args.output_dir, "policy_stats.csv"), stats)
+        path = policy_stats_plot(stats, os.path.join(args.output_dir, "policy_stats.png"), config.prune_threshold,
+                                 title=f"{args.arch or args.checkpoint}: {config.score_function}")
+        print(f"wrote {args.output_dir}/policy_stats.json, .csv, {path}")
+    return 0
+
+
+def main_calibrate(args) -> int:
+    from .models import apply_dtype_device, model_from_args
+
+    if not 0.0 <= args.target_prune_fraction <= 1.0:
+        raise ValueError(f"--target_prune_fraction {args.target_prune_fraction} must be in [0, 1]")
+    model = model_from_args(args)
+    model, device = apply_dtype_device(model, args)
+    batches = calibration_batches(args, model.config)
+    result = calibrate_threshold(model, batches, args.target_prune_fraction, device, progress=not args.no_progress)
+    print(f"prune_threshold = {result.prune_threshold:.6g}  (pruned {result.achieved_prune_fraction:.1%} of decisions, "
+          f"target {result.target_prune_fraction:.1%}, {result.steps} search steps)")
+    for layer in result.per_layer_fraction_pruned:
+        print(f"  layer {layer}: pruned {result.per_layer_fraction_pruned[layer]:.1%}; this layer alone would need "
+              f"tau = {result.per_layer_quantile_threshold[layer]:.4g}")
+    print(f"use: --prune_threshold {result.prune_threshold:.6g}  or  "
+          f"model.configure_compression(prune_threshold={result.prune_threshold:.6g})")
+    if args.output_dir:
+        write_json(os.path.join(args.output_dir, "calibration.json"), result.to_dict())
+    return 0
+
+
+__all__ = ["CalibrationResult", "calibrate_threshold", "collect_policy_records", "overall_prune_fraction", "policy_statistics"]
