@@ -49,7 +49,7 @@ ALL_RESULTS = {
 }
 BENCHMARK = {
     "ppt": {"macs": 1_234_567, "params": 38_000, "throughput": 812.5},
-    "baseline": {"accuracy": 0.4583, "macs": 2_345_678, "params": 38_000, "throughput": 512.25},
+    "baseline": {"accuracy": 0.4583, "macs": 2_345_678, "params": 38_000, "throughput": 512.4},
     "hardware": "2-core CPU (test fixture)",
     "throughput_batch_size": 16,
 }
