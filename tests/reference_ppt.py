@@ -57,7 +57,7 @@ def _merge_wavg(merge, x: torch.Tensor, size: torch.Tensor):
     return x / size, size
 
 
-def _attention(x, weights, prefix, num_heads, size):
+def _attention(x, weights, prefix, num_heads, size, score="ats"):
     B, N, C = x.shape
     head_dim = C // num_heads
     q = F.linear(x, weights[f"{prefix}.attention.q_proj.weight"], weights[f"{prefix}.attention.q_proj.bias"])
@@ -70,16 +70,22 @@ def _attention(x, weights, prefix, num_heads, size):
     attn = attn.softmax(dim=-1)
     out = (attn @ v).transpose(1, 2).reshape(B, N, C)
     out = F.linear(out, weights[f"{prefix}.attention.o_proj.weight"], weights[f"{prefix}.attention.o_proj.bias"])
-    # ATS-style significance: CLS attention summed over heads times the norm of the (all-head) value vector.
-    v_norm = v.transpose(1, 2).reshape(B, N, C).norm(dim=-1)  # [B, N]
-    cls_attn = attn[:, :, 0, :].sum(dim=1)  # [B, N]
-    scores = cls_attn[:, 1:] * v_norm[:, 1:]
+    v_norm = v.transpose(1, 2).reshape(B, N, C).norm(dim=-1)  # [B, N], all heads concatenated
+    if score == "ats":  # CLS attention summed over heads times the value norm
+        scores = attn[:, :, 0, 1:].sum(dim=1) * v_norm[:, 1:]
+    elif score == "cls_attention":  # the thesis's "average"
+        scores = attn[:, :, 0, 1:].mean(dim=1)
+    elif score == "entropy":  # the thesis's "diversity": entropy of each token's own attention row
+        entropy = -(attn * torch.log(attn + 1e-12)).sum(dim=-1)  # [B, H, N]
+        scores = entropy.mean(dim=1)[:, 1:] * v_norm[:, 1:]
+    else:
+        raise ValueError(score)
     scores = scores / scores.sum(dim=-1, keepdim=True)
     return out, k.mean(1), scores
 
 
 def reference_logits(model, pixel_values: torch.Tensor, reduction_layers, tokens_removed: int, tau: float,
-                     proportional_attention: bool = True):
+                     proportional_attention: bool = True, score: str = "ats"):
     """Logits `[B, num_labels]` and the per-layer steps of the authors' algorithm on `model`'s weights, computed in
     the dtype of `pixel_values` (float32 or float64)."""
     config = model.config
@@ -105,7 +111,7 @@ def reference_logits(model, pixel_values: torch.Tensor, reduction_layers, tokens
         h = F.layer_norm(x, (C,), weights[f"{prefix}.layernorm_before.weight"],
                          weights[f"{prefix}.layernorm_before.bias"], eps)
         attn_out, metric, scores = _attention(h, weights, prefix, config.num_attention_heads,
-                                              size if proportional_attention else None)
+                                              size if proportional_attention else None, score)
         x = x + attn_out
         r = tokens_removed if index in reduction_layers else 0
         r = min(r, (x.shape[1] - 1) // 2)

@@ -175,19 +175,45 @@ def test_logits_match_reference(dtype, tol, tau):
         assert first.any() and not first.all(), "the test needs a batch where both policies occur"
 
 
-@pytest.mark.parametrize("settings", [dict(tokens_removed=20, reduction_layers=[0, 2]),
-                                      dict(tokens_removed=32, reduction_layers=[0, 1, 3]),
-                                      dict(proportional_attention=False)])
-def test_logits_match_reference_other_schedules(settings):
-    model, x, tau = _model_and_mixed_tau(torch.float64, seed=1)
-    model.configure_compression(prune_threshold=tau, **settings)
+@pytest.mark.parametrize(
+    "settings, dtype",
+    [
+        (dict(tokens_removed=20, reduction_layers=[0, 2]), torch.float64),
+        (dict(tokens_removed=32, reduction_layers=[0, 1, 3]), torch.float64),
+        (dict(proportional_attention=False), torch.float64),
+        (dict(score_function="cls_attention"), torch.float64),
+        # entropy needs full attention rows, computed on the eager path whose softmax runs in float32 (as stock
+        # transformers' eager attention does), so it is compared in float32
+        (dict(score_function="entropy"), torch.float32),
+    ],
+)
+def test_logits_match_reference_other_settings(settings, dtype):
+    model = tiny_model(seed=1, initializer_range=0.5, prune_threshold=0.0, **settings).to(dtype)
+    x = mixed_pixels(8).to(dtype)
+    with torch.no_grad():
+        tau = threshold_between(model(x, output_compression=True).compression[0].score_variance)
+    model.configure_compression(prune_threshold=tau)
     config = model.config
     with torch.no_grad():
         out = model(x, output_compression=True)
     expected, steps = reference_logits(model, x, config.reduction_layers, config.tokens_removed, tau,
-                                       proportional_attention=config.proportional_attention)
-    torch.testing.assert_close(out.logits, expected, rtol=1e-10, atol=1e-10)
+                                       proportional_attention=config.proportional_attention,
+                                       score=config.score_function)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out.logits, expected, rtol=tol, atol=tol)
     assert [r.pruned.tolist() for r in out.compression] == [s.prune.tolist() for s in steps]
+    assert steps[0].prune.any() and not steps[0].prune.all()
+
+
+def test_attentions_output_shrinks_and_includes_log_size():
+    model = tiny_model(initializer_range=0.4, prune_threshold=math.inf)
+    with torch.no_grad():
+        out = model(pixels(2), output_attentions=True, output_hidden_states=True)
+    assert [a.shape[-1] for a in out.attentions] == [65, 65, 57, 49]
+    for attention in out.attentions:
+        torch.testing.assert_close(attention.sum(-1), torch.ones(attention.shape[:-1]))
+    as_tuple = model(pixels(2), return_dict=False)
+    torch.testing.assert_close(as_tuple[0], model(pixels(2)).logits)
 
 
 def test_proportional_attention_changes_the_result():
