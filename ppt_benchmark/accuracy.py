@@ -24,14 +24,44 @@ class AccuracyResult:
         return {"top1": self.top1, "top5": self.top5, "num_samples": self.num_samples}
 
 
-def load_eval_dataset(path: str, split: str | None = None, max_samples: int | None = None):
-    """Load a dataset saved with `save_to_disk` (a `Dataset`, or a `DatasetDict` from which `split` -- default the
+DIGITS = "digits"  # the dataset of `train.py --preset digits`, rebuilt with the same held-out split
+
+
+def load_digits_splits(image_size: int = 32):
+    """`(train, eval)` exactly as `train.py --preset digits` splits scikit-learn's digits (20% held out, seed 42)."""
+    from ppt_training.data import prepare_splits
+    from ppt_training.digits import load_digits_dataset
+
+    train, held_out, _ = prepare_splits(load_digits_dataset(size=image_size), "train", None, 0.2, 42, "label")
+    return train, held_out
+
+
+def load_train_dataset(path: str, split: str = "train", max_samples: int | None = None, image_size: int = 32):
+    """The training split of a saved dataset (or of `digits`), for compression-aware fine-tuning."""
+    if path == DIGITS:
+        dataset = load_digits_splits(image_size)[0]
+    else:
+        dataset = load_eval_dataset(path, split)
+    if max_samples is not None:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    return dataset
+
+
+def load_eval_dataset(path: str, split: str | None = None, max_samples: int | None = None, image_size: int = 32):
+    """`path == "digits"`: the evaluation split `train.py --preset digits` holds out (same seed), at `image_size`.
+
+    Otherwise: Load a dataset saved with `save_to_disk` (a `Dataset`, or a `DatasetDict` from which `split` -- default the
     first of validation/test/eval/train present -- is taken). Also accepts a directory holding such a dataset
     under `dataset/` (what `train.py --preset digits` writes next to its model)."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
+    if path == DIGITS:
+        loaded = load_digits_splits(image_size)[1]
+        return loaded.select(range(min(max_samples, len(loaded)))) if max_samples is not None else loaded
     if not os.path.isdir(path):
-        raise ValueError(f"dataset path {path!r} is not a directory (expected the output of Dataset.save_to_disk)")
+        raise ValueError(
+            f"dataset path {path!r} is not a directory (expected the output of Dataset.save_to_disk, or 'digits')"
+        )
     candidates = [path] + [os.path.join(path, sub) for sub in ("dataset", "data")]
     loaded = None
     errors = []

@@ -170,7 +170,7 @@ def calibration_batches(args, config) -> list:
     if args.dataset:
         from .accuracy import default_image_processor, load_eval_dataset, preprocess
 
-        dataset = load_eval_dataset(args.dataset, args.split, args.num_samples)
+        dataset = load_eval_dataset(args.dataset, args.split, args.num_samples, config.image_size)
         return preprocess(dataset, default_image_processor(config, args.checkpoint), args.batch_size)
     generator = torch.Generator().manual_seed(0)
     batches, left = [], args.num_samples

@@ -169,7 +169,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
     if options.dataset is not None:
         from .accuracy import default_image_processor, evaluate_accuracy, load_eval_dataset
 
-        dataset = load_eval_dataset(options.dataset, options.split, options.max_eval_samples)
+        dataset = load_eval_dataset(options.dataset, options.split, options.max_eval_samples, config.image_size)
         processor = default_image_processor(config, options.checkpoint)
         accuracy = evaluate_accuracy(
             {"baseline": baseline, "ppt": ppt}, dataset, processor, options.eval_batch_size, device, options.progress

@@ -204,7 +204,7 @@ def main_sweep(args) -> int:
     model, device = apply_dtype_device(model, args)
     eval_batches = None
     if args.dataset:
-        dataset = load_eval_dataset(args.dataset, args.split, args.max_eval_samples)
+        dataset = load_eval_dataset(args.dataset, args.split, args.max_eval_samples, model.config.image_size)
         eval_batches = preprocess(dataset, default_image_processor(model.config, args.checkpoint), args.eval_batch_size)
     rows = run_sweep(model, points, eval_batches, speed=not args.no_speed, batch_size=args.batch_size,
                      warmup=args.warmup, rounds=args.rounds, device=device, progress=not args.no_progress)
