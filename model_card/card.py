@@ -37,8 +37,10 @@ training_info: keys read (all optional; missing ones print as "not recorded")
     base_model       Hub id of the checkpoint that was fine-tuned (card metadata `base_model`)
     repo_id          target Hub repo "user/name" (usage code; a placeholder otherwise)
     model_name       title of the card (default: the repo name)
-    epochs, learning_rate, batch_size, optimizer, weight_decay, seed, recipe (free text), training_hardware,
-    training_time    printed in the training table
+    epochs (or num_train_epochs), learning_rate, lr_scheduler_type, batch_size, per_device_train_batch_size,
+    label_smoothing_factor, optimizer, weight_decay, seed, recipe (free text; or preset), training_hardware,
+    training_time    printed in the training table (epochs default to the results' `epoch`)
+    trained_with_compression  True if fine-tuned with PPT on (the card's limitations then say so)
     license          default "apache-2.0"
     tags             extra tags
 """
@@ -255,14 +257,20 @@ def _settings_rows(config) -> str:
 
 
 def _training_rows(info: Mapping[str, Any], results: Mapping[str, Any]) -> str:
-    epochs = info.get("epochs", results.get("epoch"))
+    def first(*keys):
+        return next((info[key] for key in keys if info.get(key) is not None), None)
+
+    epochs = first("epochs", "num_train_epochs")
     rows = [
-        ("Dataset", info.get("dataset_name") or info.get("dataset")),
+        ("Dataset", first("dataset_name", "dataset")),
         ("Base model", info.get("base_model")),
-        ("Recipe", info.get("recipe")),
-        ("Epochs", epochs),
+        ("Recipe", first("recipe", "preset")),
+        ("Epochs", results.get("epoch") if epochs is None else epochs),
         ("Learning rate", info.get("learning_rate")),
+        ("Learning-rate schedule", info.get("lr_scheduler_type")),
         ("Batch size", info.get("batch_size")),
+        ("Batch size per device", info.get("per_device_train_batch_size")),
+        ("Label smoothing", info.get("label_smoothing_factor")),
         ("Optimizer", info.get("optimizer")),
         ("Weight decay", info.get("weight_decay")),
         ("Seed", info.get("seed")),

@@ -313,8 +313,8 @@ def push_folder(
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     folder = check_export_folder(folder)
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo_id must look like 'user-or-org/name', got {repo_id!r}")
+    if not isinstance(repo_id, str) or repo_id.count("/") > 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like 'user-or-org/name' (or 'name' for your namespace), got {repo_id!r}")
     token = token or get_token()
     if not token:
         raise HubPushError(
@@ -326,7 +326,7 @@ def push_folder(
 
     api = HfApi(token=token)
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         commit = api.upload_folder(

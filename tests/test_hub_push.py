@@ -68,6 +68,7 @@ class RecordingApi:
 
     def create_repo(self, repo_id, **kwargs):
         self.calls.append(("create_repo", repo_id, kwargs))
+        return SimpleNamespace(repo_id=repo_id if "/" in repo_id else f"me/{repo_id}")
 
     def create_branch(self, repo_id, **kwargs):
         self.calls.append(("create_branch", repo_id, kwargs))
@@ -105,6 +106,11 @@ def test_push_uploads_the_folder_then_pins_the_card(monkeypatch):
     assert url == f"https://hub.test/someone/tiny/commit/{'b' * 40}"
     assert folder_snapshot(folder) == before
 
+    # A bare name goes to the token's namespace, which the Hub reports back; the card then names the full id.
+    RecordingApi.calls = []
+    push_folder(folder, "tiny", token="hf_x")
+    assert 'repo_id = "me/tiny"' in RecordingApi.calls[-1][1]["path_or_fileobj"].decode()
+
 
 def test_push_rejects_incomplete_or_pickled_folders(tmp_path):
     with pytest.raises(ValueError, match="missing"):
@@ -118,7 +124,7 @@ def test_push_rejects_incomplete_or_pickled_folders(tmp_path):
     with pytest.raises(ValueError, match="pickle"):
         check_export_folder(copy)
     with pytest.raises(ValueError, match="repo_id"):
-        push_folder(folder, "no-slash", token="hf_x")
+        push_folder(folder, "a/b/c", token="hf_x")
 
 
 def test_cli_dry_run_exports_a_checkpoint_folder(tmp_path, capsys):
