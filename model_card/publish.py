@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from .card import UNPINNED_REVISION, build_model_card, load_results, normalize_results, pin_usage
+from .card import build_model_card, load_results, normalize_results, pin_usage
 
 
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
