@@ -104,16 +104,17 @@ def test_base_model_parity_from_base_checkpoint(tmp_path, stock_cls, config_cls)
 
 @pytest.mark.parametrize("stock_cls, config_cls", [(ViTForImageClassification, ViTConfig),
                                                    (DeiTForImageClassification, DeiTConfig)])
-def test_interpolate_pos_encoding_parity_with_stock(tmp_path, stock_cls, config_cls):
+@pytest.mark.parametrize("height, width", [(48, 48), (32, 48), (48, 24), (24, 24)])
+def test_interpolate_pos_encoding_parity_with_stock(tmp_path, stock_cls, config_cls, height, width):
     stock = _stock(stock_cls, config_cls)
     stock.save_pretrained(tmp_path)
     model = PPTDeiTForImageClassification.from_pretrained(tmp_path, reduction_layers=[]).eval()
-    x = pixels(2, size=48)
+    x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = stock(x, interpolate_pos_encoding=True).logits
         out = model(x, interpolate_pos_encoding=True, output_hidden_states=True)
     torch.testing.assert_close(out.logits, expected, rtol=1e-5, atol=1e-5)
-    assert out.hidden_states[0].shape[1] == 144 + model.config.num_protected_tokens
+    assert out.hidden_states[0].shape[1] == (height // 4) * (width // 4) + model.config.num_protected_tokens
 
 
 def test_eager_and_sdpa_agree_with_compression(tmp_path):
@@ -330,6 +331,22 @@ def test_training_gradients(tau):
     assert torch.isfinite(model.deit.embeddings.cls_token.grad).all()
 
 
+def test_activation_checkpointing_gives_the_same_gradients():
+    """Trainer's gradient_checkpointing=True: the checkpointed layers carry token sizes through the recompute."""
+    model, x, tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=tau)
+    model.train()
+    labels = torch.arange(8) % 10
+    model(x, labels=labels).loss.backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    assert all(layer.gradient_checkpointing for layer in model.deit.layers)
+    model(x, labels=labels).loss.backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_interpolate_pos_encoding_gives_more_tokens():
     model = tiny_model()
     with torch.no_grad():
@@ -353,18 +370,22 @@ def test_wrong_inputs_raise_clear_errors():
         model(pixels(2), labels=torch.tensor([-1, 0]))
 
 
-def test_distilled_model_protects_dist_token():
+@pytest.mark.parametrize("tau", [0.0, math.inf])
+def test_distilled_model_protects_dist_token(tau):
     torch.manual_seed(0)
     model = PPTDeiTForImageClassification(PPTDeiTConfig(
         **TINY, initializer_range=0.4, reduction_layers=[1, 2], tokens_removed=16, use_distillation_token=True,
-        distillation_head=True, track_sources=True, prune_threshold=math.inf)).eval()
+        distillation_head=True, track_sources=True, prune_threshold=tau)).eval()
     with torch.no_grad():
         out = model(pixels(2), output_compression=True)
-    # DIST stays second and alone in both pooling steps
+    # CLS first, DIST second, each alone, through both steps
+    assert out.token_sources[:, 0, 0].eq(1).all() and out.token_sources[:, 0].sum(-1).eq(1).all()
     assert out.token_sources[:, 1, 1].eq(1).all() and out.token_sources[:, 1].sum(-1).eq(1).all()
     assert out.token_sizes[:, :2].eq(1).all()
     torch.testing.assert_close(out.logits, (out.cls_logits + out.distillation_logits) / 2)
     assert out.compression[0].scores.shape == (2, 64)
+    assert out.token_sizes.shape == (2, 66 - 32)
+    assert out.token_sources.sum((1, 2)).eq(66 if tau == math.inf else 66 - 32).all()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -372,11 +393,12 @@ def test_distilled_model_protects_dist_token():
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def test_torch_compile_fullgraph_mixed_batch():
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_torch_compile_fullgraph_mixed_batch(backend):
     model, x, tau = _model_and_mixed_tau()
     model.configure_compression(prune_threshold=tau)
     torch._dynamo.reset()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
     with torch.no_grad():
         expected = model(x, output_compression=True)
         got = compiled(x, output_compression=True)
