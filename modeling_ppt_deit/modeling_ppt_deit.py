@@ -43,7 +43,7 @@ from .token_ops import ScoreInputs, clamp_tokens_removed, compress, compute_scor
 # `from_pretrained` passes these as its `key_mapping`. Each pattern fires once per key, in order.
 CHECKPOINT_KEY_MAPPING = {
     r"^vit\.": "deit.",
-    r"(^|\.)encoder\.layer\.(\d+)\.": r"\1layers.\2.",
+    r"(?:^|(?<=\.))encoder\.layer\.(\d+)\.": r"layers.\1.",
     r"\.attention\.attention\.query\.": ".attention.q_proj.",
     r"\.attention\.attention\.key\.": ".attention.k_proj.",
     r"\.attention\.attention\.value\.": ".attention.v_proj.",
