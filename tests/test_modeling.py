@@ -80,12 +80,8 @@ def test_base_model_parity_from_classifier_checkpoint(tmp_path, stock_cls, confi
 @pytest.mark.parametrize(
     "stock_cls, config_cls",
     [
-        pytest.param(ViTModel, ViTConfig, marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG: CHECKPOINT_KEY_MAPPING's r'\\.encoder\\.layer\\.(\\d+)\\.' needs a leading dot, so a base-model "
-            "checkpoint (keys 'encoder.layer.N....', no 'vit.'/'deit.' prefix) leaves every layer randomly "
-            "initialised (reported as missing/unexpected keys)"))),
-        pytest.param(DeiTModel, DeiTConfig, marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG: same key mapping problem as for ViTModel checkpoints"))),
+        (ViTModel, ViTConfig),
+        (DeiTModel, DeiTConfig),
     ],
 )
 def test_base_model_parity_from_base_checkpoint(tmp_path, stock_cls, config_cls):
