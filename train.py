@@ -1,0 +1,385 @@
+#!/usr/bin/env python
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tune PPT-DeiT (token Pruning & Pooling on DeiT) on an image-classification dataset with `Trainer`, then
+evaluate top-1 (and top-5) accuracy with compression off (the stock DeiT, same weights) and on.
+
+    # offline, CPU, a few minutes: a small PPT-DeiT from scratch on scikit-learn's digits
+    python train.py --preset digits --output_dir outputs/digits
+
+    # DeiT-S fine-tuned on CIFAR-100 with PPT (r=50 at layers 3, 6, 9), one or several GPUs
+    accelerate launch train.py
+    accelerate launch train.py --tokens_removed 30 --prune_threshold 7e-5 --output_dir outputs/deit-s-r30
+
+    # any datasets image-classification dataset: Hub id, imagefolder directory, or save_to_disk folder
+    python train.py --dataset_name path/to/folder --label_column_name label --num_train_epochs 5
+
+    # options from a file (JSON or YAML), with command-line overrides after it
+    python train.py config.yaml --learning_rate 5e-5
+
+The output folder holds the model (safetensors + config + modeling code, loadable with trust_remote_code=True),
+its image processor, train/eval/all_results.json and trainer_state.json. `all_results.json` is written last:
+a folder without it is an unfinished run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import evaluate
+import torch
+import transformers
+from transformers import Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_ppt_deit import PPTDeiTForImageClassification
+from ppt_training.arguments import DataArguments, ModelArguments, PPTTrainingArguments, parse_args, validate_args
+from ppt_training.data import PreparedData, channel_mean_std, load_any_dataset, prepare_data
+from ppt_training.digits import load_digits_dataset
+from ppt_training.modeling import (
+    build_config,
+    build_model,
+    compression_off,
+    encoder_macs,
+    pretrained_image_processor,
+    scratch_image_processor,
+    weights_digest,
+)
+from ppt_training.transforms import ImageTransform, collate_image_batch, make_batch_transform
+
+
+logger = logging.getLogger("train")
+
+METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppt_training", "metrics", "topk_accuracy.py")
+COMPLETION_MARKER = "all_results.json"  # written last: its presence means the folder is a finished run
+STAGING_DIR_NAME = ".incomplete-final"
+# Test hook: when set, every rank writes `rank<i>.json` there with a digest of its final weights.
+DIGEST_DIR_ENV = "PPT_TRAIN_DIGEST_DIR"
+
+
+# ---- checks before any work -----------------------------------------------------------------------------------
+
+
+def resolve_resume(training_args) -> str | None:
+    """`--resume_from_checkpoint True` -> the last checkpoint in output_dir; a path -> that checkpoint."""
+    wanted = training_args.resume_from_checkpoint
+    if wanted is None or str(wanted).lower() in ("", "false", "none"):
+        return None
+    if str(wanted).lower() == "true":
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint True, but {training_args.output_dir!r} holds no checkpoint-*")
+        return last
+    if not os.path.isfile(os.path.join(wanted, "trainer_state.json")):
+        raise ValueError(f"--resume_from_checkpoint {wanted!r} is not a checkpoint folder (no trainer_state.json)")
+    return wanted
+
+
+def check_output_dir(training_args, resume: str | None) -> None:
+    finished = os.path.isfile(os.path.join(training_args.output_dir, COMPLETION_MARKER))
+    if finished and resume is None and not training_args.overwrite_output_dir:
+        raise ValueError(
+            f"output_dir {training_args.output_dir!r} already holds a finished run ({COMPLETION_MARKER}); "
+            "pass another --output_dir, --overwrite_output_dir True, or --resume_from_checkpoint"
+        )
+    if resume is None and os.path.isdir(training_args.output_dir):
+        last = get_last_checkpoint(training_args.output_dir)
+        if last is not None:
+            logger.warning("%s exists; pass --resume_from_checkpoint True to continue from it", last)
+
+
+# ---- metrics ----------------------------------------------------------------------------------------------------
+
+
+def make_metric_functions(num_labels: int):
+    """`preprocess_logits_for_metrics` keeps only the top-k class ids per sample (k = 5 when there are more than
+    5 classes, else 1), so that evaluation gathers `[N, k]` ints instead of `[N, num_labels]` logits;
+    `compute_metrics` turns them into accuracy (and top5_accuracy) with the local `evaluate` module."""
+    top_k = 5 if num_labels > 5 else 1
+    metric = evaluate.load(METRIC_PATH, keep_in_memory=True)
+
+    def preprocess_logits_for_metrics(logits, labels):
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        return logits.topk(top_k, dim=-1).indices
+
+    def compute_metrics(eval_prediction):
+        return metric.compute(predictions=eval_prediction.predictions, references=eval_prediction.label_ids)
+
+    return preprocess_logits_for_metrics, compute_metrics
+
+
+# ---- results ------------------------------------------------------------------------------------------------------
+
+
+def json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no inf
+    return value
+
+
+def ppt_summary(config) -> dict:
+    baseline_macs = encoder_macs_without_compression(config)
+    return {
+        "ppt_reduction_layers": list(config.reduction_layers),
+        "ppt_tokens_removed": config.tokens_removed,
+        "ppt_prune_threshold": json_safe(config.prune_threshold),
+        "ppt_score_function": config.score_function,
+        "ppt_tokens_per_layer": [list(pair) for pair in config.token_schedule()],
+        "ppt_gmacs": encoder_macs(config) / 1e9,
+        "baseline_gmacs": baseline_macs / 1e9,
+    }
+
+
+def encoder_macs_without_compression(config) -> int:
+    plain = config.__class__.from_dict({**config.to_dict(), "reduction_layers": [], "tokens_removed": 0})
+    return encoder_macs(plain)
+
+
+def format_tokens(schedule: list[tuple[int, int]]) -> str:
+    """`[(65, 65), (65, 57), ...]` -> `65 65>57 57>49 49>41`: tokens in attention, `>` what the MLP sees."""
+    return " ".join(str(a) if a == m else f"{a}>{m}" for a, m in schedule)
+
+
+def results_table(results: dict, config, output_dir: str) -> str:
+    """Baseline vs PPT: accuracy (+ top-5), estimated GMACs per image, tokens per layer, where the model went."""
+    has_top5 = "eval_top5_accuracy" in results
+    tokens_in = config.token_schedule()[0][0]
+    rows = [
+        ("baseline (no PPT)", "eval_baseline", results["baseline_gmacs"], [(tokens_in, tokens_in)] * len(config.token_schedule())),
+        ("PPT" if config.compression_enabled else "PPT (off)", "eval", results["ppt_gmacs"], config.token_schedule()),
+    ]
+    header = ["model", "top-1"] + (["top-5"] if has_top5 else []) + ["GMACs", "tokens per layer (attention>MLP)"]
+    table = [header]
+    for name, prefix, gmacs, schedule in rows:
+        cells = [name, f"{100 * results[prefix + '_accuracy']:.2f}%"]
+        if has_top5:
+            cells.append(f"{100 * results[prefix + '_top5_accuracy']:.2f}%")
+        table.append(cells + [f"{gmacs:.4f}", format_tokens(schedule)])
+    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |" for row in table]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join([
+        f"PPT settings: reduction_layers={list(config.reduction_layers)} tokens_removed={config.tokens_removed} "
+        f"prune_threshold={config.prune_threshold} score_function={config.score_function}",
+        f"evaluated on {results['eval_split']!r} ({results['eval_samples']} images)",
+        *lines,
+        f"model saved to {os.path.abspath(output_dir)}",
+    ])
+
+
+def write_json(path: str, values: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({key: json_safe(value) for key, value in values.items()}, handle, indent=4, sort_keys=True)
+
+
+def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict) -> None:
+    """Write the finished model folder: everything goes to a staging folder first, then into output_dir, with
+    all_results.json last, so that an interrupted run never leaves a folder that looks complete."""
+    output_dir = trainer.args.output_dir
+    staging = os.path.join(output_dir, STAGING_DIR_NAME)
+    if trainer.is_world_process_zero() and os.path.isdir(staging):
+        shutil.rmtree(staging)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(staging)  # model + image processor + training_args.bin; only the main process writes
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(os.path.join(staging, "trainer_state.json"))
+        write_json(os.path.join(staging, "train_results.json"), train_metrics)
+        write_json(os.path.join(staging, "eval_results.json"), eval_metrics)
+        write_json(os.path.join(staging, COMPLETION_MARKER), {**train_metrics, **eval_metrics})
+        for name in sorted(os.listdir(staging), key=lambda name: name == COMPLETION_MARKER):
+            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+        os.rmdir(staging)
+    trainer.accelerator.wait_for_everyone()
+
+
+def write_weights_digest(trainer: Trainer, directory: str) -> None:
+    os.makedirs(directory, exist_ok=True)
+    record = {
+        "process_index": trainer.args.process_index,
+        "world_size": trainer.args.world_size,
+        "global_step": trainer.state.global_step,
+        "weights_sha256": weights_digest(trainer.accelerator.unwrap_model(trainer.model)),
+        "wrote_output": trainer.is_world_process_zero(),
+    }
+    with open(os.path.join(directory, f"rank{trainer.args.process_index}.json"), "w", encoding="utf-8") as handle:
+        json.dump(record, handle)
+
+
+def push_to_hub(model, image_processor, results: dict, training_args, model_args, data_args) -> str:
+    """Upload the final model (safetensors, code, card) via model_card.publish; imported here so that runs
+    without --push_to_hub never need it."""
+    from model_card.publish import export_folder, push_folder
+
+    repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
+    training_info = {
+        "base_model": model_args.model_name_or_path,
+        "preset": model_args.preset,
+        "dataset": data_args.dataset_name or model_args.preset,
+        "learning_rate": training_args.learning_rate,
+        "weight_decay": training_args.weight_decay,
+        "num_train_epochs": training_args.num_train_epochs,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "label_smoothing_factor": training_args.label_smoothing_factor,
+        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "seed": training_args.seed,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = export_folder(model, image_processor, os.path.join(tmp, "export"), results=results,
+                               training_info=training_info)
+        return push_folder(folder, repo_id, token=training_args.hub_token, private=bool(training_args.hub_private_repo),
+                           revision=training_args.hub_revision, commit_message="Upload PPT-DeiT fine-tuned with train.py")
+
+
+# ---- main -------------------------------------------------------------------------------------------------------
+
+
+class InputError(ValueError):
+    """Bad arguments or data, found before training started; nothing was written."""
+
+
+@dataclass
+class TrainingRun:
+    """Everything `prepare` checked and built, for `train_and_evaluate`."""
+
+    model_args: ModelArguments
+    data_args: DataArguments
+    training_args: PPTTrainingArguments
+    data: PreparedData
+    model: PPTDeiTForImageClassification
+    image_processor: object
+    trainer: Trainer
+    resume_from: str | None  # checkpoint folder to resume from
+    publish: bool  # --push_to_hub: upload through model_card.publish at the end
+
+
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
+    """Run train.py with `argv` (default: sys.argv[1:]); returns the results written to all_results.json.
+    Raises `InputError` (a `ValueError`) for bad options or data, before anything is written."""
+    try:
+        run = prepare(argv, callbacks)
+    except ValueError as error:
+        raise InputError(str(error)) from error
+    return train_and_evaluate(run)
+
+
+def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
+    """Everything that can fail on bad input: arguments, dataset, labels, images, model config and weights."""
+    model_args, data_args, training_args = parse_args(argv)
+    validate_args(model_args, data_args, training_args)
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+    # Our collate function needs the image and label columns, which Trainer would drop as "unused".
+    training_args.remove_unused_columns = False
+    # The upload goes through model_card.publish at the end; Trainer's own push would create a repo at start.
+    publish = training_args.push_to_hub
+    training_args.push_to_hub = False
+    resume_from = resolve_resume(training_args)
+    check_output_dir(training_args, resume_from)
+    set_seed(training_args.seed)
+
+    # ---- data: load, pick splits and columns, check labels and every image, all before training ----
+    with training_args.main_process_first(desc="loading the dataset"):
+        if model_args.preset == "digits":
+            raw = load_digits_dataset(size=model_args.image_size)
+        else:
+            raw = load_any_dataset(data_args.dataset_name, data_args.dataset_config_name, model_args.cache_dir)
+        data = prepare_data(
+            raw,
+            dataset_name=data_args.dataset_name,
+            image_column_name=data_args.image_column_name,
+            label_column_name=data_args.label_column_name,
+            train_split_name=data_args.train_split_name,
+            eval_split_name=data_args.eval_split_name,
+            eval_split_ratio=data_args.eval_split_ratio,
+            split_seed=data_args.split_seed,
+            max_train_samples=data_args.max_train_samples,
+            max_eval_samples=data_args.max_eval_samples,
+            check_all_images=data_args.check_images,
+        )
+    logger.info("train: %d images, eval (%s): %d images, %d classes, columns image=%r label=%r",
+                len(data.train), data.eval_split_name, len(data.eval), len(data.label_names),
+                data.image_column, data.label_column)
+
+    # ---- model and image processor (config first: bad PPT settings fail before weights load) ----
+    config = build_config(model_args, data.label_names)
+    if model_args.from_scratch:
+        mean, std = channel_mean_std(data.train, data.image_column, config.image_size)
+        image_processor = scratch_image_processor(config.image_size, mean, std)
+    else:
+        image_processor = pretrained_image_processor(model_args, config.image_size)
+    model = build_model(model_args, config)
+
+    transform_options = {"size": config.image_size, "mean": image_processor.image_mean, "std": image_processor.image_std}
+    train_transform = ImageTransform(**transform_options, train=True, crop_scale=(data_args.crop_scale_min, 1.0),
+                                     horizontal_flip=data_args.horizontal_flip)
+    eval_transform = ImageTransform(**transform_options, train=False)
+    data.train.set_transform(make_batch_transform(train_transform, data.image_column, data.label_column))
+    data.eval.set_transform(make_batch_transform(eval_transform, data.image_column, data.label_column))
+
+    with training_args.main_process_first(desc="loading the metric"):
+        preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        data_collator=collate_image_batch,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=image_processor,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        callbacks=callbacks,
+    )
+    return TrainingRun(model_args, data_args, training_args, data, model, image_processor, trainer, resume_from, publish)
+
+
+def train_and_evaluate(run: TrainingRun) -> dict:
+    trainer, training_args, model, data = run.trainer, run.training_args, run.model, run.data
+    marker = os.path.join(training_args.output_dir, COMPLETION_MARKER)
+    if trainer.is_world_process_zero() and os.path.exists(marker):  # --overwrite_output_dir or resuming
+        os.remove(marker)
+
+    # ---- train, then evaluate with PPT on and off ----
+    train_result = trainer.train(resume_from_checkpoint=run.resume_from)
+    train_metrics = {**train_result.metrics, "train_samples": len(data.train),
+                     "train_global_step": trainer.state.global_step}
+    trainer.log_metrics("train", train_metrics)
+
+    eval_metrics = trainer.evaluate(metric_key_prefix="eval")
+    with compression_off(model):
+        eval_metrics.update(trainer.evaluate(metric_key_prefix="eval_baseline"))
+    eval_metrics.update(ppt_summary(model.config))
+    eval_metrics.update({"eval_samples": len(data.eval), "eval_split": data.eval_split_name})
+    trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
+
+    finalize_output(trainer, train_metrics, eval_metrics)
+    if os.environ.get(DIGEST_DIR_ENV):
+        write_weights_digest(trainer, os.environ[DIGEST_DIR_ENV])
+
+    results = {**train_metrics, **eval_metrics}
+    if trainer.is_world_process_zero():
+        print("\n" + results_table(results, model.config, training_args.output_dir), flush=True)
+        if run.publish:
+            url = push_to_hub(model, run.image_processor, results, training_args, run.model_args, run.data_args)
+            print(f"pushed to {url}", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except InputError as error:  # bad input: one clear line, no traceback
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
