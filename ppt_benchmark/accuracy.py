@@ -29,10 +29,13 @@ DIGITS = "digits"  # the dataset of `train.py --preset digits`, rebuilt with the
 
 def load_digits_splits(image_size: int = 32):
     """`(train, eval)` exactly as `train.py --preset digits` splits scikit-learn's digits (20% held out, seed 42)."""
+    from ppt_training.arguments import PRESETS
     from ppt_training.data import prepare_splits
     from ppt_training.digits import load_digits_dataset
 
-    train, held_out, _ = prepare_splits(load_digits_dataset(size=image_size), "train", None, 0.2, 42, "label")
+    preset = PRESETS["digits"]
+    ratio, seed = preset.get("eval_split_ratio", 0.2), preset.get("split_seed", 42)  # train.py's split, kept in sync
+    train, held_out, _ = prepare_splits(load_digits_dataset(size=image_size), "train", None, ratio, seed, "label")
     return train, held_out
 
 

@@ -172,10 +172,12 @@ CPU_MEMORY_METHOD = (
 CUDA_MEMORY_METHOD = "torch.cuda.max_memory_allocated() during one call, minus memory allocated before it"
 
 
-def peak_memory(step: Callable[[], object], device: torch.device | str = "cpu") -> MemoryMeasurement:
-    """Peak extra memory of one call of `step` (run once beforehand so lazy state, e.g. optimizer buffers, exists)."""
+def peak_memory(step: Callable[[], object], device: torch.device | str = "cpu", prime: bool = True) -> MemoryMeasurement:
+    """Peak extra memory of one call of `step`. With `prime`, `step` runs once beforehand so that lazy state
+    (optimizer buffers, compiled graphs) exists and is not counted; pass `prime=False` if it already ran."""
     device = torch.device(device)
-    step()
+    if prime:
+        step()
     if device.type == "cuda":
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
