@@ -37,7 +37,8 @@ class SweepPoint:
             return "baseline"
         layers = ",".join(map(str, self.reduction_layers))
         tau = "inf" if math.isinf(self.prune_threshold) else f"{self.prune_threshold:g}"
-        return f"r={self.tokens_removed} L={layers} tau={tau} {self.score_function}"
+        score = "" if math.isinf(self.prune_threshold) else f" {self.score_function}"  # pooling reads no scores
+        return f"r={self.tokens_removed} L={layers} tau={tau}{score}"
 
     def settings(self) -> dict:
         return {
