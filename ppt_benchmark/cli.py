@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--finetune_steps", type=int, default=0, help="compression-aware fine-tuning steps per score function (0: off-the-shelf only)")
     table.add_argument("--finetune_batch_size", type=int, default=32)
     table.add_argument("--finetune_learning_rate", type=float, default=5e-5)
+    table.add_argument("--calibrate_prune_fraction", type=float,
+                       help="give each score function its own tau, calibrated on training images to prune this fraction")
     table.add_argument("--seed", type=int, default=0)
 
     for name, help_text in (("policy-stats", "per-layer score variance and prune/pool fractions"),

@@ -40,9 +40,11 @@ def pareto_plot(
         raise ValueError(f"no rows have both {x_key!r} and {y_key!r}")
     figure, axes = plt.subplots(figsize=(7, 5), dpi=120)
     groups = sorted({str(row.get(group_key)) for row in usable})
-    for group in groups:
+    markers = "osD^v<>P"  # distinct shapes keep coinciding points of different policies visible
+    for index, group in enumerate(groups):
         members = [row for row in usable if str(row.get(group_key)) == group]
-        axes.scatter([r[x_key] for r in members], [r[y_key] for r in members], label=group, s=30)
+        axes.scatter([r[x_key] for r in members], [r[y_key] for r in members], label=group,
+                     marker=markers[index % len(markers)], s=36, alpha=0.75, facecolors="none" if index % 2 else None)
     points = [(row[x_key], row[y_key]) for row in usable]
     front = pareto_front(points, lower_x_is_better)
     for index in front:  # label only the front: the rest is legible from the table

@@ -56,9 +56,14 @@ def score_function_table(
     learning_rate: float = 5e-5,
     seed: int = 0,
     progress: bool = True,
+    calibrate_prune_fraction: float | None = None,
+    calibration_batches: list | None = None,
 ) -> list[dict]:
     """One row per setting: baseline, then each score function; columns off-the-shelf (and fine-tuned) accuracy,
-    GMACs, fraction of pruned decisions. The model's reduction layers, tokens removed and tau are kept."""
+    GMACs, fraction of pruned decisions. The model's reduction layers and tokens removed are kept; tau too, unless
+    `calibrate_prune_fraction` is given: then each score function gets its own tau (`calibrate_threshold` on
+    `calibration_batches`) so that every row prunes the same fraction of decisions -- score variances differ by
+    orders of magnitude between score functions, so one tau would give them different policies."""
     if not model.config.compression_enabled:
         raise ValueError("the model has compression off: give --reduction_layers / --tokens_removed")
     if finetune_steps > 0 and not train_batches:
@@ -71,7 +76,15 @@ def score_function_table(
             candidate.configure_compression(reduction_layers=[])
         else:
             candidate.configure_compression(score_function=name, **settings)
+            if calibrate_prune_fraction is not None:
+                from .calibrate import calibrate_threshold
+
+                tau = calibrate_threshold(candidate, calibration_batches or eval_batches, calibrate_prune_fraction,
+                                          progress=False).prune_threshold
+                candidate.configure_compression(prune_threshold=tau)
         row = {"setting": name, "gmacs": analytic_cost(candidate.config).macs / 1e9}
+        if name != "baseline":
+            row["prune_threshold"] = candidate.config.prune_threshold
         off = accuracy_on_batches(candidate, eval_batches)
         row["top1_off_the_shelf"] = 100 * off.top1
         row["top5_off_the_shelf"] = None if off.top5 is None else 100 * off.top5
@@ -90,7 +103,7 @@ def score_function_table(
 
 
 COLUMNS = [
-    ("setting", "score function", None), ("gmacs", "GMACs", ".4g"),
+    ("setting", "score function", None), ("gmacs", "GMACs", ".4g"), ("prune_threshold", "tau", ".3g"),
     ("top1_off_the_shelf", "top-1 off-the-shelf %", ".2f"), ("top5_off_the_shelf", "top-5 off-the-shelf %", ".2f"),
     ("pruned_fraction_off_the_shelf", "pruned (off)", ".0%"),
     ("top1_finetuned", "top-1 fine-tuned %", ".2f"), ("top5_finetuned", "top-5 fine-tuned %", ".2f"),
@@ -117,18 +130,32 @@ def main_score_table(args) -> int:
     size = model.config.image_size
     eval_batches = preprocess(load_eval_dataset(args.dataset, args.split, args.max_eval_samples, size), processor,
                               args.eval_batch_size)
+    if args.calibrate_prune_fraction is not None and not 0 <= args.calibrate_prune_fraction <= 1:
+        raise ValueError(f"--calibrate_prune_fraction {args.calibrate_prune_fraction} must be in [0, 1]")
     train_batches = None
-    if args.finetune_steps > 0:
+    if args.finetune_steps > 0 or args.calibrate_prune_fraction is not None:
         train_set = load_train_dataset(args.dataset, args.train_split, image_size=size)
         train_batches = preprocess(train_set, processor, args.finetune_batch_size)
+    # tau is calibrated on training images (up to 256), never on the evaluation split
+    calibration = None
+    if train_batches:
+        calibration, count = [], 0
+        for batch in train_batches:
+            if count >= 256:
+                break
+            calibration.append(batch)
+            count += len(batch[1])
     rows = score_function_table(model, eval_batches, args.score_functions, train_batches, args.finetune_steps,
-                                args.finetune_learning_rate, args.seed, not args.no_progress)
+                                args.finetune_learning_rate, args.seed, not args.no_progress,
+                                args.calibrate_prune_fraction, calibration)
     config = model.config
     headers, body = table(rows)
     command = "python benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     machine = machine_info(device)
+    tau_text = (f"tau calibrated per score function for {args.calibrate_prune_fraction:.0%} pruned decisions on "
+                f"training images" if args.calibrate_prune_fraction is not None else f"prune_threshold={config.prune_threshold:g}")
     summary = (f"PPT: reduction_layers={config.reduction_layers} tokens_removed={config.tokens_removed} "
-               f"prune_threshold={config.prune_threshold:g}; eval images: {sum(len(b[1]) for b in eval_batches)}; "
+               f"{tau_text}; eval images: {sum(len(b[1]) for b in eval_batches)}; "
                f"fine-tuning: {args.finetune_steps} steps, batch {args.finetune_batch_size}, lr {args.finetune_learning_rate:g} "
                f"(AdamW, each row from the same checkpoint; the baseline row fine-tunes with compression off)")
     print(summary)

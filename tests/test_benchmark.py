@@ -316,9 +316,12 @@ def test_run_rejects_bad_options(tiny_checkpoint, tmp_path):
 def test_score_table_equal_macs(tiny_checkpoint, tiny_dataset, tmp_path):
     out = tmp_path / "scores"
     main(["score-table", "--checkpoint", tiny_checkpoint, "--dataset", tiny_dataset, "--finetune_steps", "2",
-          "--finetune_batch_size", "8", "--output_dir", str(out), "--no_progress"])
+          "--finetune_batch_size", "8", "--calibrate_prune_fraction", "0.5", "--output_dir", str(out), "--no_progress"])
     rows = json.loads((out / "score_table.json").read_text())["rows"]
     assert [row["setting"] for row in rows] == ["baseline", "ats", "cls_attention", "entropy"]
     assert len({row["gmacs"] for row in rows[1:]}) == 1 and rows[1]["gmacs"] < rows[0]["gmacs"]
     assert all("top1_finetuned" in row for row in rows)
+    # each score function got its own tau (their score variances live on different scales)
+    taus = [row["prune_threshold"] for row in rows[1:]]
+    assert len(set(taus)) == 3 and all(0 < tau < math.inf for tau in taus)
     assert "Command: `" in (out / "score_table.md").read_text()
