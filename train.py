@@ -212,27 +212,47 @@ def write_weights_digest(trainer: Trainer, directory: str) -> None:
         json.dump(record, handle)
 
 
+def card_results(results: dict) -> dict:
+    """all_results.json in the shape model_card reads: `{"ppt": {...}, "baseline": {...}}`."""
+    baseline = {
+        "eval_" + key[len("eval_baseline_"):]: value for key, value in results.items() if key.startswith("eval_baseline_")
+    }
+    ppt = {key: value for key, value in results.items() if not key.startswith(("eval_baseline_", "baseline_"))}
+    ppt["gmacs"] = results["ppt_gmacs"]
+    baseline.update({"gmacs": results["baseline_gmacs"], "eval_samples": results["eval_samples"]})
+    return {"ppt": ppt, "baseline": baseline}
+
+
 def push_to_hub(model, image_processor, results: dict, training_args, model_args, data_args) -> str:
     """Upload the final model (safetensors, code, card) via model_card.publish; imported here so that runs
     without --push_to_hub never need it."""
     from model_card.publish import export_folder, push_folder
 
     repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
+    dataset = data_args.dataset_name
+    is_hub_dataset = dataset is not None and not os.path.exists(dataset)
     training_info = {
+        "repo_id": repo_id,
+        "dataset": dataset if is_hub_dataset else None,
+        "dataset_name": "scikit-learn digits" if model_args.preset == "digits" else dataset,
+        "dataset_config": data_args.dataset_config_name,
+        "eval_split": results.get("eval_split"),
         "base_model": model_args.model_name_or_path,
-        "preset": model_args.preset,
-        "dataset": data_args.dataset_name or model_args.preset,
+        "epochs": training_args.num_train_epochs,
         "learning_rate": training_args.learning_rate,
-        "weight_decay": training_args.weight_decay,
-        "num_train_epochs": training_args.num_train_epochs,
+        "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
         "label_smoothing_factor": training_args.label_smoothing_factor,
-        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
+        "weight_decay": training_args.weight_decay,
         "seed": training_args.seed,
+        "recipe": f"train.py --preset {model_args.preset}" if model_args.preset else "train.py (AdamW + cosine)",
+        "trained_with_compression": bool(model.config.compression_enabled),
     }
+    training_info = {key: value for key, value in training_info.items() if value is not None}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = export_folder(model, image_processor, os.path.join(tmp, "export"), results=results,
-                               training_info=training_info)
+        folder = export_folder(model, image_processor, os.path.join(tmp, "export"), results=card_results(results),
+                               training_info=training_info, repo_id=repo_id)
         return push_folder(folder, repo_id, token=training_args.hub_token, private=bool(training_args.hub_private_repo),
                            revision=training_args.hub_revision, commit_message="Upload PPT-DeiT fine-tuned with train.py")
 

@@ -1,0 +1,360 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""train.py end to end on tiny local datasets (offline, CPU), plus its pure parts (transforms, metric, options)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import evaluate
+import model_card  # noqa: F401  (the push tests swap its publish module)
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from train_fixtures import (
+    CIFAR100_FINE_NAMES,
+    FAST_TRAINING_ARGS,
+    TINY_MODEL_ARGS,
+    TINY_PPT_ARGS,
+    random_images,
+    save_cifar100_like,
+    save_imagefolder,
+    save_with_corrupt_image,
+    save_with_out_of_range_labels,
+    save_without_label_feature,
+)
+from transformers import AutoImageProcessor, TrainerCallback
+
+from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
+from ppt_training.arguments import DEFAULT_DATASET, DEFAULT_MODEL, parse_args, validate_args
+from ppt_training.modeling import compression_off, encoder_macs
+from ppt_training.transforms import ImageTransform, random_resized_crop_box
+
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC_PATH = ROOT / "ppt_training" / "metrics" / "topk_accuracy.py"
+
+
+def load_train_module():
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+train = load_train_module()
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory):
+    return save_cifar100_like(tmp_path_factory.mktemp("data"))
+
+
+def run_train(dataset, output_dir, *extra, callbacks=None):
+    argv = ["--dataset_name", str(dataset), "--output_dir", str(output_dir),
+            *TINY_MODEL_ARGS, *FAST_TRAINING_ARGS, *extra]
+    return train.main(argv, callbacks=callbacks)
+
+
+def accuracy_by_hand(model_dir, dataset_path, split="test"):
+    """Top-1 accuracy of the saved folder, through its own saved image processor (not train.py's transforms)."""
+    from datasets import load_from_disk
+
+    model = PPTDeiTForImageClassification.from_pretrained(model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    data = load_from_disk(dataset_path)[split]
+    pixel_values = processor([image.convert("RGB") for image in data["img"]], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        compressed = model(pixel_values).logits.argmax(-1)
+        with compression_off(model):
+            plain = model(pixel_values).logits.argmax(-1)
+    labels = torch.tensor(list(data["fine_label"]))
+    return (compressed == labels).float().mean().item(), (plain == labels).float().mean().item()
+
+
+# ---- end to end ---------------------------------------------------------------------------------------------------
+
+
+def test_cifar100_schema_trains_with_ppt_and_saves_a_complete_folder(cifar_like, tmp_path):
+    out = tmp_path / "run"
+    results = run_train(cifar_like, out, *TINY_PPT_ARGS)
+
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["train_global_step"] == 3
+    assert saved["eval_split"] == "test" and saved["eval_samples"] == 24
+    for key in ("eval_accuracy", "eval_top5_accuracy", "eval_baseline_accuracy", "eval_baseline_top5_accuracy"):
+        assert 0.0 <= saved[key] <= 1.0
+    assert saved["ppt_reduction_layers"] == [1, 2] and saved["ppt_tokens_removed"] == 8
+    assert saved["ppt_tokens_per_layer"] == [[65, 65], [65, 57], [57, 49], [49, 49]]
+    assert saved["ppt_gmacs"] < saved["baseline_gmacs"]
+    assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == saved["eval_accuracy"]
+    assert results["eval_accuracy"] == saved["eval_accuracy"]
+    assert not (out / train.STAGING_DIR_NAME).exists()
+
+    # The folder is a model: labels are the ClassLabel names of fine_label (not coarse_label), PPT is on.
+    model = PPTDeiTForImageClassification.from_pretrained(out)
+    assert model.config.num_labels == 100
+    assert [model.config.id2label[i] for i in range(100)] == CIFAR100_FINE_NAMES
+    assert model.config.label2id["fine_042"] == 42
+    assert model.config.reduction_layers == [1, 2] and model.config.tokens_removed == 8
+    # Its own image processor reproduces both accuracies train.py reported (PPT on and off).
+    compressed, plain = accuracy_by_hand(out, cifar_like)
+    assert compressed == pytest.approx(saved["eval_accuracy"])
+    assert plain == pytest.approx(saved["eval_baseline_accuracy"])
+
+
+def test_ppt_off_trains_the_plain_model(cifar_like, tmp_path):
+    out = tmp_path / "plain"
+    results = run_train(cifar_like, out, "--ppt", "False")
+    assert results["ppt_reduction_layers"] == [] and results["ppt_gmacs"] == results["baseline_gmacs"]
+    assert results["eval_accuracy"] == results["eval_baseline_accuracy"]
+    assert PPTDeiTForImageClassification.from_pretrained(out).config.compression_enabled is False
+
+
+def test_imagefolder_without_eval_split_holds_out_a_seeded_split(tmp_path):
+    folder = save_imagefolder(tmp_path, per_class=8)  # 24 images, 3 classes, only a train split
+    first = run_train(folder, tmp_path / "a", *TINY_PPT_ARGS, "--eval_split_ratio", "0.25")
+    assert first["eval_split"].startswith("train (held out") and first["eval_samples"] == 6
+    assert first["train_samples"] == 18
+    config = PPTDeiTConfig.from_pretrained(tmp_path / "a")
+    assert sorted(config.id2label.values()) == ["cat", "dog", "fish"]
+    assert "eval_top5_accuracy" not in first  # 3 classes: top-1 only
+
+
+class CrashAfterCheckpoint(TrainerCallback):
+    """Dies like a killed job right after the checkpoint of `step` is on disk."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt(f"simulated kill after checkpoint-{state.global_step}")
+
+
+def test_killed_run_resumes_to_the_same_step_count(cifar_like, tmp_path):
+    out = tmp_path / "resumable"
+    options = [*TINY_PPT_ARGS, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3",
+               "--gradient_accumulation_steps", "2"]
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cifar_like, out, *options, callbacks=[CrashAfterCheckpoint(3)])
+    assert (out / "checkpoint-3" / "trainer_state.json").is_file()
+    assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
+
+    results = run_train(cifar_like, out, *options, "--resume_from_checkpoint", "True")
+    assert results["train_global_step"] == 6
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and state["max_steps"] == 6
+    model = PPTDeiTForImageClassification.from_pretrained(out)
+    assert model(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 100)
+
+
+def test_push_goes_through_model_card_publish_only(cifar_like, tmp_path, monkeypatch):
+    calls = {}
+
+    def export_folder(model, image_processor, output_dir, results=None, training_info=None, **kwargs):
+        calls["export"] = {"results": results, "training_info": training_info, **kwargs}
+        os.makedirs(output_dir)
+        model.save_pretrained(output_dir)
+        return Path(output_dir)
+
+    def push_folder(folder, repo_id, token=None, private=False, revision=None, commit_message=None):
+        calls["push"] = {"files": sorted(os.listdir(folder)), "repo_id": repo_id, "private": private}
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+    fake = types.ModuleType("model_card.publish")
+    fake.export_folder, fake.push_folder = export_folder, push_folder
+    monkeypatch.setitem(sys.modules, "model_card.publish", fake)
+    monkeypatch.setattr(sys.modules["model_card"], "publish", fake, raising=False)
+
+    run_train(cifar_like, tmp_path / "pushed", *TINY_PPT_ARGS, "--push_to_hub", "True",
+              "--hub_model_id", "someone/ppt-tiny", "--hub_private_repo", "True")
+    assert calls["push"]["repo_id"] == "someone/ppt-tiny" and calls["push"]["private"] is True
+    assert "model.safetensors" in calls["push"]["files"]
+    card_results = calls["export"]["results"]
+    assert set(card_results) == {"ppt", "baseline"}
+    assert card_results["baseline"]["eval_accuracy"] == json.loads(
+        (tmp_path / "pushed" / "all_results.json").read_text())["eval_baseline_accuracy"]
+    assert calls["export"]["training_info"]["trained_with_compression"] is True
+
+
+def test_digits_preset_learns(tmp_path):
+    """The README's first command, shortened (the full preset, 30 epochs, reaches ~97%; see the report)."""
+    out = tmp_path / "digits"
+    results = train.main(["--preset", "digits", "--output_dir", str(out), "--num_train_epochs", "5",
+                          "--disable_tqdm", "True"])
+    assert results["eval_split"] == "train (held out 20%)" and results["eval_samples"] == 360
+    assert results["ppt_tokens_per_layer"] == [[65, 65], [65, 57], [57, 49], [49, 41]]
+    assert results["eval_accuracy"] > 0.3 and results["eval_baseline_accuracy"] > 0.3  # chance: 0.1
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"height": 32, "width": 32}
+    assert 0.2 < processor["image_mean"][0] < 0.45  # digits: mostly black background
+    assert (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
+
+
+# ---- bad input: a clear error before training, nothing written -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_dataset, extra, message",
+    [
+        (lambda tmp: str(tmp / "missing"), [], "does not exist"),
+        (save_with_corrupt_image, [], "cannot be decoded"),
+        (save_with_out_of_range_labels, [], "outside [0, 2]"),
+        (save_without_label_feature, [], "no ClassLabel column"),
+        (save_cifar100_like, ["--label_column_name", "label"], "fine_label (ClassLabel)"),
+        (save_cifar100_like, ["--eval_split_name", "validation"], "splits: ['train', 'test']"),
+        (save_cifar100_like, ["--ppt", "False", "--tokens_removed", "8"], "compression is off"),
+        (save_cifar100_like, ["--reduction_layers", "1", "9"], "reduction_layers contains 9"),
+        (save_cifar100_like, ["--preset", "digits"], "cannot be combined with --dataset_name"),
+        (save_cifar100_like, ["--preset", "mnist"], "known presets: ['digits']"),
+    ],
+)
+def test_bad_input_fails_before_training(tmp_path, make_dataset, extra, message):
+    dataset = make_dataset(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as error:
+        run_train(dataset, out, *extra)
+    assert message in str(error.value)
+    assert not out.exists()
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--dataset_name", str(tmp_path / "nope"), "--output_dir",
+         str(tmp_path / "out"), *TINY_MODEL_ARGS],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+    assert completed.returncode == 2
+    assert f"train.py: error: dataset path '{tmp_path / 'nope'}' does not exist" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_finished_output_dir_is_not_overwritten_silently(tmp_path):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "all_results.json").write_text("{}")
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train.main(["--preset", "digits", "--output_dir", str(out)])
+
+
+# ---- options --------------------------------------------------------------------------------------------------
+
+
+def parsed(argv):
+    model_args, data_args, training_args = parse_args(argv)
+    validate_args(model_args, data_args, training_args)
+    return model_args, data_args, training_args
+
+
+def test_no_arguments_mean_deit_small_on_cifar100_with_the_recipe():
+    model_args, data_args, training_args = parsed([])
+    assert model_args.model_name_or_path == DEFAULT_MODEL == "facebook/deit-small-patch16-224"
+    assert data_args.dataset_name == DEFAULT_DATASET == "uoft-cs/cifar100"
+    assert model_args.ppt and model_args.reduction_layers is None  # the checkpoint's default schedule
+    assert training_args.learning_rate == 1e-4 and training_args.weight_decay == 0.05
+    assert training_args.label_smoothing_factor == 0.1 and training_args.warmup_steps == 0.1
+    assert str(training_args.lr_scheduler_type.value) == "cosine" and training_args.optim.value.startswith("adamw")
+    assert training_args.per_device_train_batch_size == 128
+    assert training_args.bf16 == bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def test_config_file_sits_between_preset_and_command_line(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: digits\nlearning_rate: 0.002\nnum_train_epochs: 3\nreduction_layers: [2, 3]\n")
+    model_args, data_args, training_args = parsed([str(config), "--num_train_epochs", "5"])
+    assert model_args.from_scratch and model_args.hidden_size == 96  # from the preset
+    assert training_args.learning_rate == 0.002  # file over preset
+    assert training_args.num_train_epochs == 5  # command line over file
+    assert model_args.reduction_layers == [2, 3] and model_args.tokens_removed == [8]  # file, then preset's r
+    json_config = tmp_path / "run.json"
+    json_config.write_text(json.dumps({"preset": "digits", "learing_rate": 1}))
+    with pytest.raises(ValueError, match="learing_rate"):
+        parse_args([str(json_config)])
+
+
+def test_preset_with_ppt_off_is_not_a_conflict():
+    model_args, _, _ = parsed(["--preset", "digits", "--ppt", "False"])
+    assert model_args.reduction_layers is None and model_args.tokens_removed is None
+
+
+def test_push_needs_model_card_publish_before_training(monkeypatch):
+    fake = types.ModuleType("model_card.publish")  # lacks export_folder / push_folder
+    monkeypatch.setitem(sys.modules, "model_card.publish", fake)
+    monkeypatch.setattr(sys.modules["model_card"], "publish", fake, raising=False)
+    with pytest.raises(ValueError, match="model_card.publish.export_folder"):
+        parsed(["--preset", "digits", "--push_to_hub", "True"])
+
+
+# ---- pure parts --------------------------------------------------------------------------------------------------
+
+
+def test_random_resized_crop_box_respects_scale_and_bounds():
+    rng = random.Random(0)
+    for _ in range(300):
+        left, top, right, bottom = random_resized_crop_box(40, 30, (0.3, 0.6), (3 / 4, 4 / 3), rng)
+        assert 0 <= left < right <= 40 and 0 <= top < bottom <= 30
+        area = (right - left) * (bottom - top) / (40 * 30)
+        assert 0.25 < area < 0.67  # rounding to whole pixels moves it a little
+    # Impossible constraints fall back to the largest centred box of an allowed aspect ratio.
+    assert random_resized_crop_box(100, 10, (0.99, 1.0), (1.0, 1.0), rng) == (45, 0, 55, 10)
+
+
+def test_eval_transform_matches_the_image_processor():
+    from ppt_training.modeling import scratch_image_processor
+
+    processor = scratch_image_processor(32, [0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
+    images = random_images(3, 24, seed=3) + [Image.new("RGB", (17, 40), (10, 128, 250))]
+    expected = processor(images, return_tensors="pt")["pixel_values"]
+    ours = torch.stack([ImageTransform(32, processor.image_mean, processor.image_std)(image) for image in images])
+    assert ours.shape == (4, 3, 32, 32)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+
+
+def test_train_transform_flips_and_crops():
+    image = Image.fromarray(np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3)))  # left dark
+    full_crop = ImageTransform(32, [0, 0, 0], [1, 1, 1], train=True, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                               horizontal_flip=True, seed=0)
+    outputs = [full_crop(image) for _ in range(40)]
+    flipped = [bool(out[0, 0, 0] > out[0, 0, -1]) for out in outputs]
+    assert 5 < sum(flipped) < 35  # both orientations occur
+    for out, was_flipped in zip(outputs, flipped):
+        reference = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+        torch.testing.assert_close(out, reference.flip(-1) if was_flipped else reference)
+
+
+def test_topk_accuracy_module_loads_offline_and_counts():
+    metric = evaluate.load(str(METRIC_PATH))
+    scores = metric.compute(predictions=[[3, 1, 7], [0, 2, 5], [4, 6, 8], [9, 0, 1]], references=[3, 2, 5, 0])
+    assert scores == {"accuracy": 0.25, "top3_accuracy": 0.75}
+    assert metric.compute(predictions=[1, 2, 2], references=[1, 2, 0]) == {"accuracy": pytest.approx(2 / 3)}
+
+
+def test_compression_off_restores_the_settings():
+    config = PPTDeiTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                           image_size=32, patch_size=4, num_labels=10, reduction_layers=[1, 2], tokens_removed=[8, 6])
+    model = PPTDeiTForImageClassification(config)
+    with compression_off(model):
+        assert not model.config.compression_enabled
+        assert model(torch.zeros(1, 3, 32, 32), output_compression=True).token_sizes.shape[1] == 65
+    assert model.config.reduction_layers == [1, 2] and model.config.tokens_removed == [8, 6]
+
+
+def test_encoder_macs_matches_the_spec_for_deit_small():
+    # PPT_SPEC: DeiT-S at 224 px costs 4.60 GMACs plain and 2.94 GMACs with r = 50 at layers 3, 6, 9.
+    deit_s = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                  image_size=224, patch_size=16, num_labels=1000)
+    plain = encoder_macs(PPTDeiTConfig(**deit_s, reduction_layers=[], tokens_removed=0))
+    ppt = encoder_macs(PPTDeiTConfig(**deit_s, reduction_layers=[3, 6, 9], tokens_removed=50))
+    assert plain / 1e9 == pytest.approx(4.60, abs=0.01)
+    assert ppt / 1e9 == pytest.approx(2.94, abs=0.01)
