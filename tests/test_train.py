@@ -129,6 +129,30 @@ def test_imagefolder_without_eval_split_holds_out_a_seeded_split(tmp_path):
     assert "eval_top5_accuracy" not in first  # 3 classes: top-1 only
 
 
+def test_fine_tunes_a_stock_vit_checkpoint_with_its_own_processor_statistics(cifar_like, tmp_path):
+    """The default path (a Hub DeiT such as facebook/deit-small-patch16-224, model_type "vit", old key names),
+    on a tiny local copy: 10-class head replaced by a 100-class one, encoder weights kept, processor stats kept."""
+    from model_fixtures import write_hub_checkpoint
+
+    checkpoint = tmp_path / "deit-like"
+    original = write_hub_checkpoint(checkpoint, "vit")  # 32 px, patch 8: 17 tokens
+    out = tmp_path / "finetuned"
+    argv = ["--model_name_or_path", str(checkpoint), "--dataset_name", cifar_like, "--output_dir", str(out),
+            "--reduction_layers", "1", "--tokens_removed", "4", *FAST_TRAINING_ARGS]
+    results = train.main(argv)
+    assert results["ppt_tokens_per_layer"] == [[17, 17], [17, 13]]
+
+    model = PPTDeiTForImageClassification.from_pretrained(out)
+    assert model.config.num_labels == 100 and model.config.id2label[7] == "fine_007"
+    loaded = model.deit.embeddings.patch_embeddings.projection.weight
+    # Three AdamW steps at lr 1e-3 move each weight by a few 1e-3 at most: the checkpoint's weights were loaded.
+    torch.testing.assert_close(loaded, original["vit.embeddings.patch_embeddings.projection.weight"], atol=0.01,
+                               rtol=0)
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["image_mean"] == [0.485, 0.456, 0.406] and processor["image_std"] == [0.229, 0.224, 0.225]
+    assert processor["size"] == {"height": 32, "width": 32} and processor["do_center_crop"] is False
+
+
 class CrashAfterCheckpoint(TrainerCallback):
     """Dies like a killed job right after the checkpoint of `step` is on disk."""
 
@@ -143,7 +167,7 @@ class CrashAfterCheckpoint(TrainerCallback):
 def test_killed_run_resumes_to_the_same_step_count(cifar_like, tmp_path):
     out = tmp_path / "resumable"
     options = [*TINY_PPT_ARGS, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3",
-               "--gradient_accumulation_steps", "2"]
+               "--gradient_accumulation_steps", "2", "--eval_strategy", "steps", "--eval_steps", "3"]
     with pytest.raises(KeyboardInterrupt):
         run_train(cifar_like, out, *options, callbacks=[CrashAfterCheckpoint(3)])
     assert (out / "checkpoint-3" / "trainer_state.json").is_file()
@@ -153,6 +177,7 @@ def test_killed_run_resumes_to_the_same_step_count(cifar_like, tmp_path):
     assert results["train_global_step"] == 6
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 6 and state["max_steps"] == 6
+    assert [entry["step"] for entry in state["log_history"] if "eval_accuracy" in entry][:2] == [3, 6]
     model = PPTDeiTForImageClassification.from_pretrained(out)
     assert model(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 100)
 
