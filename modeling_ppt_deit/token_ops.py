@@ -152,10 +152,24 @@ def prune_keep_indices(scores: torch.Tensor, r: int, num_protected: int) -> torc
 
 
 def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """`x[b, index[b]]` for `x` of shape `[B, N]` or `[B, N, ...]`."""
-    if x.dim() == 2:
-        return x.gather(1, index)
-    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
+    """`x[b, index[b]]` for `x` of shape `[B, N]` or `[B, N, ...]` and `index` `[B, K]` -> `[B, K, ...]`.
+
+    Rows are picked with `index_select` on the flattened batch: it copies whole rows, where `torch.gather` with an
+    index expanded over the hidden size would index every element (several times slower on CPU).
+    """
+    batch, num_tokens = x.shape[:2]
+    offsets = torch.arange(batch, device=index.device).unsqueeze(1) * num_tokens
+    rows = x.reshape(batch * num_tokens, *x.shape[2:]).index_select(0, (index + offsets).reshape(-1))
+    return rows.view(*index.shape, *x.shape[2:])
+
+
+def add_tokens_(out: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """In place: `out[b, index[b, i]] += rows[b, i]` (repeated indices accumulate). out `[B, K, ...]`."""
+    batch, num_tokens = out.shape[:2]
+    offsets = torch.arange(batch, device=index.device).unsqueeze(1) * num_tokens
+    flat = out.view(batch * num_tokens, *out.shape[2:])
+    flat.index_add_(0, (index + offsets).reshape(-1), rows.reshape(-1, *out.shape[2:]))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -201,21 +215,44 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, num_protected: int) ->
     return MergePlan(unmerged_a, merged_a, destination_b, num_protected)
 
 
-def merge_tokens(x: torch.Tensor, plan: MergePlan, reduce: str = "sum") -> torch.Tensor:
-    """Apply a merge plan to `x` `[B, N, C]` -> `[B, N - r, C]`, reducing merged rows with `reduce`.
+def merge_layout(plan: MergePlan, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where a merge plan puts things, as indices into the input (`[B, N]`) and output (`[B, N - r]`) sequences.
+
+    Returns `(kept, merged, destination)`: the input positions of the output tokens in output order
+    `[CLS, (DIST), unmerged A in original order, B]`, `[B, N - r]`; the input positions of the merged A-tokens,
+    `[B, r]`; and the output position each of them is added into, `[B, r]`.
+    """
+    batch, r = plan.merged_a.shape
+    device = plan.merged_a.device
+    size_a, size_b = (num_tokens + 1) // 2, num_tokens // 2
+    protected_in_a, protected_in_b = (plan.num_protected + 1) // 2, plan.num_protected // 2
+    unmerged = 2 * plan.unmerged_a  # A-token i sits at input position 2i, B-token j at 2j + 1
+    b_positions = (2 * torch.arange(size_b, device=device) + 1).expand(batch, size_b)
+    kept = torch.cat(
+        [
+            unmerged[:, :protected_in_a],
+            b_positions[:, :protected_in_b],
+            unmerged[:, protected_in_a:],
+            b_positions[:, protected_in_b:],
+        ],
+        dim=1,
+    )
+    # In the output, protected B-tokens follow the protected A-tokens; the others follow all unmerged A-tokens.
+    destination = torch.where(
+        plan.destination_b < protected_in_b,
+        protected_in_a + plan.destination_b,
+        (size_a - r) + plan.destination_b,
+    )
+    return kept, 2 * plan.merged_a, destination
+
+
+def merge_tokens(x: torch.Tensor, plan: MergePlan) -> torch.Tensor:
+    """Sum-merge `x` `[B, N, ...]` by `plan` -> `[B, N - r, ...]`: every merged A-token is added into its B-token.
 
     Output order: `[CLS, (DIST), unmerged A-tokens in original order, B-tokens]`.
     """
-    a, b = x[:, ::2], x[:, 1::2]
-    unmerged = gather_tokens(a, plan.unmerged_a)
-    sources = gather_tokens(a, plan.merged_a)
-    index = plan.destination_b.unsqueeze(-1).expand(-1, -1, x.shape[-1])
-    b = b.scatter_reduce(1, index, sources, reduce=reduce)
-    protected_in_a, protected_in_b = (plan.num_protected + 1) // 2, plan.num_protected // 2
-    return torch.cat(
-        [unmerged[:, :protected_in_a], b[:, :protected_in_b], unmerged[:, protected_in_a:], b[:, protected_in_b:]],
-        dim=1,
-    )
+    kept, merged, destination = merge_layout(plan, x.shape[1])
+    return add_tokens_(gather_tokens(x, kept), destination, gather_tokens(x, merged))
 
 
 def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,9 +260,8 @@ def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan
 
     x: `[B, N, D]`, sizes: `[B, N]`. Returns `([B, N - r, D], [B, N - r])`.
     """
-    merged = merge_tokens(torch.cat([x * sizes.unsqueeze(-1), sizes.unsqueeze(-1)], dim=-1), plan, reduce="sum")
-    new_sizes = merged[..., -1]
-    return merged[..., :-1] / new_sizes.unsqueeze(-1), new_sizes
+    new_sizes = merge_tokens(sizes, plan)
+    return merge_tokens(x * sizes.unsqueeze(-1), plan) / new_sizes.unsqueeze(-1), new_sizes
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -260,35 +296,41 @@ def compress(
         scores: `[B, N - P]` normalised significance of the non-protected tokens.
         metric: `[B, N, C]` pooling metric (this layer's keys averaged over heads).
         r: tokens to remove (already clamped).
-        prune_threshold: tau; `0` always prunes, `inf` always pools (both skip the other branch entirely).
+        prune_threshold: tau; `0` always prunes, `inf` always pools (both skip the other policy's planning).
         num_protected: P.
         sources: optional `[B, N, N0]` 0/1 map of which original tokens each token covers.
     """
     pruned, variance = choose_pruning(scores, prune_threshold)
     if r == 0:
         return CompressionResult(hidden_states, sizes, sources, pruned, variance)
+    num_tokens = hidden_states.shape[1]
 
-    # tau = 0 and tau = inf are static choices: skip the branch no sample can take instead of computing and
-    # discarding it. Otherwise both branches run on the whole batch and torch.where picks per sample, which costs
-    # two cheap gathers but needs no host sync and keeps every shape static.
-    run_prune = prune_threshold != math.inf
-    run_pool = prune_threshold > 0
+    # Both policies are "keep N - r rows, then add some removed rows into kept ones": pruning adds nothing. So a
+    # mixed batch is one gather with per-sample row indices plus one index_add whose rows are zeroed for the pruned
+    # samples: no branch per sample, no host sync, static shapes, and no work done twice. tau = 0 and tau = inf are
+    # static choices, so the other policy is not even planned.
+    if prune_threshold == 0:
+        kept = prune_keep_indices(scores, r, num_protected)
+        return CompressionResult(
+            gather_tokens(hidden_states, kept),
+            gather_tokens(sizes, kept),
+            gather_tokens(sources, kept) if sources is not None else None,
+            pruned,
+            variance,
+        )
+    kept, merged, destination = merge_layout(bipartite_soft_matching(metric, r, num_protected), num_tokens)
+    add_weight = None
+    if prune_threshold != math.inf:
+        kept = torch.where(pruned.unsqueeze(-1), prune_keep_indices(scores, r, num_protected), kept)
+        add_weight = (~pruned).to(hidden_states.dtype).view(-1, 1)
 
-    if run_prune:
-        keep = prune_keep_indices(scores, r, num_protected)
-        pruned_x, pruned_sizes = gather_tokens(hidden_states, keep), gather_tokens(sizes, keep)
-        pruned_sources = gather_tokens(sources, keep) if sources is not None else None
-    if run_pool:
-        plan = bipartite_soft_matching(metric, r, num_protected)
-        pooled_x, pooled_sizes = merge_weighted_average(hidden_states, sizes, plan)
-        pooled_sources = merge_tokens(sources, plan, reduce="amax") if sources is not None else None
-    if not run_pool:
-        return CompressionResult(pruned_x, pruned_sizes, pruned_sources, pruned, variance)
-    if not run_prune:
-        return CompressionResult(pooled_x, pooled_sizes, pooled_sources, pruned, variance)
+    def merge(values: torch.Tensor) -> torch.Tensor:
+        added = gather_tokens(values, merged)
+        if add_weight is not None:
+            added = added * add_weight.view(-1, *([1] * (added.dim() - 1)))
+        return add_tokens_(gather_tokens(values, kept), destination, added)
 
-    choose = pruned.view(-1, 1)
-    x = torch.where(choose.unsqueeze(-1), pruned_x, pooled_x)
-    new_sizes = torch.where(choose, pruned_sizes, pooled_sizes)
-    new_sources = None if sources is None else torch.where(choose.unsqueeze(-1), pruned_sources, pooled_sources)
-    return CompressionResult(x, new_sizes, new_sources, pruned, variance)
+    new_sizes = merge(sizes)
+    new_x = merge(hidden_states * sizes.unsqueeze(-1)) / new_sizes.unsqueeze(-1)
+    new_sources = merge(sources) if sources is not None else None
+    return CompressionResult(new_x, new_sizes, new_sources, pruned, variance)

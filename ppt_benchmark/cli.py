@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Command line: `python benchmark.py [run|sweep|score-table|policy-stats|calibrate] ...` (run is the default)."""
+"""Command line: `python benchmark.py [run|sweep|score-table|policy-stats|calibrate|step-cost] ...` (run is the default)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import os
 import sys
 
-COMMANDS = ("run", "sweep", "score-table", "policy-stats", "calibrate")
+COMMANDS = ("run", "sweep", "score-table", "policy-stats", "calibrate", "step-cost")
 
 
 def _threshold(text: str) -> float:
@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="give each score function its own tau, calibrated on training images to prune this fraction")
     table.add_argument("--seed", type=int, default=0)
 
+    step = sub.add_parser("step-cost", help="time of the compression step vs the layer it sits in")
+    add_model_arguments(step)
+    step.add_argument("--batch_size", type=int, default=32)
+    step.add_argument("--warmup", type=int, default=2)
+    step.add_argument("--rounds", type=int, default=10)
+
     for name, help_text in (("policy-stats", "per-layer score variance and prune/pool fractions"),
                             ("calibrate", "pick tau for a target fraction of pruned samples")):
         stats = sub.add_parser(name, help=help_text)
@@ -165,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from .score_table import main_score_table
 
         return main_score_table(args)
+    if args.command == "step-cost":
+        from .step_cost import main_step_cost
+
+        return main_step_cost(args)
     from .calibrate import main_calibrate, main_policy_stats
 
     return main_policy_stats(args) if args.command == "policy-stats" else main_calibrate(args)
