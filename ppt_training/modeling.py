@@ -9,7 +9,7 @@ import logging
 
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, ViTImageProcessor
+from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 
@@ -106,7 +106,10 @@ def pretrained_image_processor(model_args: ModelArguments, image_size: int):
     return processor
 
 
-def scratch_image_processor(image_size: int, mean: list[float], std: list[float]) -> ViTImageProcessor:
+def scratch_image_processor(image_size: int, mean: list[float], std: list[float]):
+    """A ViT image processor for `image_size` px with the dataset's own mean/std (bicubic resize, no crop)."""
+    from transformers import ViTImageProcessor  # imported here: it warns at import when torchvision is absent
+
     return ViTImageProcessor(
         do_resize=True,
         size={"height": image_size, "width": image_size},
