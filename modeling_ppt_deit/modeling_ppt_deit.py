@@ -204,7 +204,8 @@ class PPTDeiTAttention(DeiTAttention):
         head_shape = (batch_size, num_tokens, -1, self.head_dim)
         query = self.q_proj(hidden_states).view(head_shape).transpose(1, 2)
         key = self.k_proj(hidden_states).view(head_shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(head_shape).transpose(1, 2)
+        value_rows = self.v_proj(hidden_states)  # [B, N, H * head_dim]: a token's values of all heads, concatenated
+        value = value_rows.view(head_shape).transpose(1, 2)
         mask = None if key_bias is None else key_bias[:, None, None, :].to(query.dtype)
         dropout = self.attention_dropout if self.training else 0.0
 
@@ -230,8 +231,7 @@ class PPTDeiTAttention(DeiTAttention):
         output = self.o_proj(context.transpose(1, 2).reshape(batch_size, num_tokens, -1))
         if not need_stats:
             return PPTAttentionOutput(output, probs, None, None, None)
-        value_norm = value.transpose(1, 2).reshape(batch_size, num_tokens, -1).norm(dim=-1)
-        return PPTAttentionOutput(output, probs, cls_attention, key.mean(dim=1), value_norm)
+        return PPTAttentionOutput(output, probs, cls_attention, key.mean(dim=1), value_rows.norm(dim=-1))
 
 
 class TokenState(NamedTuple):
