@@ -9,7 +9,7 @@ Results: keys read (after `normalize_results`)
 ----------------------------------------------
 Each key may be given under one of its aliases (left: the name used in the card; right: accepted aliases). The same
 keys prefixed with `baseline_` (e.g. `baseline_accuracy`, `baseline_eval_accuracy`) describe the uncompressed
-baseline. A file may instead hold `{"ppt": {...}, "baseline": {...}}` (or `"compressed"` for `"ppt"`): the keys of
+baseline; train.py's `eval_baseline_<metric>` keys are read the same way, and its `ppt_gmacs` as `gmacs`. A file may instead hold `{"ppt": {...}, "baseline": {...}}` (or `"compressed"` for `"ppt"`): the keys of
 `"baseline"` get the `baseline_` prefix.
 
     accuracy              top-1 accuracy, fraction in [0, 1] or percent  accuracy, eval_accuracy, top1, top1_accuracy,
@@ -87,6 +87,7 @@ TEXT_KEYS = {"hardware"}
 BASELINE_KEYS = ("accuracy", "top5_accuracy", "eval_loss", "params", "macs", "throughput")
 NESTED_PPT = ("ppt", "compressed")
 NESTED_BASELINE = ("baseline",)
+TRAIN_BASELINE_PREFIX = "eval_baseline_"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -109,6 +110,13 @@ def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
                 flat.update({k: v for k, v in value.items() if not isinstance(v, Mapping)})
             elif key in NESTED_BASELINE:
                 flat.update({f"baseline_{k}": v for k, v in value.items() if not isinstance(v, Mapping)})
+    # train.py's all_results.json: `eval_baseline_<metric>` is the same weights with compression off, and
+    # `ppt_gmacs` the compressed model's cost.
+    for key, value in list(flat.items()):
+        if key.startswith(TRAIN_BASELINE_PREFIX):
+            flat.setdefault("baseline_eval_" + key[len(TRAIN_BASELINE_PREFIX):], value)
+    if "ppt_gmacs" in flat:
+        flat.setdefault("gmacs", flat["ppt_gmacs"])
     return flat
 
 

@@ -234,7 +234,8 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
         "memory_method": memory_method,
         "timing_method": (
             f"{options.warmup} warm-up calls per model, then {options.rounds} rounds; each round times every model "
-            f"in turn (interleaved) over {options.iterations} call(s); images/s median and [min, max]"
+            f"in turn (interleaved, order rotated every round) over {options.iterations} call(s); images/s median and "
+            "[min, max]"
         ),
         "models": results,
         "ratios": ratios,

@@ -1,8 +1,9 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
 """Wall-clock measurements: interleaved throughput, batch-1 latency, peak memory, training-step throughput.
 
-Timings of the models being compared are *interleaved* (A B C A B C ...): each round times every model once, so
-slow drift of the machine (thermal throttling, other processes, frequency scaling) affects all of them alike.
+Timings of the models being compared are *interleaved* (A B C, B C A, C A B, ...): each round times every model
+once, in an order rotated every round, so slow drift of the machine (thermal throttling, other processes, frequency
+scaling) and order effects (which model ran just before) affect all of them alike.
 """
 
 from __future__ import annotations
@@ -96,8 +97,13 @@ def time_interleaved(
             step()
     synchronize(device)
     results = {name: TimingStats(batch_size, iterations) for name in steps}
-    for _ in tqdm(range(rounds), desc=description, disable=not progress, leave=False):
-        for name, step in steps.items():
+    names = list(steps)
+    for round_index in tqdm(range(rounds), desc=description, disable=not progress, leave=False):
+        # Rotate the order every round: with a fixed order, each model always runs right after the same other
+        # model (its caches, allocator state, clock), which biased the first model by ~3% in measurements here.
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            step = steps[name]
             synchronize(device)
             start = time.perf_counter()
             for _ in range(iterations):

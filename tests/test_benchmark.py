@@ -158,7 +158,8 @@ def test_timing_stats_and_interleaving_order():
     calls = []
     timing = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, batch_size=4,
                               warmup=1, rounds=3, iterations=2, progress=False)
-    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # A B interleaved round by round
+    # warm-up A B, then A B interleaved round by round, the order rotated every round (AB, BA, AB)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
     assert len(timing["a"].images_per_second) == 3
     stats = TimingStats(8, 1, [10.0, 20.0, 30.0, 40.0, 50.0])
     assert stats.median == 30.0 and (stats.minimum, stats.maximum) == (10.0, 50.0)

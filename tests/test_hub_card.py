@@ -155,3 +155,16 @@ def test_card_usage_code_runs_as_written_offline():
     assert lines[1] in labels  # the first snippet prints the predicted label ...
     assert re.fullmatch(r"layer 1: 65 -> 57 tokens \((pruned|pooled)\)", lines[2])  # ... and the compression
     assert re.fullmatch(r"layer 2: 57 -> 49 tokens \((pruned|pooled)\)", lines[3])
+
+
+def test_train_py_result_keys_are_read():
+    """train.py's all_results.json names the compression-off run `eval_baseline_*` and the PPT cost `ppt_gmacs`."""
+    from model_card.card import normalize_results
+
+    results = normalize_results({
+        "eval_accuracy": 0.975, "eval_top5_accuracy": 1.0, "eval_baseline_accuracy": 0.9694,
+        "eval_baseline_top5_accuracy": 0.9972, "ppt_gmacs": 0.0195, "baseline_gmacs": 0.0227, "epoch": 30.0,
+    })
+    assert results["accuracy"] == 0.975 and results["baseline_accuracy"] == 0.9694
+    assert results["top5_accuracy"] == 1.0 and results["baseline_top5_accuracy"] == 0.9972
+    assert results["macs"] == pytest.approx(0.0195e9) and results["baseline_macs"] == pytest.approx(0.0227e9)
