@@ -50,12 +50,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True) -> No
     parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
 
 
-def _tokens_removed(values):
-    if values is None:
-        return None
-    return values[0] if len(values) == 1 else list(values)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchmark.py",
@@ -143,16 +137,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def _ppt_settings(args) -> dict:
-    settings = {
-        "reduction_layers": getattr(args, "reduction_layers", None),
-        "tokens_removed": _tokens_removed(getattr(args, "tokens_removed", None)),
-        "prune_threshold": getattr(args, "prune_threshold", None),
-        "score_function": getattr(args, "score_function", None),
-    }
-    return {key: value for key, value in settings.items() if value is not None}
-
-
 def _check_output_dir(path: str | None) -> None:
     if path is not None and os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"--output_dir {path!r} exists and is not a directory")
@@ -181,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_run(args) -> int:
+    from .models import ppt_settings_from_args
     from .runner import BenchmarkOptions, format_report, run_benchmark, save_report
 
     options = BenchmarkOptions(
@@ -188,7 +173,7 @@ def _main_run(args) -> int:
         checkpoint=args.checkpoint,
         image_size=args.image_size,
         num_labels=args.num_labels,
-        **_ppt_settings(args),
+        **ppt_settings_from_args(args),
         mode=args.mode,
         batch_size=args.batch_size,
         dtype=args.dtype,

@@ -122,16 +122,23 @@ def build_stock_model(model: PPTDeiTForImageClassification, attn_implementation:
     return stock.to(device=param.device, dtype=param.dtype).eval()
 
 
-def model_from_args(args, **overrides) -> PPTDeiTForImageClassification:
-    """Build the model named by CLI arguments (--arch / --checkpoint, --image_size, --num_labels, PPT settings)."""
+def ppt_settings_from_args(args) -> dict:
+    """The PPT settings given on the command line (absent ones left out, so the model's own apply)."""
+    tokens_removed = getattr(args, "tokens_removed", None)
+    if tokens_removed is not None and not isinstance(tokens_removed, int):
+        tokens_removed = tokens_removed[0] if len(tokens_removed) == 1 else list(tokens_removed)
     settings = {
         "reduction_layers": getattr(args, "reduction_layers", None),
-        "tokens_removed": _one_or_list(getattr(args, "tokens_removed", None)),
+        "tokens_removed": tokens_removed,
         "prune_threshold": getattr(args, "prune_threshold", None),
         "score_function": getattr(args, "score_function", None),
     }
-    settings = {key: value for key, value in settings.items() if value is not None}
-    settings.update(overrides)
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def model_from_args(args, **overrides) -> PPTDeiTForImageClassification:
+    """Build the model named by CLI arguments (--arch / --checkpoint, --image_size, --num_labels, PPT settings)."""
+    settings = {**ppt_settings_from_args(args), **overrides}
     if args.arch is not None:
         return build_model(arch=args.arch, image_size=args.image_size or 224, num_labels=args.num_labels or 1000,
                            **settings)
@@ -139,12 +146,6 @@ def model_from_args(args, **overrides) -> PPTDeiTForImageClassification:
         raise ValueError("give --arch or --checkpoint")
     extra = {"num_labels": args.num_labels} if args.num_labels else {}
     return build_model(checkpoint=args.checkpoint, **settings, **extra)
-
-
-def _one_or_list(values):
-    if values is None or isinstance(values, int):
-        return values
-    return values[0] if len(values) == 1 else list(values)
 
 
 def apply_dtype_device(model, args):
@@ -157,4 +158,12 @@ def apply_dtype_device(model, args):
     return model.to(device=device, dtype=dtypes[getattr(args, "dtype", "fp32")]), torch.device(device)
 
 
-__all__ = ["ARCHITECTURES", "apply_dtype_device", "model_from_args", "PPT_DEFAULTS", "build_model", "build_stock_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "apply_dtype_device",
+    "model_from_args",
+    "ppt_settings_from_args",
+    "PPT_DEFAULTS",
+    "build_model",
+    "build_stock_model",
+]

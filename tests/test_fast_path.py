@@ -9,21 +9,12 @@ must agree on logits, per-sample policies, token sizes and source maps — also 
 import pytest
 import torch
 
+from model_fixtures import TINY as TINY_ARCHITECTURE
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=4,
-    num_attention_heads=2,
-    intermediate_size=64,
-    image_size=32,
-    patch_size=4,
-    num_labels=7,
-    reduction_layers=[1, 2],
-    tokens_removed=[12, 9],
-    track_sources=True,
-)
+# Two reduction layers with different r, sources tracked: 65 -> 53 -> 44 tokens.
+TINY = dict(TINY_ARCHITECTURE, reduction_layers=[1, 2], tokens_removed=[12, 9], track_sources=True)
 
 
 def _pair(**overrides):
