@@ -43,8 +43,12 @@ def pareto_plot(
     markers = "osD^v<>P"  # distinct shapes keep coinciding points of different policies visible
     for index, group in enumerate(groups):
         members = [row for row in usable if str(row.get(group_key)) == group]
+        color = f"C{index % 10}"
+        # Every other group hollow, so coinciding points of different policies stay visible. A hollow marker needs
+        # an explicit edge colour: the default edge colour is the (absent) face colour, which draws nothing.
+        style = {"facecolors": "none", "edgecolors": color} if index % 2 else {"color": color}
         axes.scatter([r[x_key] for r in members], [r[y_key] for r in members], label=group,
-                     marker=markers[index % len(markers)], s=36, alpha=0.75, facecolors="none" if index % 2 else None)
+                     marker=markers[index % len(markers)], s=36, alpha=0.75, **style)
     points = [(row[x_key], row[y_key]) for row in usable]
     front = pareto_front(points, lower_x_is_better)
     for index in front:  # label only the front: the rest is legible from the table

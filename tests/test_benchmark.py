@@ -326,3 +326,18 @@ def test_score_table_equal_macs(tiny_checkpoint, tiny_dataset, tmp_path):
     taus = [row["prune_threshold"] for row in rows[1:]]
     assert len(set(taus)) == 3 and all(0 < tau < math.inf for tau in taus)
     assert "Command: `" in (out / "score_table.md").read_text()
+
+
+def test_pareto_plot_draws_every_group(tmp_path):
+    """The second group is drawn hollow: its orange (C1) edges must reach the PNG, not vanish with the face."""
+    import numpy as np
+    from PIL import Image
+
+    from ppt_benchmark.plots import pareto_plot
+
+    rows = [{"x": 1.0, "y": 1.0, "policy": "a", "label": "a"}, {"x": 2.0, "y": 2.0, "policy": "b", "label": "b"}]
+    path = pareto_plot(rows, "x", "y", str(tmp_path / "p.png"), "x", "y", lower_x_is_better=True)
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+XX
+    assert orange.sum() > 20
