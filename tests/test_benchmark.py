@@ -339,5 +339,5 @@ def test_pareto_plot_draws_every_group(tmp_path):
     path = pareto_plot(rows, "x", "y", str(tmp_path / "p.png"), "x", "y", lower_x_is_better=True)
     pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
     red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-XX
+    orange = (red > 230) & (green > 130) & (green < 200) & (blue > 60) & (blue < 140)  # C1 (#ff7f0e) at alpha 0.75
     assert orange.sum() > 20
