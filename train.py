@@ -39,6 +39,7 @@ from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
+from ppt_benchmark.cost import analytic_cost
 from ppt_training.arguments import DataArguments, ModelArguments, PPTTrainingArguments, parse_args, validate_args
 from ppt_training.data import PreparedData, channel_mean_std, load_any_dataset, prepare_data
 from ppt_training.digits import load_digits_dataset
@@ -46,7 +47,6 @@ from ppt_training.modeling import (
     build_config,
     build_model,
     compression_off,
-    encoder_macs,
     pretrained_image_processor,
     scratch_image_processor,
     weights_digest,
@@ -125,21 +125,20 @@ def json_safe(value):
 
 
 def ppt_summary(config) -> dict:
-    baseline_macs = encoder_macs_without_compression(config)
     return {
         "ppt_reduction_layers": list(config.reduction_layers),
         "ppt_tokens_removed": config.tokens_removed,
         "ppt_prune_threshold": json_safe(config.prune_threshold),
         "ppt_score_function": config.score_function,
         "ppt_tokens_per_layer": [list(pair) for pair in config.token_schedule()],
-        "ppt_gmacs": encoder_macs(config) / 1e9,
-        "baseline_gmacs": baseline_macs / 1e9,
+        "ppt_gmacs": analytic_cost(config).macs / 1e9,
+        "baseline_gmacs": baseline_macs(config) / 1e9,
     }
 
 
-def encoder_macs_without_compression(config) -> int:
+def baseline_macs(config) -> int:
     plain = config.__class__.from_dict({**config.to_dict(), "reduction_layers": [], "tokens_removed": 0})
-    return encoder_macs(plain)
+    return analytic_cost(plain).macs
 
 
 def format_tokens(schedule: list[tuple[int, int]]) -> str:

@@ -132,17 +132,6 @@ def compression_off(model: PPTDeiTForImageClassification):
         model.configure_compression(**saved)
 
 
-def encoder_macs(config: PPTDeiTConfig) -> int:
-    """Multiply-accumulates of one image through patch embedding, encoder and head (PPT_SPEC's cost model, with
-    the config's own MLP width): per layer `4 n D^2 + 2 n^2 D + 2 m D I`."""
-    width, mlp_width = config.hidden_size, config.intermediate_size
-    total = config.num_patches_for() * config.num_channels * config.patch_size**2 * width
-    for tokens_attention, tokens_mlp in config.token_schedule():
-        total += 4 * tokens_attention * width**2 + 2 * tokens_attention**2 * width + 2 * tokens_mlp * width * mlp_width
-    heads = 2 if config.distillation_head else 1
-    return total + heads * width * config.num_labels
-
-
 def weights_digest(model: torch.nn.Module) -> str:
     """sha256 over every parameter and buffer (names and bytes, sorted by name): equal iff the weights are equal."""
     digest = hashlib.sha256()
