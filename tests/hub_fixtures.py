@@ -17,22 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from model_fixtures import TINY as TINY_ARCHITECTURE
+from model_fixtures import TINY_PPT
 from PIL import Image
 
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=4,
-    num_attention_heads=2,
-    intermediate_size=64,
-    image_size=32,
-    patch_size=4,
-    reduction_layers=[1, 2],
-    tokens_removed=8,
+TINY = {
+    **{key: value for key, value in TINY_ARCHITECTURE.items() if key != "num_labels"},  # labels: LABELS below
+    **TINY_PPT,
     # Wider init than the default 0.02, so that a few training steps give a model whose logits on the photo
     # visibly depend on compression (and whose layers choose both policies on it).
-    initializer_range=0.1,
-)
+    "initializer_range": 0.1,
+}
 LABELS = ["cat", "dog", "bird", "fish", "horse", "ship"]
 REPO_ID = "ppt-tests/tiny-ppt-deit"
 
