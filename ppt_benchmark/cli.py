@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Command line: `python benchmark.py [run|sweep|score-table|policy-stats|calibrate|step-cost] ...` (run is the default)."""
+"""Command line: `python benchmark.py [run|sweep|score-table|policy-stats|calibrate|step-cost|visualize] ...` (run is the default)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import os
 import sys
 
-COMMANDS = ("run", "sweep", "score-table", "policy-stats", "calibrate", "step-cost")
+COMMANDS = ("run", "sweep", "score-table", "policy-stats", "calibrate", "step-cost", "visualize")
 
 
 def _threshold(text: str) -> float:
@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--warmup", type=int, default=2)
     step.add_argument("--rounds", type=int, default=10)
 
+    visualize = sub.add_parser("visualize", help="draw which patches one image pruned and pooled together")
+    add_model_arguments(visualize)
+    visualize.add_argument("--image", required=True, help="an image file")
+    visualize.add_argument("--output", default="token_map.png", help="PNG to write (image | token map)")
+
     for name, help_text in (("policy-stats", "per-layer score variance and prune/pool fractions"),
                             ("calibrate", "pick tau for a target fraction of pruned samples")):
         stats = sub.add_parser(name, help=help_text)
@@ -155,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         from .score_table import main_score_table
 
         return main_score_table(args)
+    if args.command == "visualize":
+        from .visualize import main_visualize
+
+        return main_visualize(args)
     if args.command == "step-cost":
         from .step_cost import main_step_cost
 

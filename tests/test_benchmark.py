@@ -341,3 +341,37 @@ def test_pareto_plot_draws_every_group(tmp_path):
     red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     orange = (red > 230) & (green > 130) & (green < 200) & (blue > 60) & (blue < 140)  # C1 (#ff7f0e) at alpha 0.75
     assert orange.sum() > 20
+
+
+def test_patch_owners_by_hand():
+    from ppt_benchmark.visualize import patch_owners
+
+    # CLS + 4 patches (2x2 grid) -> CLS, token A = patches {0, 3}, token B = patch {1}; patch 2 was pruned.
+    sources = torch.tensor([[1, 0, 0, 0, 0],
+                            [0, 1, 0, 0, 1],
+                            [0, 0, 1, 0, 0]])
+    assert patch_owners(sources, 1, (2, 2)).tolist() == [[0, 1], [-1, 0]]
+    with pytest.raises(ValueError, match="grid"):
+        patch_owners(sources, 1, (3, 3))
+
+
+@pytest.mark.parametrize("prune_threshold", [0.0, float("inf")])
+def test_visualize_command_matches_the_model_record(tmp_path, prune_threshold, capsys):
+    """Pruning only: r patches vanish per step; pooling only: nothing vanishes and the owners are the final tokens."""
+    from PIL import Image
+
+    from ppt_benchmark.cli import main
+    from ppt_benchmark.visualize import patch_owners
+
+    image_path = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(image_path)
+    output = tmp_path / "map.png"
+    assert main(["visualize", "--arch", "deit-tiny", "--image", str(image_path), "--output", str(output),
+                 "--prune_threshold", str(prune_threshold)]) == 0
+    assert Image.open(output).size == (448 * 2 + 8, 448)
+    printed = capsys.readouterr().out
+    pruned_patches = int(printed.split("; ")[1].split(" of ")[0])
+    # Pruning only keeps sizes at 1, so every removed token is one patch: 197 -> 147 -> 97 -> 49 (the last step is
+    # clamped to r = 48) leaves 48 of the 196 patches.
+    assert pruned_patches == (196 - 48 if prune_threshold == 0 else 0)
+    assert ("pooled" in printed) == (prune_threshold != 0) and ("pruned (" in printed) == (prune_threshold == 0)

@@ -1,0 +1,110 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Draw what PPT did to one image: which patches were pruned, which were pooled together.
+
+`patch_owners` turns a model's `token_sources` into a patch grid that says, for every input patch, which final
+token carries it (or -1 when it was pruned). `draw_token_map` paints that grid over the image: each final token's
+patches in their mean colour, pruned patches dark, borders between tokens.
+
+    python benchmark.py visualize --checkpoint outputs/digits --image photo.png --output token_map.png
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def patch_owners(sources: torch.Tensor, num_protected: int, grid: tuple[int, int]) -> torch.Tensor:
+    """For one image, the final token that covers each input patch.
+
+    Args:
+        sources: `[N_out, N_in]` 0/1 map of one image (`outputs.token_sources[b]`), protected tokens first on both
+            axes. Protected tokens (CLS, DIST) never take part in merging, so they only cover themselves.
+        num_protected: CLS (and DIST) count.
+        grid: `(rows, columns)` of patches.
+
+    Returns:
+        `[rows, columns]` long tensor: index of the final non-protected token (0-based) covering the patch, -1 where
+        the patch was pruned.
+    """
+    patch_sources = sources[num_protected:, num_protected:].float()  # [final patch tokens, input patches]
+    if patch_sources.shape[1] != grid[0] * grid[1]:
+        raise ValueError(f"sources cover {patch_sources.shape[1]} patches, but the grid {grid} has {grid[0] * grid[1]}")
+    owners = patch_sources.argmax(dim=0)
+    owners[patch_sources.sum(dim=0) == 0] = -1
+    return owners.view(grid)
+
+
+def draw_token_map(image: Image.Image, owners: torch.Tensor, scale: int = 1) -> Image.Image:
+    """The image (already at the model's input size) beside its token map, enlarged `scale` times.
+
+    Each final token's patches are filled with their mean colour, pruned patches are darkened, and lines separate
+    patches that belong to different tokens.
+    """
+    rows, columns = owners.shape
+    width, height = image.size
+    patch_h, patch_w = height // rows, width // columns
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    painted = pixels.copy()
+    owner_grid = owners.numpy()
+    for token in np.unique(owner_grid):
+        mask = np.kron(owner_grid == token, np.ones((patch_h, patch_w), dtype=bool))
+        if token < 0:
+            painted[mask] = pixels[mask] * 0.2
+        else:
+            painted[mask] = pixels[mask].mean(axis=0)
+    token_map = Image.fromarray(painted.clip(0, 255).astype(np.uint8))
+    original = image.convert("RGB")
+    if scale != 1:
+        size = (width * scale, height * scale)
+        token_map, original = token_map.resize(size, Image.NEAREST), original.resize(size, Image.NEAREST)
+    draw = ImageDraw.Draw(token_map)
+    step_h, step_w = patch_h * scale, patch_w * scale
+    for row in range(rows):
+        for column in range(columns):
+            if column + 1 < columns and owner_grid[row, column] != owner_grid[row, column + 1]:
+                x = (column + 1) * step_w
+                draw.line([(x, row * step_h), (x, (row + 1) * step_h)], fill=(255, 255, 255))
+            if row + 1 < rows and owner_grid[row, column] != owner_grid[row + 1, column]:
+                y = (row + 1) * step_h
+                draw.line([(column * step_w, y), ((column + 1) * step_w, y)], fill=(255, 255, 255))
+    canvas = Image.new("RGB", (original.width * 2 + 8, original.height), (255, 255, 255))
+    canvas.paste(original, (0, 0))
+    canvas.paste(token_map, (original.width + 8, 0))
+    return canvas
+
+
+def main_visualize(args) -> int:
+    from transformers import AutoImageProcessor
+
+    from .models import model_from_args
+
+    model = model_from_args(args)
+    model.configure_compression(track_sources=True)
+    processor = AutoImageProcessor.from_pretrained(args.checkpoint) if args.checkpoint else None
+    image = Image.open(args.image).convert("RGB")
+    config = model.config
+    side = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    if processor is not None:
+        pixel_values = processor(images=image, return_tensors="pt").pixel_values
+    else:  # a named architecture with random weights: plain resize, ImageNet statistics
+        array = np.asarray(image.resize((side, side), Image.BICUBIC), dtype=np.float32) / 255.0
+        mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+        pixel_values = torch.from_numpy(((array - mean) / std).transpose(2, 0, 1)).float().unsqueeze(0)
+    with torch.no_grad():
+        outputs = model(pixel_values, output_compression=True)
+    patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
+    grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
+    owners = patch_owners(outputs.token_sources[0], config.num_protected_tokens, grid)
+    shown = image.resize((grid[1] * patch, grid[0] * patch), Image.BICUBIC)
+    scale = max(1, 448 // shown.width)
+    draw_token_map(shown, owners, scale=scale).save(args.output)
+    for step in outputs.compression:
+        policy = "pruned" if bool(step.pruned[0]) else "pooled"
+        print(f"layer {step.layer_index}: {step.tokens_before} -> {step.tokens_after} tokens, {policy} "
+              f"(score variance {float(step.score_variance[0]):.3g} vs tau {config.prune_threshold:g})")
+    label = config.id2label.get(int(outputs.logits[0].argmax()), str(int(outputs.logits[0].argmax())))
+    print(f"prediction: {label}; {int((owners < 0).sum())} of {owners.numel()} patches pruned, "
+          f"{len(torch.unique(owners[owners >= 0]))} tokens left; wrote {args.output}")
+    return 0
