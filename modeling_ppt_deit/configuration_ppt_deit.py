@@ -14,6 +14,7 @@ from .token_ops import SCORE_FUNCTIONS, clamp_tokens_removed, get_score_function
 
 
 # The DeiT internals we subclass (`q_proj`..., `DeiTModel.layers`, strict configs) are those of transformers 5.9+.
+# (The project as a whole, with its training and Hub tools, asks for 5.18+: see pyproject.toml.)
 SUPPORTED_TRANSFORMERS = ((5, 9), (6, 0))
 
 
