@@ -246,13 +246,45 @@ def merge_layout(plan: MergePlan, num_tokens: int) -> tuple[torch.Tensor, torch.
     return kept, 2 * plan.merged_a, destination
 
 
+def keep_and_add(
+    values: torch.Tensor,
+    kept: torch.Tensor,
+    merged: torch.Tensor,
+    destination: torch.Tensor,
+    add_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`out[b] = values[b, kept[b]]`, then `out[b, destination[b, i]] += add_weight[b] * values[b, merged[b, i]]`.
+
+    Both policies are this one operation: pooling adds the merged rows into their destinations, pruning adds
+    nothing (`add_weight` 0 for the sample). values `[B, N, ...]` -> `[B, len(kept[b]), ...]`.
+    """
+    added = gather_tokens(values, merged)
+    if add_weight is not None:
+        added = added * add_weight.view(-1, *([1] * (added.dim() - 1)))
+    return add_tokens_(gather_tokens(values, kept), destination, added)
+
+
+def weighted_keep_and_add(
+    x: torch.Tensor,
+    sizes: torch.Tensor,
+    kept: torch.Tensor,
+    merged: torch.Tensor,
+    destination: torch.Tensor,
+    add_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`keep_and_add` as a size-weighted average: `x_B <- (s_B x_B + sum s_a x_a) / (s_B + sum s_a)`,
+    `s_B <- s_B + sum s_a`. x `[B, N, D]`, sizes `[B, N]`."""
+    new_sizes = keep_and_add(sizes, kept, merged, destination, add_weight)
+    new_x = keep_and_add(x * sizes.unsqueeze(-1), kept, merged, destination, add_weight)
+    return new_x / new_sizes.unsqueeze(-1), new_sizes
+
+
 def merge_tokens(x: torch.Tensor, plan: MergePlan) -> torch.Tensor:
     """Sum-merge `x` `[B, N, ...]` by `plan` -> `[B, N - r, ...]`: every merged A-token is added into its B-token.
 
     Output order: `[CLS, (DIST), unmerged A-tokens in original order, B-tokens]`.
     """
-    kept, merged, destination = merge_layout(plan, x.shape[1])
-    return add_tokens_(gather_tokens(x, kept), destination, gather_tokens(x, merged))
+    return keep_and_add(x, *merge_layout(plan, x.shape[1]))
 
 
 def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,8 +292,7 @@ def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan
 
     x: `[B, N, D]`, sizes: `[B, N]`. Returns `([B, N - r, D], [B, N - r])`.
     """
-    new_sizes = merge_tokens(sizes, plan)
-    return merge_tokens(x * sizes.unsqueeze(-1), plan) / new_sizes.unsqueeze(-1), new_sizes
+    return weighted_keep_and_add(x, sizes, *merge_layout(plan, x.shape[1]))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -322,15 +353,8 @@ def compress(
     add_weight = None
     if prune_threshold != math.inf:
         kept = torch.where(pruned.unsqueeze(-1), prune_keep_indices(scores, r, num_protected), kept)
-        add_weight = (~pruned).to(hidden_states.dtype).view(-1, 1)
+        add_weight = (~pruned).to(hidden_states.dtype)
 
-    def merge(values: torch.Tensor) -> torch.Tensor:
-        added = gather_tokens(values, merged)
-        if add_weight is not None:
-            added = added * add_weight.view(-1, *([1] * (added.dim() - 1)))
-        return add_tokens_(gather_tokens(values, kept), destination, added)
-
-    new_sizes = merge(sizes)
-    new_x = merge(hidden_states * sizes.unsqueeze(-1)) / new_sizes.unsqueeze(-1)
-    new_sources = merge(sources) if sources is not None else None
+    new_x, new_sizes = weighted_keep_and_add(hidden_states, sizes, kept, merged, destination, add_weight)
+    new_sources = keep_and_add(sources, kept, merged, destination, add_weight) if sources is not None else None
     return CompressionResult(new_x, new_sizes, new_sources, pruned, variance)
