@@ -11,6 +11,14 @@ matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save_png(figure, path: str) -> str:
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return path
+
+
 def pareto_front(points: list[tuple[float, float]], lower_x_is_better: bool) -> list[int]:
     """Indices of the points not dominated by any other (higher y is always better), sorted by x."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0] if lower_x_is_better else -points[i][0], -points[i][1]))
@@ -62,11 +70,7 @@ def pareto_plot(
     axes.legend(fontsize=7)
     if title:
         axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, format="png")
-    plt.close(figure)
-    return path
+    return _save_png(figure, path)
 
 
 def policy_stats_plot(stats: list[dict], path: str, prune_threshold: float | None = None, title: str | None = None) -> str:
@@ -93,11 +97,7 @@ def policy_stats_plot(stats: list[dict], path: str, prune_threshold: float | Non
     right.legend(fontsize=7)
     if title:
         figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, format="png")
-    plt.close(figure)
-    return path
+    return _save_png(figure, path)
 
 
 __all__ = ["pareto_front", "pareto_plot", "policy_stats_plot"]
