@@ -33,7 +33,6 @@ import tempfile
 from dataclasses import dataclass
 
 import evaluate
-import torch
 import transformers
 from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode, register_flop_formula  # n
 from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
 
 from modeling_ppt_deit import PPTDeiTConfig
-from modeling_ppt_deit.token_ops import clamp_tokens_removed, get_score_function
+from modeling_ppt_deit.token_ops import get_score_function
 
 
 @dataclass

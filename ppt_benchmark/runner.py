@@ -5,9 +5,8 @@ with interleaved timings. Used by `python benchmark.py` / `python -m ppt_benchma
 from __future__ import annotations
 
 import copy
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -361,7 +360,6 @@ def test_visualize_command_matches_the_model_record(tmp_path, prune_threshold, c
     from PIL import Image
 
     from ppt_benchmark.cli import main
-    from ppt_benchmark.visualize import patch_owners
 
     image_path = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(image_path)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model_fixtures import TINY, pixels, tiny_config, tiny_model
+from model_fixtures import pixels, tiny_config, tiny_model
 from modeling_ppt_deit import SCORE_FUNCTIONS, PPTDeiTConfig, PPTDeiTForImageClassification, register_score_function
 
 
