@@ -70,6 +70,8 @@ class PPTCompressionRecord(ModelOutput):
             Unbiased variance of `scores`; the sample is pruned when it is >= `prune_threshold`.
         pruned (`torch.BoolTensor` of shape `(batch_size,)`):
             The policy chosen per sample: `True` = pruned, `False` = pooled.
+        (All three are None at a layer where the clamp `r <= (tokens_before - num_protected) // 2` left nothing to
+        remove; then `tokens_after == tokens_before`.)
         layer_index (`int`): the layer (0-based).
         tokens_before (`int`) / tokens_after (`int`): sequence length entering and leaving the step.
     """
@@ -95,7 +97,7 @@ class PPTDeiTModelOutput(BaseModelOutputWithPooling):
             0/1 map of the input tokens (CLS, DIST, patches in raster order) that each final token covers; input
             patches covered by no final token were pruned. Only with `config.track_sources`.
         compression (`tuple(PPTCompressionRecord)`, *optional*):
-            One record per reduction layer, with `output_compression=True`.
+            One record per reduction layer with a configured `r > 0`, with `output_compression=True`.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Embeddings and every layer's output; their lengths shrink after each reduction layer.
         attentions (`tuple(torch.FloatTensor)`, *optional*):
@@ -291,6 +293,10 @@ class PPTDeiTLayer(DeiTLayer):
             )
             hidden_states, tokens = result.hidden_states, TokenState(result.sizes, result.sources)
             step = (scores, result.score_variance, result.pruned, tokens_before, hidden_states.shape[1])
+        elif tokens_removed > 0:
+            # A scheduled layer whose r the clamp brought to 0 (too few tokens left): it still gets a record, with
+            # no scores or policy, so that records and `reduction_layers` correspond one to one.
+            step = (None, None, None, hidden_states.shape[1], hidden_states.shape[1])
 
         residual = hidden_states
         hidden_states = self.dropout(self.mlp(self.layernorm_after(hidden_states))) + residual

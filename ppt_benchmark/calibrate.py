@@ -36,6 +36,8 @@ def collect_policy_records(model, batches: list, device: torch.device | str = "c
     for pixel_values, _ in batches:
         out = model(pixel_values.to(device=device, dtype=dtype), output_compression=True)
         for record in out.compression or ():
+            if record.pruned is None:  # the clamp left this layer nothing to remove: no policy to collect
+                continue
             entry = collected.setdefault(
                 record.layer_index,
                 {"variance": [], "pruned": [], "tokens_before": record.tokens_before, "tokens_after": record.tokens_after},

@@ -101,6 +101,9 @@ def main_visualize(args) -> int:
     scale = max(1, 448 // shown.width)
     draw_token_map(shown, owners, scale=scale).save(args.output)
     for step in outputs.compression:
+        if step.pruned is None:
+            print(f"layer {step.layer_index}: {step.tokens_before} tokens, too few left to remove any")
+            continue
         policy = "pruned" if bool(step.pruned[0]) else "pooled"
         print(f"layer {step.layer_index}: {step.tokens_before} -> {step.tokens_after} tokens, {policy} "
               f"(score variance {float(step.score_variance[0]):.3g} vs tau {config.prune_threshold:g})")

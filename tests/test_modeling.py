@@ -264,6 +264,19 @@ def test_compression_records():
     assert out.token_sizes.shape == (3, 49)
 
 
+def test_a_layer_clamped_to_nothing_still_has_a_record():
+    """8 px images, 4 px patches: 4 patches + CLS. r=2 at layers 0, 1, 2: 5 -> 3 (r=2), 3 -> 2 (clamped to 1),
+    2 -> 2 (clamped to 0). Every scheduled layer reports, the last with no scores or policy."""
+    model = tiny_model(image_size=8, reduction_layers=[0, 1, 2], tokens_removed=2)
+    with torch.no_grad():
+        out = model(pixels(2, size=8), output_compression=True)
+    assert [(c.layer_index, c.tokens_before, c.tokens_after) for c in out.compression] == [(0, 5, 3), (1, 3, 2), (2, 2, 2)]
+    assert out.compression[1].pruned.shape == (2,)
+    last = out.compression[2]
+    assert last.scores is None and last.score_variance is None and last.pruned is None
+    assert out.token_sizes.shape == (2, 2)
+
+
 @pytest.mark.parametrize("tau", [0.0, math.inf, "mixed"])
 def test_model_source_maps(tau):
     model, x, mixed_tau = _model_and_mixed_tau()
