@@ -46,6 +46,7 @@ from .card import build_model_card, load_results, normalize_results, pin_usage
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
 RESULTS_FILE = "results.json"
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", *CODE_FILES)
+EXPORT_FILES = (*REQUIRED_FILES, RESULTS_FILE)  # everything export_folder writes
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # Result files a training run leaves in its output_dir (HF examples' names), read by the CLI when present.
 RUN_RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json")
@@ -153,7 +154,10 @@ def _code_dir(model) -> Path:
 
 
 def _is_previous_export(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "modeling_ppt_deit.py").is_file()
+    """Only a folder that holds what an export writes and nothing else may be replaced. A model folder with more in
+    it (a training run's output, a clone with `.git`) may hold work that replacing it would destroy."""
+    names = {entry.name for entry in folder.iterdir()}
+    return set(REQUIRED_FILES) <= names <= set(EXPORT_FILES)
 
 
 def _check_output_dir(output_dir: Path) -> None:
@@ -161,8 +165,8 @@ def _check_output_dir(output_dir: Path) -> None:
         raise ValueError(f"output_dir {str(output_dir)!r} exists and is not a directory")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not _is_previous_export(output_dir):
         raise ValueError(
-            f"output_dir {str(output_dir)!r} is not empty and is not a previous export: choose an empty or new "
-            "folder (an export replaces the folder's content)"
+            f"output_dir {str(output_dir)!r} is not empty and is not a previous export (which holds only "
+            f"{list(EXPORT_FILES)}): choose an empty or new folder, since an export replaces the folder's content"
         )
 
 
@@ -285,6 +289,18 @@ def check_export_folder(folder) -> Path:
     return folder
 
 
+def check_repo_id(repo_id) -> None:
+    """Raise `ValueError` unless `repo_id` is a valid Hub model id, 'user-or-org/name' or 'name'."""
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id if isinstance(repo_id, str) else "")
+    except ValueError as error:  # HFValidationError
+        raise ValueError(
+            f"repo_id must look like 'user-or-org/name' (or 'name' for your namespace), got {repo_id!r}: {error}"
+        ) from None
+
+
 def _retry_hint(folder: Path, repo_id: str) -> str:
     return (
         f"The exported folder {folder} was not changed; upload it later with "
@@ -313,8 +329,7 @@ def push_folder(
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     folder = check_export_folder(folder)
-    if not isinstance(repo_id, str) or repo_id.count("/") > 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo_id must look like 'user-or-org/name' (or 'name' for your namespace), got {repo_id!r}")
+    check_repo_id(repo_id)
     token = token or get_token()
     if not token:
         raise HubPushError(
@@ -398,7 +413,10 @@ def _parse_args(argv=None) -> argparse.Namespace:
 def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise ValueError(f"{what} {str(path)!r} does not exist")
-    content = json.loads(path.read_text())
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
     if not isinstance(content, dict):
         raise ValueError(f"{what} {str(path)!r} must hold a JSON object")
     return content
@@ -407,6 +425,7 @@ def _read_json(path: Path, what: str) -> dict:
 def main(argv=None) -> int:
     args = _parse_args(argv)
     try:
+        check_repo_id(args.repo_id)  # also with --dry_run: the card's usage code names the repo
         if args.upload_only:
             folder = check_export_folder(args.checkpoint_dir)
         else:

@@ -276,3 +276,18 @@ def test_failed_export_leaves_the_previous_export_intact(tmp_path, monkeypatch):
     other = tiny_trained_model(seed=5, steps=1)
     export_folder(other, tiny_image_processor(), folder)  # a previous export is replaced
     assert folder_snapshot(folder)["model.safetensors"] != before["model.safetensors"]
+
+
+def test_export_refuses_to_replace_a_training_run_folder(tmp_path):
+    """A train.py output folder also has config.json and the code files, but replacing it would delete the run's
+    results, trainer state and checkpoints."""
+    model = tiny_trained_model(steps=1)
+    run = tmp_path / "run"
+    model.save_pretrained(run)
+    (run / "all_results.json").write_text("{}")
+    (run / "checkpoint-1").mkdir()
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(ValueError, match="not a previous export"):
+        export_folder(model, tiny_image_processor(), run)
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
