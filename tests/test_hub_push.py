@@ -35,6 +35,7 @@ def test_upload_without_token_fails_clearly_and_keeps_the_folder():
                 HF_ENDPOINT="http://127.0.0.1:9")
     assert done.returncode == 1
     assert "No Hugging Face token found" in done.stderr and "HF_TOKEN" in done.stderr
+    assert "RuntimeWarning" not in done.stderr  # `python -m model_card.publish` runs without runpy's warning
     assert f"{folder} was not changed" in done.stderr
     assert folder_snapshot(folder) == before
 
@@ -162,4 +163,29 @@ def test_cli_reports_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
                          str(tmp_path / "out")])
     assert code == 1
     assert "not a checkpoint folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_rejects_a_bad_repo_id_before_writing_anything(tmp_path, capsys):
+    checkpoint = tmp_path / "run"
+    tiny_trained_model(steps=1).save_pretrained(checkpoint)
+    tiny_image_processor().save_pretrained(checkpoint)
+    code = publish.main([str(checkpoint), "--repo_id", "bad repo id!!", "--dry_run", "--output_dir",
+                         str(tmp_path / "out")])
+    assert code == 1
+    assert "'bad repo id!!'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_names_a_training_info_file_that_is_not_json(tmp_path, capsys):
+    checkpoint = tmp_path / "run"
+    tiny_trained_model(steps=1).save_pretrained(checkpoint)
+    tiny_image_processor().save_pretrained(checkpoint)
+    info = tmp_path / "info.json"
+    info.write_text("not json")
+    code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--training_info", str(info),
+                         "--output_dir", str(tmp_path / "out")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(info) in err and "not valid JSON" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
