@@ -90,6 +90,11 @@ def choose_column(features: datasets.Features, wanted: str | None, kind: str, fe
     if preferred_found:
         return preferred_found[0]
     if not candidates:
+        # e.g. a plain integer 'label' column (a dataset built from a DataFrame): use it by name; the caller checks
+        # that its type can hold class ids.
+        named = [name for name in preferred if name in features]
+        if named:
+            return named[0]
         raise ValueError(
             f"no {feature_type.__name__} column found for the {kind}s; pass --{kind}_column_name. "
             f"The dataset has columns: {described}"
@@ -99,14 +104,15 @@ def choose_column(features: datasets.Features, wanted: str | None, kind: str, fe
     )
 
 
-def label_names_of(dataset: Dataset, label_column: str) -> list[str]:
-    """ClassLabel names, or "0".."max" for a plain integer column."""
-    feature = dataset.features[label_column]
+def label_names_of(label_column: str, *splits: Dataset) -> list[str]:
+    """ClassLabel names (of the first split), or "0".."max" for a plain integer column, the max taken over all
+    `splits`: a class the training split happens to lack is still a class the model must be able to predict."""
+    feature = splits[0].features[label_column]
     if isinstance(feature, ClassLabel):
         return list(feature.names)
     if isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint")):
-        labels = np.asarray(dataset[label_column])
-        return [str(index) for index in range(int(labels.max()) + 1 if len(labels) else 0)]
+        largest = max((int(np.max(split[label_column])) for split in splits if len(split)), default=-1)
+        return [str(index) for index in range(largest + 1)]
     raise ValueError(
         f"label column {label_column!r} has type {feature}; it must be a ClassLabel or an integer column"
     )
@@ -211,7 +217,7 @@ def prepare_data(
         missing = [column for column in (image_column, label_column) if column not in split.features]
         if missing:
             raise ValueError(f"split {name!r} lacks column(s) {missing}; it has {list(split.features)}")
-    label_names = label_names_of(train, label_column)
+    label_names = label_names_of(label_column, train, eval_split)
     if num_labels is not None and num_labels != len(label_names) and isinstance(train.features[label_column], ClassLabel):
         raise ValueError(
             f"num_labels={num_labels} conflicts with the {len(label_names)} class names of column {label_column!r}"
