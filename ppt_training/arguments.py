@@ -42,7 +42,7 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": f"Hub id or local folder of a DeiT/ViT/PPT-DeiT checkpoint (default: {DEFAULT_MODEL})."},
+        metadata={"help": f"Hub id or local folder of a DeiT/ViT/PPT-DeiT checkpoint (if not given: {DEFAULT_MODEL})."},
     )
     preset: str | None = field(
         default=None,
@@ -56,7 +56,7 @@ class ModelArguments:
     )
     ppt: bool = field(default=True, metadata={"help": "Train with PPT compression on (False: plain DeiT)."})
     reduction_layers: list[int] | None = field(
-        default=None, metadata={"help": "0-based layers that compress tokens (default: the model's, 3 6 9)."}
+        default=None, metadata={"help": "0-based layers that compress tokens (if not given: the model's, 3 6 9)."}
     )
     tokens_removed: list[int] | None = field(
         default=None, metadata={"help": "Tokens removed per reduction layer: one value, or one per layer."}
@@ -83,18 +83,20 @@ class DataArguments:
 
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": f"Hub dataset id, save_to_disk folder or imagefolder directory (default: {DEFAULT_DATASET})."},
+        metadata={
+            "help": f"Hub dataset id, save_to_disk folder or imagefolder directory (if not given: {DEFAULT_DATASET})."
+        },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     image_column_name: str | None = field(
-        default=None, metadata={"help": "Image column (default: the only Image column)."}
+        default=None, metadata={"help": "Image column (if not given: the only Image column)."}
     )
     label_column_name: str | None = field(
-        default=None, metadata={"help": "Label column (default: the only ClassLabel column, or 'label')."}
+        default=None, metadata={"help": "Label column (if not given: the only ClassLabel column, or 'label')."}
     )
     train_split_name: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split_name: str | None = field(
-        default=None, metadata={"help": "Split to evaluate on (default: test, else validation, else held out)."}
+        default=None, metadata={"help": "Split to evaluate on (if not given: test, else validation, else held out)."}
     )
     eval_split_ratio: float = field(
         default=0.15, metadata={"help": "Fraction of train held out for evaluation when there is no eval split."}
@@ -273,10 +275,30 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
                 f"tokens_removed={model_args.tokens_removed} has {count} values for "
                 f"reduction_layers={model_args.reduction_layers}: give one value, or one per layer"
             )
+    if model_args.model_name_or_path is not None:
+        check_model_source(model_args.model_name_or_path)
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise ValueError(f"--{name} {getattr(training_args, name)} must be >= 1")
+    if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
+        raise ValueError(f"--output_dir {training_args.output_dir!r} exists and is not a directory")
     if not 0 < data_args.crop_scale_min <= 1:
         raise ValueError(f"crop_scale_min={data_args.crop_scale_min} must be in (0, 1]")
     if training_args.push_to_hub:
         check_publish_available()
+
+
+def check_model_source(name: str) -> None:
+    """Fail early, naming the path, when `--model_name_or_path` points at a local path that is not a model folder
+    (transformers would try it as a Hub id and report something else). Other names are taken as Hub ids."""
+    path = os.path.expanduser(name)
+    looks_local = os.path.exists(path) or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local and not os.path.isfile(os.path.join(path, "config.json")):
+        problem = "does not exist" if not os.path.exists(path) else "is not a model folder (no config.json)"
+        raise ValueError(
+            f"--model_name_or_path {name!r} {problem}: give a folder written by save_pretrained (e.g. a train.py "
+            f"--output_dir) or a Hub model id such as {DEFAULT_MODEL!r}"
+        )
 
 
 def check_publish_available() -> None:

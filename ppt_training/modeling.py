@@ -41,6 +41,16 @@ def label_maps(label_names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
     return id2label, {name: index for index, name in id2label.items()}
 
 
+@contextlib.contextmanager
+def loading_from(source: str, what: str):
+    """Turn transformers' `OSError` (Hub id not found, offline, files missing in a folder) into a `ValueError`
+    that names what was being loaded from where, which train.py reports as one line."""
+    try:
+        yield
+    except OSError as error:
+        raise ValueError(f"could not load the {what} of {source!r}: {error}") from error
+
+
 def build_config(model_args: ModelArguments, label_names: list[str]) -> PPTDeiTConfig:
     """The full config (architecture, labels, PPT) without loading any weights, so bad settings fail early."""
     id2label, label2id = label_maps(label_names)
@@ -55,22 +65,24 @@ def build_config(model_args: ModelArguments, label_names: list[str]) -> PPTDeiTC
             patch_size=model_args.patch_size,
             **common,
         )
-    return PPTDeiTConfig.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir, **common
-    )
+    with loading_from(model_args.model_name_or_path, "config"):
+        return PPTDeiTConfig.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir, **common
+        )
 
 
 def build_model(model_args: ModelArguments, config: PPTDeiTConfig) -> PPTDeiTForImageClassification:
     if model_args.from_scratch:
         return PPTDeiTForImageClassification(config)
     # A different number of labels than the checkpoint's gives a new head: ignore_mismatched_sizes.
-    return PPTDeiTForImageClassification.from_pretrained(
-        model_args.model_name_or_path,
-        config=config,
-        revision=model_args.model_revision,
-        cache_dir=model_args.cache_dir,
-        ignore_mismatched_sizes=True,
-    )
+    with loading_from(model_args.model_name_or_path, "weights"):
+        return PPTDeiTForImageClassification.from_pretrained(
+            model_args.model_name_or_path,
+            config=config,
+            revision=model_args.model_revision,
+            cache_dir=model_args.cache_dir,
+            ignore_mismatched_sizes=True,
+        )
 
 
 def _size_of(size) -> int | None:
@@ -90,9 +102,10 @@ def processor_resolution(processor) -> int | None:
 def pretrained_image_processor(model_args: ModelArguments, image_size: int):
     """The checkpoint's own processor (its mean/std), set to resize whole images to `image_size`, bicubic: the
     same preprocessing as the evaluation transform, so that the saved model folder reproduces our figures."""
-    processor = AutoImageProcessor.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir
-    )
+    with loading_from(model_args.model_name_or_path, "image processor"):
+        processor = AutoImageProcessor.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir
+        )
     resolution = processor_resolution(processor)
     if resolution is not None and resolution != image_size:
         logger.warning(

@@ -241,6 +241,7 @@ def test_digits_preset_learns(tmp_path):
         (save_cifar100_like, ["--reduction_layers", "1", "9"], "reduction_layers contains 9"),
         (save_cifar100_like, ["--preset", "digits"], "cannot be combined with --dataset_name"),
         (save_cifar100_like, ["--preset", "mnist"], "known presets: ['digits']"),
+        (save_cifar100_like, ["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0 must be >= 1"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, make_dataset, extra, message):
@@ -250,6 +251,54 @@ def test_bad_input_fails_before_training(tmp_path, make_dataset, extra, message)
         run_train(dataset, out, *extra)
     assert message in str(error.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty folder", "file"])
+def test_a_local_model_path_that_is_not_a_model_is_named(tmp_path, cifar_like, kind):
+    path = tmp_path / "model"
+    if kind == "empty folder":
+        path.mkdir()
+    elif kind == "file":
+        path.write_text("{}")
+    out = tmp_path / "out"
+    argv = ["--dataset_name", cifar_like, "--output_dir", str(out), "--model_name_or_path", str(path),
+            *FAST_TRAINING_ARGS]
+    with pytest.raises(ValueError) as error:
+        train.main(argv)
+    problem = "does not exist" if kind == "missing" else "is not a model folder (no config.json)"
+    assert f"--model_name_or_path {str(path)!r} {problem}" in str(error.value)
+    assert not out.exists()
+
+
+def test_a_hub_model_that_cannot_be_loaded_is_named(tmp_path, cifar_like, monkeypatch):
+    """Offline (as here), a Hub id fails inside transformers with an OSError; the error names the model."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    argv = ["--dataset_name", cifar_like, "--output_dir", str(out), "--model_name_or_path", "someone/no-such-deit",
+            *FAST_TRAINING_ARGS]
+    with pytest.raises(ValueError, match="could not load the config of 'someone/no-such-deit'"):
+        train.main(argv)
+    assert not out.exists()
+
+
+def test_output_dir_that_is_a_file_is_rejected(tmp_path, cifar_like):
+    target = tmp_path / "results.txt"
+    target.write_text("keep me")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        run_train(cifar_like, target)
+    assert target.read_text() == "keep me"
+
+
+def test_a_plain_integer_label_column_is_found_by_name_and_counts_classes_of_all_splits():
+    """With this seed the held-out half takes every label-2 row: the classes still come from both splits."""
+    from datasets import Dataset, DatasetDict, Features, Image as ImageFeature, Value
+
+    from ppt_training.data import prepare_data
+
+    features = Features({"image": ImageFeature(), "label": Value("int64"), "weight": Value("int64")})
+    rows = {"image": random_images(6, 8, seed=1), "label": [0, 1, 2, 0, 1, 2], "weight": [1] * 6}
+    data = prepare_data(DatasetDict({"train": Dataset.from_dict(rows, features=features)}), eval_split_ratio=0.5)
+    assert data.label_column == "label" and data.label_names == ["0", "1", "2"]
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
