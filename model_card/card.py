@@ -9,8 +9,9 @@ Results: keys read (after `normalize_results`)
 ----------------------------------------------
 Each key may be given under one of its aliases (left: the name used in the card; right: accepted aliases). The same
 keys prefixed with `baseline_` (e.g. `baseline_accuracy`, `baseline_eval_accuracy`) describe the uncompressed
-baseline; train.py's `eval_baseline_<metric>` keys are read the same way, and its `ppt_gmacs` as `gmacs`. A file may instead hold `{"ppt": {...}, "baseline": {...}}` (or `"compressed"` for `"ppt"`): the keys of
-`"baseline"` get the `baseline_` prefix.
+baseline; train.py's `eval_baseline_<metric>` keys are read the same way, and its `ppt_gmacs` as `gmacs`. A file may
+instead hold `{"ppt": {...}, "baseline": {...}}` (or `"compressed"` for `"ppt"`): the keys of `"baseline"` get the
+`baseline_` prefix. `benchmark.py`'s JSON report is read as it is written (its `models` and `machine`).
 
     accuracy              top-1 accuracy, fraction in [0, 1] or percent  accuracy, eval_accuracy, top1, top1_accuracy,
                                                                        eval_top1_accuracy, test_accuracy
@@ -25,6 +26,7 @@ baseline; train.py's `eval_baseline_<metric>` keys are read the same way, and it
     throughput_batch_size batch size of the throughput measurement     throughput_batch_size, batch_size
     hardware              device the throughput was measured on (str)  hardware, device_name, device
     epoch                 epochs trained (Trainer's all_results.json)  epoch
+    eval_split            split the accuracy was measured on (str)     eval_split
 
 Other keys are kept in `results.json` under "raw" and otherwise ignored.
 
@@ -33,7 +35,7 @@ training_info: keys read (all optional; missing ones print as "not recorded")
     dataset          Hub dataset id (card metadata `datasets`, model-index dataset type), e.g. "imagenet-1k"
     dataset_name     readable dataset name (default: `dataset`)
     dataset_config   dataset configuration name
-    eval_split       split the accuracy was measured on (default "validation")
+    eval_split       split the accuracy was measured on (default: the results' `eval_split`, which train.py writes)
     base_model       Hub id of the checkpoint that was fine-tuned (card metadata `base_model`)
     repo_id          target Hub repo "user/name" (usage code; a placeholder otherwise)
     model_name       title of the card (default: the repo name)
@@ -82,8 +84,9 @@ RESULT_ALIASES: dict[str, tuple[str, ...]] = {
     "throughput_batch_size": ("throughput_batch_size", "batch_size"),
     "hardware": ("hardware", "device_name", "device"),
     "epoch": ("epoch",),
+    "eval_split": ("eval_split",),
 }
-TEXT_KEYS = {"hardware"}
+TEXT_KEYS = {"hardware", "eval_split"}
 BASELINE_KEYS = ("accuracy", "top5_accuracy", "eval_loss", "params", "macs", "throughput")
 NESTED_PPT = ("ppt", "compressed")
 NESTED_BASELINE = ("baseline",)
@@ -101,8 +104,39 @@ def _number(key: str, value: Any) -> float | int:
     return value
 
 
+def _from_benchmark_report(report: Mapping[str, Any]) -> dict[str, Any]:
+    """`benchmark.py`'s JSON (`{"models": {"ppt": {...}, "baseline": {...}, ...}, "machine": {...}}`, each model
+    with `parameters`, `macs`, `throughput: {median, batch_size}` and, with --dataset, `accuracy: {top1, top5}`)
+    -> the `{"ppt": ..., "baseline": ...}` form."""
+
+    def card_keys(entry: Mapping[str, Any]) -> dict[str, Any]:
+        throughput = entry.get("throughput") or {}
+        accuracy = entry.get("accuracy") or {}
+        keys = {
+            "params": entry.get("parameters"),
+            "macs": entry.get("macs"),
+            "throughput": throughput.get("median"),
+            "accuracy": accuracy.get("top1"),
+            "top5_accuracy": accuracy.get("top5"),
+        }
+        return {key: value for key, value in keys.items() if value is not None}
+
+    models = report["models"]
+    converted = {name: card_keys(models[name]) for name in ("ppt", "baseline") if isinstance(models.get(name), Mapping)}
+    throughput = (models.get("ppt") or {}).get("throughput") or {}
+    if "batch_size" in throughput:
+        converted["throughput_batch_size"] = throughput["batch_size"]
+    machine = report.get("machine") or {}
+    if machine:
+        threads = f", {machine['torch_threads']} torch threads" if machine.get("torch_threads") else ""
+        converted["hardware"] = machine.get("gpu") or f"{machine.get('cpu', 'CPU')}{threads}"
+    return converted
+
+
 def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
     """`{"ppt": {...}, "baseline": {...}}` -> flat keys, baseline ones prefixed with `baseline_`."""
+    if isinstance(raw.get("models"), Mapping) and "ppt" in raw["models"]:
+        raw = _from_benchmark_report(raw)
     flat = {key: value for key, value in raw.items() if not isinstance(value, Mapping)}
     for key, value in raw.items():
         if isinstance(value, Mapping):
@@ -223,7 +257,7 @@ def _results_table(results: Mapping[str, Any], stock_class: str) -> str:
 def _results_notes(results: Mapping[str, Any], info: Mapping[str, Any], sources: list[str]) -> str:
     notes = []
     dataset = info.get("dataset_name") or info.get("dataset")
-    split = info.get("eval_split", "validation")
+    split = info.get("eval_split") or results.get("eval_split") or NOT_RECORDED
     if "accuracy" in results or "baseline_accuracy" in results:
         samples = results.get("eval_samples")
         where = f"{dataset or 'the evaluation data (' + NOT_RECORDED + ')'}, split `{split}`"
@@ -303,7 +337,7 @@ def _eval_results(results: Mapping[str, Any], info: Mapping[str, Any]) -> list[E
         dataset_type=dataset,
         dataset_name=info.get("dataset_name") or dataset,
         dataset_config=info.get("dataset_config"),
-        dataset_split=info.get("eval_split", "validation"),
+        dataset_split=info.get("eval_split") or results.get("eval_split"),
     )
     evals = []
     for key, metric_name in (("accuracy", "Top-1 accuracy"), ("top5_accuracy", "Top-5 accuracy")):

@@ -235,6 +235,12 @@ def export_folder(
     else:
         normalized, raw = normalize_results(results), ({"results": dict(results)} if results else {})
         sources = []
+    num_parameters = sum(parameter.numel() for parameter in model.parameters())
+    if "params" in normalized and int(normalized["params"]) != num_parameters:
+        raise ValueError(
+            f"the results give params={int(normalized['params'])} for PPT, but this model has {num_parameters} "
+            "parameters: they were measured on another model"
+        )
     training_info = dict(training_info or {})
     code_dir = _code_dir(model)
 

@@ -168,3 +168,47 @@ def test_train_py_result_keys_are_read():
     assert results["accuracy"] == 0.975 and results["baseline_accuracy"] == 0.9694
     assert results["top5_accuracy"] == 1.0 and results["baseline_top5_accuracy"] == 0.9972
     assert results["macs"] == pytest.approx(0.0195e9) and results["baseline_macs"] == pytest.approx(0.0227e9)
+
+
+def test_a_real_benchmark_report_fills_the_card(tmp_path):
+    """benchmark.py's own JSON (models/<name>/throughput/median, machine) is read as written, and a report of
+    another model is refused."""
+    from ppt_benchmark.cli import main as benchmark_main
+
+    from model_card.publish import export_folder
+    from hub_fixtures import tiny_image_processor, tiny_trained_model
+
+    model = tiny_trained_model(prune_threshold=7e-5)
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    benchmark_main(["--checkpoint", str(checkpoint), "--batch_size", "2", "--warmup", "0", "--rounds", "1",
+                    "--latency_rounds", "1", "--latency_iterations", "1", "--no_memory", "--no_stock",
+                    "--output_dir", str(tmp_path / "bench"), "--no_progress"])
+    report_path = tmp_path / "bench" / "benchmark_inference.json"
+    report = json.loads(report_path.read_text())
+    results = normalize_results(report)
+    ppt, baseline = report["models"]["ppt"], report["models"]["baseline"]
+    assert results["params"] == ppt["parameters"] and results["macs"] == ppt["macs"]
+    assert results["throughput"] == ppt["throughput"]["median"]
+    assert results["baseline_throughput"] == baseline["throughput"]["median"]
+    assert results["throughput_batch_size"] == 2 and report["machine"]["cpu"] in results["hardware"]
+
+    folder = export_folder(model, tiny_image_processor(), tmp_path / "export", results=[report_path])
+    ppt_row = _table_row(folder.joinpath("README.md").read_text(), "**PPT")
+    assert "not measured" not in ppt_row[2:]  # parameters, MACs, FLOPs, throughput
+
+    other = tiny_trained_model(prune_threshold=7e-5, hidden_size=48)
+    with pytest.raises(ValueError, match="measured on another model"):
+        export_folder(other, tiny_image_processor(), tmp_path / "other", results=[report_path])
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_split_comes_from_train_py_results_when_training_info_lacks_it():
+    from model_card.card import build_model_card
+
+    config = trained_export().model.config
+    results = normalize_results({"eval_accuracy": 0.5, "eval_split": "train (held out 20%)"})
+    card = build_model_card(config, results, {"dataset": "digits"}, stock_class="ViTForImageClassification",
+                            num_parameters=1000)
+    assert "split `train (held out 20%)`" in card.text
+    assert card.data.eval_results[0].dataset_split == "train (held out 20%)"
