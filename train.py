@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import evaluate
@@ -57,6 +56,7 @@ logger = logging.getLogger("train")
 
 METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppt_training", "metrics", "topk_accuracy.py")
 COMPLETION_MARKER = "all_results.json"  # written last: its presence means the folder is a finished run
+HUB_EXPORT_DIR = "hub_export"  # --push_to_hub: what is uploaded, kept in the run folder
 STAGING_DIR_NAME = ".incomplete-final"
 # Test hook: when set, every rank writes `rank<i>.json` there with a digest of its final weights.
 DIGEST_DIR_ENV = "PPT_TRAIN_DIGEST_DIR"
@@ -224,7 +224,7 @@ def card_results(results: dict) -> dict:
 def push_to_hub(model, image_processor, results: dict, training_args, model_args, data_args) -> str:
     """Upload the final model (safetensors, code, card) via model_card.publish; imported here so that runs
     without --push_to_hub never need it."""
-    from model_card.publish import export_folder, push_folder
+    from model_card.publish import HubPushError, export_folder, push_folder
 
     repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
     dataset = data_args.dataset_name
@@ -248,11 +248,16 @@ def push_to_hub(model, image_processor, results: dict, training_args, model_args
         "trained_with_compression": bool(model.config.compression_enabled),
     }
     training_info = {key: value for key, value in training_info.items() if value is not None}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = export_folder(model, image_processor, os.path.join(tmp, "export"), results=card_results(results),
-                               training_info=training_info, repo_id=repo_id)
+    # The export stays in the run folder, so that a failed upload can be retried from it (the error says how).
+    folder = export_folder(model, image_processor, os.path.join(training_args.output_dir, HUB_EXPORT_DIR),
+                           results=card_results(results), training_info=training_info, repo_id=repo_id)
+    try:
         return push_folder(folder, repo_id, token=training_args.hub_token, private=bool(training_args.hub_private_repo),
                            revision=training_args.hub_revision, commit_message="Upload PPT-DeiT fine-tuned with train.py")
+    except HubPushError as error:
+        raise UploadError(
+            f"the run finished and is saved in {training_args.output_dir!r}, but the upload failed: {error}"
+        ) from error
 
 
 # ---- main -------------------------------------------------------------------------------------------------------
@@ -260,6 +265,10 @@ def push_to_hub(model, image_processor, results: dict, training_args, model_args
 
 class InputError(ValueError):
     """Bad arguments or data, found before training started; nothing was written."""
+
+
+class UploadError(RuntimeError):
+    """--push_to_hub: training finished and everything is saved, but the upload failed."""
 
 
 @dataclass
@@ -401,3 +410,6 @@ if __name__ == "__main__":
     except InputError as error:  # bad input: one clear line, no traceback
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except UploadError as error:  # the results are saved; the message says how to retry the upload
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(1)

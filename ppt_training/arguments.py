@@ -307,6 +307,6 @@ def check_publish_available() -> None:
         from model_card import publish
     except ImportError as error:
         raise ValueError(f"--push_to_hub needs model_card.publish, which cannot be imported: {error}") from error
-    missing = [name for name in ("export_folder", "push_folder") if not hasattr(publish, name)]
+    missing = [name for name in ("export_folder", "push_folder", "HubPushError") if not hasattr(publish, name)]
     if missing:
         raise ValueError(f"--push_to_hub needs model_card.publish.{missing[0]}, which this install lacks")

@@ -196,7 +196,7 @@ def test_push_goes_through_model_card_publish_only(cifar_like, tmp_path, monkeyp
         return f"https://huggingface.co/{repo_id}/commit/0"
 
     fake = types.ModuleType("model_card.publish")
-    fake.export_folder, fake.push_folder = export_folder, push_folder
+    fake.export_folder, fake.push_folder, fake.HubPushError = export_folder, push_folder, RuntimeError
     monkeypatch.setitem(sys.modules, "model_card.publish", fake)
     monkeypatch.setattr(sys.modules["model_card"], "publish", fake, raising=False)
 
@@ -209,6 +209,18 @@ def test_push_goes_through_model_card_publish_only(cifar_like, tmp_path, monkeyp
     assert card_results["baseline"]["eval_accuracy"] == json.loads(
         (tmp_path / "pushed" / "all_results.json").read_text())["eval_baseline_accuracy"]
     assert calls["export"]["training_info"]["trained_with_compression"] is True
+
+
+def test_a_failed_push_keeps_the_run_and_says_how_to_retry(cifar_like, tmp_path, monkeypatch):
+    """No token (and offline): training completes, the export stays in the run folder, and the error's retry
+    command names that folder."""
+    monkeypatch.setenv("HF_TOKEN", "")
+    out = tmp_path / "run"
+    with pytest.raises(train.UploadError) as error:
+        run_train(cifar_like, out, *TINY_PPT_ARGS, "--push_to_hub", "True", "--hub_model_id", "someone/ppt-tiny")
+    export = out / train.HUB_EXPORT_DIR
+    assert (out / "all_results.json").is_file() and (export / "model.safetensors").is_file()
+    assert f"python -m model_card.publish {export} --repo_id someone/ppt-tiny --upload_only" in str(error.value)
 
 
 def test_digits_preset_learns(tmp_path):
