@@ -56,6 +56,7 @@ logger = logging.getLogger("train")
 
 METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppt_training", "metrics", "topk_accuracy.py")
 COMPLETION_MARKER = "all_results.json"  # written last: its presence means the folder is a finished run
+TRAINING_INFO_FILE = "training_info.json"  # read by `python -m model_card.publish` for the card
 HUB_EXPORT_DIR = "hub_export"  # --push_to_hub: what is uploaded, kept in the run folder
 STAGING_DIR_NAME = ".incomplete-final"
 # Test hook: when set, every rank writes `rank<i>.json` there with a digest of its final weights.
@@ -177,7 +178,7 @@ def write_json(path: str, values: dict) -> None:
         json.dump({key: json_safe(value) for key, value in values.items()}, handle, indent=4, sort_keys=True)
 
 
-def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict) -> None:
+def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict, info: dict) -> None:
     """Write the finished model folder: everything goes to a staging folder first, then into output_dir, with
     all_results.json last, so that an interrupted run never leaves a folder that looks complete."""
     output_dir = trainer.args.output_dir
@@ -190,6 +191,7 @@ def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict) -
         trainer.state.save_to_json(os.path.join(staging, "trainer_state.json"))
         write_json(os.path.join(staging, "train_results.json"), train_metrics)
         write_json(os.path.join(staging, "eval_results.json"), eval_metrics)
+        write_json(os.path.join(staging, TRAINING_INFO_FILE), info)
         write_json(os.path.join(staging, COMPLETION_MARKER), {**train_metrics, **eval_metrics})
         for name in sorted(os.listdir(staging), key=lambda name: name == COMPLETION_MARKER):
             os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
@@ -221,20 +223,16 @@ def card_results(results: dict) -> dict:
     return {"ppt": ppt, "baseline": baseline}
 
 
-def push_to_hub(model, image_processor, results: dict, training_args, model_args, data_args) -> str:
-    """Upload the final model (safetensors, code, card) via model_card.publish; imported here so that runs
-    without --push_to_hub never need it."""
-    from model_card.publish import HubPushError, export_folder, push_folder
-
-    repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
+def training_info(model, eval_split: str, training_args, model_args, data_args) -> dict:
+    """How the model was trained, in the keys the model card reads (`model_card.card`); written to the run folder
+    as training_info.json, where `python -m model_card.publish` finds it."""
     dataset = data_args.dataset_name
     is_hub_dataset = dataset is not None and not os.path.exists(dataset)
-    training_info = {
-        "repo_id": repo_id,
+    info = {
         "dataset": dataset if is_hub_dataset else None,
         "dataset_name": "scikit-learn digits" if model_args.preset == "digits" else dataset,
         "dataset_config": data_args.dataset_config_name,
-        "eval_split": results.get("eval_split"),
+        "eval_split": eval_split,
         "base_model": model_args.model_name_or_path,
         "epochs": training_args.num_train_epochs,
         "learning_rate": training_args.learning_rate,
@@ -247,7 +245,16 @@ def push_to_hub(model, image_processor, results: dict, training_args, model_args
         "recipe": f"train.py --preset {model_args.preset}" if model_args.preset else "train.py (AdamW + cosine)",
         "trained_with_compression": bool(model.config.compression_enabled),
     }
-    training_info = {key: value for key, value in training_info.items() if value is not None}
+    return {key: value for key, value in info.items() if value is not None}
+
+
+def push_to_hub(model, image_processor, results: dict, info: dict, training_args) -> str:
+    """Upload the final model (safetensors, code, card) via model_card.publish; imported here so that runs
+    without --push_to_hub never need it."""
+    from model_card.publish import HubPushError, export_folder, push_folder
+
+    repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
+    training_info = {"repo_id": repo_id, **info}
     # The export stays in the run folder, so that a failed upload can be retried from it (the error says how).
     folder = export_folder(model, image_processor, os.path.join(training_args.output_dir, HUB_EXPORT_DIR),
                            results=card_results(results), training_info=training_info, repo_id=repo_id)
@@ -391,7 +398,8 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     eval_metrics.update({"eval_samples": len(data.eval), "eval_split": data.eval_split_name})
     trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
 
-    finalize_output(trainer, train_metrics, eval_metrics)
+    info = training_info(model, data.eval_split_name, training_args, run.model_args, run.data_args)
+    finalize_output(trainer, train_metrics, eval_metrics, info)
     if os.environ.get(DIGEST_DIR_ENV):
         write_weights_digest(trainer, os.environ[DIGEST_DIR_ENV])
 
@@ -399,7 +407,7 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     if trainer.is_world_process_zero():
         print("\n" + results_table(results, model.config, training_args.output_dir), flush=True)
         if run.publish:
-            url = push_to_hub(model, run.image_processor, results, training_args, run.model_args, run.data_args)
+            url = push_to_hub(model, run.image_processor, results, info, training_args)
             print(f"pushed to {url}", flush=True)
     return results
 

@@ -98,6 +98,9 @@ def test_cifar100_schema_trains_with_ppt_and_saves_a_complete_folder(cifar_like,
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == saved["eval_accuracy"]
     assert results["eval_accuracy"] == saved["eval_accuracy"]
     assert not (out / train.STAGING_DIR_NAME).exists()
+    info = json.loads((out / "training_info.json").read_text())  # what the model card reads
+    assert info["eval_split"] == "test" and info["dataset_name"] == cifar_like and "dataset" not in info
+    assert info["trained_with_compression"] is True and info["learning_rate"] == 1e-3
 
     # The folder is a model: labels are the ClassLabel names of fine_label (not coarse_label), PPT is on.
     model = PPTDeiTForImageClassification.from_pretrained(out)
