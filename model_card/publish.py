@@ -33,7 +33,7 @@ import math
 import os
 import shutil
 import sys
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -245,7 +245,9 @@ def export_folder(
     code_dir = _code_dir(model)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    # Not mkdtemp: that makes the folder private (0700), and the export is an ordinary folder (umask permissions).
+    staging = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
     try:
         stock_model = build_stock_model(model)
         stock_model.save_pretrained(staging)

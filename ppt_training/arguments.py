@@ -143,6 +143,10 @@ def recipe_defaults() -> dict:
         "logging_steps": 50,
         "bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
         "dataloader_num_workers": min(8, os.cpu_count() or 1) if torch.cuda.is_available() else 0,
+        "dataloader_pin_memory": torch.cuda.is_available(),  # pinning without an accelerator only warns
+        # Every parameter gets a gradient at every step (PPT drops tokens, never weights), so DDP need not search
+        # for unused ones: that search costs a graph traversal per step and warns.
+        "ddp_find_unused_parameters": False,
         "remove_unused_columns": False,
     }
 

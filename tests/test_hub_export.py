@@ -291,3 +291,15 @@ def test_export_refuses_to_replace_a_training_run_folder(tmp_path):
         export_folder(model, tiny_image_processor(), run)
     assert sorted(p.name for p in run.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_the_export_folder_has_ordinary_permissions(tmp_path):
+    """Not the private 0700 of a temporary directory: others on the machine may read a model folder."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        folder = export_folder(tiny_trained_model(steps=1), tiny_image_processor(), tmp_path / "export")
+    finally:
+        os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o755

@@ -36,7 +36,8 @@ def test_two_processes_train_one_model(tmp_path):
         "--max_steps", "4", "--gradient_accumulation_steps", "2",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PPT_TRAIN_DIGEST_DIR": str(digests), "CUDA_VISIBLE_DEVICES": ""}
+           "PPT_TRAIN_DIGEST_DIR": str(digests), "CUDA_VISIBLE_DEVICES": "",
+           "TMPDIR": str(tmp_path)}  # torchelastic's run folders go here, not into /tmp for good
     completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 
