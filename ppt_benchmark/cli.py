@@ -147,8 +147,28 @@ def _check_output_dir(path: str | None) -> None:
         raise ValueError(f"--output_dir {path!r} exists and is not a directory")
 
 
+# Bad input -- an option, a path, a file's content -- surfaces as one of these: `ValueError` from our checks, the
+# config's validation and `BenchmarkOptions.validate`; `OSError` (FileNotFoundError, PermissionError, ...) from
+# reading a model, dataset or image, or writing results. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Bad input prints `benchmark.py <command>: error: <message>` on stderr and returns 2."""
     args = parse_args(argv)
+    try:
+        return _dispatch(args)
+    except USER_ERRORS as error:
+        print(f"benchmark.py {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     _check_output_dir(args.output_dir)
     if args.command == "run":
         return _main_run(args)
