@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 
 COMMANDS = ("run", "sweep", "score-table", "policy-stats", "calibrate", "step-cost", "visualize")
@@ -142,11 +141,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def _check_output_dir(path: str | None) -> None:
-    if path is not None and os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--output_dir {path!r} exists and is not a directory")
-
-
 # Bad input -- an option, a path, a file's content -- surfaces as one of these: `ValueError` from our checks, the
 # config's validation and `BenchmarkOptions.validate`; `OSError` (FileNotFoundError, PermissionError, ...) from
 # reading a model, dataset or image, or writing results. Anything else is a bug and keeps its traceback.
@@ -169,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    _check_output_dir(args.output_dir)
+    from .options import validate_common_options
+
+    validate_common_options(args)  # every subcommand: model source, device, dtype, threads, sizes, output folder
     if args.command == "run":
         return _main_run(args)
     if args.command == "sweep":

@@ -149,13 +149,16 @@ def model_from_args(args, **overrides) -> PPTDeiTForImageClassification:
 
 
 def apply_dtype_device(model, args):
-    """Move to the CLI's --device / --dtype (auto device: cuda when available)."""
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    """Move to the CLI's --device / --dtype (auto device: cuda when available); apply --threads. The options are
+    checked first (`validate_common_options`; the CLI has run it already, so this is cheap)."""
+    from .options import DTYPES, check_device, resolve_device
+
     device = getattr(args, "device", "auto")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    check_device(device)
+    device = resolve_device(device)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    return model.to(device=device, dtype=dtypes[getattr(args, "dtype", "fp32")]), torch.device(device)
+    return model.to(device=device, dtype=DTYPES[getattr(args, "dtype", "fp32")]), device
 
 
 __all__ = [

@@ -12,10 +12,10 @@ import torch
 
 from .cost import analytic_cost, flop_count, relative_difference
 from .models import PPT_DEFAULTS, build_model, build_stock_model
+from .options import DTYPES, resolve_device, validate_common_options
 from .report import fmt, format_table, machine_info, markdown_table, write_csv, write_json
 from .speed import inference_step, peak_memory, time_interleaved, training_step
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("inference", "train")
 FLOP_AGREEMENT_TOLERANCE = 0.01  # the spec: analytic and counted cost agree within 1%
 
@@ -56,28 +56,12 @@ class BenchmarkOptions:
 
     def validate(self) -> None:
         """Raise `ValueError` on bad input before any work starts."""
-        if (self.arch is None) == (self.checkpoint is None):
-            raise ValueError("give exactly one of --arch or --checkpoint")
+        validate_common_options(self)
         if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}; choose one of {list(MODES)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype={self.dtype!r}; choose one of {list(DTYPES)}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ValueError(f"device={self.device!r}; choose auto, cpu or cuda[:N]")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available")
-        for name in ("batch_size", "rounds", "iterations", "latency_rounds", "latency_iterations", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.warmup < 0:
-            raise ValueError(f"warmup={self.warmup} must be >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads={self.threads} must be >= 1")
+            raise ValueError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
 
     def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def ppt_settings(self) -> dict:
         settings = {

@@ -86,3 +86,74 @@ def test_internal_errors_keep_their_traceback(checkpoint, monkeypatch):
     monkeypatch.setattr(runner, "run_benchmark", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["--checkpoint", checkpoint, "--cost_only"])
+
+
+# ---- 3, 4, 8. the options every subcommand shares are checked by one function, for every subcommand ---------------
+
+TINY_SWEEP = ["--reduction_layer_sets", "1,2", "--tokens_removed_values", "4", "--no_reference_policies"]
+SUBCOMMANDS = {
+    "run": ["--cost_only", "--no_stock"],
+    "sweep": TINY_SWEEP,
+    "step-cost": ["--rounds", "1", "--warmup", "0"],
+    "policy-stats": ["--num_samples", "2"],
+    "calibrate": ["--num_samples", "2"],
+    "score-table": ["--dataset", "digits", "--max_eval_samples", "2"],
+}
+
+
+@pytest.mark.timeout(60)  # policy-stats and calibrate used to loop forever on --batch_size 0
+@pytest.mark.parametrize("command", ["run", "sweep", "step-cost", "policy-stats", "calibrate"])
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_batch_size_must_be_positive(checkpoint, tmp_path, capsys, command, value):
+    out = tmp_path / "out"
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--batch_size", value, "--output_dir", str(out)]
+    rejected(capsys, argv if command != "run" else argv[1:], f"--batch_size {value}", ">= 1", output_dir=out)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["policy-stats", "calibrate"])
+def test_num_samples_must_be_positive(checkpoint, tmp_path, capsys, command):
+    out = tmp_path / "out"
+    rejected(capsys, [command, "--checkpoint", checkpoint, "--num_samples", "0", "--output_dir", str(out)],
+             "--num_samples 0", ">= 1", output_dir=out)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", list(SUBCOMMANDS))
+def test_cuda_without_cuda_in_every_subcommand(checkpoint, tmp_path, capsys, command):
+    out = tmp_path / "out"
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--device", "cuda", "--output_dir", str(out)]
+    rejected(capsys, argv if command != "run" else argv[1:], "--device 'cuda'", "CUDA is not available",
+             output_dir=out)
+
+
+@pytest.mark.parametrize(
+    "command, flag, value",
+    [("sweep", "--threads", "0"), ("step-cost", "--threads", "-1"), ("sweep", "--eval_batch_size", "0"),
+     ("step-cost", "--rounds", "0"), ("sweep", "--warmup", "-1"), ("score-table", "--finetune_batch_size", "0"),
+     ("run", "--latency_rounds", "0")],
+)
+def test_counts_are_checked_in_every_subcommand(checkpoint, tmp_path, capsys, command, flag, value):
+    out = tmp_path / "out"
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
+    rejected(capsys, argv if command != "run" else argv[1:], f"{flag} {value}", output_dir=out)
+
+
+def test_device_must_be_a_known_name(checkpoint, capsys):
+    rejected(capsys, ["sweep", "--checkpoint", checkpoint, *TINY_SWEEP, "--device", "tpu"],
+             "--device 'tpu'", "auto, cpu, cuda, cuda:N")
+
+
+def test_output_dir_below_a_file(checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("")
+    rejected(capsys, ["step-cost", "--checkpoint", checkpoint, "--output_dir", str(blocker / "sub")],
+             str(blocker), "is a file")
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "score-table"])
+def test_max_eval_samples_names_the_flag(checkpoint, tmp_path, capsys, command):
+    out = tmp_path / "out"
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset", "digits",
+            "--max_eval_samples", "-3", "--output_dir", str(out)]
+    rejected(capsys, argv if command != "run" else argv[1:], "--max_eval_samples -3", ">= 1", output_dir=out)
