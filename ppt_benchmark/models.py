@@ -51,7 +51,12 @@ def build_model(
         raise ValueError("give exactly one of arch (one of %s) or checkpoint (a model dir or Hub repo id)" % sorted(ARCHITECTURES))
     settings = {k: v for k, v in ppt_settings.items() if v is not None}
     if checkpoint is not None:
-        model = PPTDeiTForImageClassification.from_pretrained(checkpoint, **settings)
+        check_checkpoint(checkpoint)
+        try:
+            model = PPTDeiTForImageClassification.from_pretrained(checkpoint, **settings)
+        except OSError as error:  # missing weights, a Hub id not found or not cached offline, ...
+            where = "" if os.path.exists(checkpoint) else " (tried as a Hub repo id: there is no local folder of that name)"
+            raise OSError(f"--checkpoint {checkpoint!r} could not be loaded{where}: {error}") from error
     else:
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
@@ -73,6 +78,38 @@ def build_model(
 
 def checkpoint_exists(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
+
+
+def looks_like_local_path(text: str) -> bool:
+    """True for what can only be a local path: it exists, starts with '.', '/' or '~', has a Windows separator, or
+    is not a valid Hub repo id ('name' or 'namespace/name')."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if os.path.exists(text) or text.startswith((".", "/", "~")) or any(
+        sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"
+    ):
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return True
+    return False
+
+
+def check_checkpoint(checkpoint: str) -> None:
+    """A local --checkpoint must be a model folder (config.json inside); Hub repo ids are left to from_pretrained.
+    Raises `FileNotFoundError` naming the path and what was expected."""
+    if not looks_like_local_path(checkpoint) or checkpoint_exists(checkpoint):
+        return
+    expected = "a model folder with config.json (save_pretrained / train.py output) or a Hub repo id"
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint!r} does not exist; expected {expected}")
+    if not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint!r} is a file; expected {expected}")
+    inside = sorted(name for name in os.listdir(checkpoint) if checkpoint_exists(os.path.join(checkpoint, name)))
+    hint = f" (model folders inside it: {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''})" if inside else ""
+    raise FileNotFoundError(f"--checkpoint {checkpoint!r} is a folder without config.json{hint}; expected {expected}")
 
 
 def build_stock_model(model: PPTDeiTForImageClassification, attn_implementation: str = "sdpa") -> torch.nn.Module:

@@ -157,3 +157,52 @@ def test_max_eval_samples_names_the_flag(checkpoint, tmp_path, capsys, command):
     argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset", "digits",
             "--max_eval_samples", "-3", "--output_dir", str(out)]
     rejected(capsys, argv if command != "run" else argv[1:], "--max_eval_samples -3", ">= 1", output_dir=out)
+
+
+# ---- 2. --checkpoint: a local path is checked as one, a Hub id goes to from_pretrained ----------------------------
+
+
+def _write_config_only(folder):
+    folder.mkdir()
+    tiny_model().config.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [("missing_abs", "does not exist"), ("missing_rel", "does not exist"), ("file", "is a file"),
+     ("empty_folder", "folder without config.json"), ("parent_folder", "model folders inside it: model"),
+     ("no_weights", "could not be loaded")],
+)
+def test_bad_checkpoint_path_is_named(tmp_path, capsys, monkeypatch, case, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "image.png").write_bytes(b"not a model")
+    (tmp_path / "empty").mkdir()
+    _write_config_only(tmp_path / "parent")
+    (tmp_path / "parent" / "config.json").unlink()
+    _write_config_only(tmp_path / "parent" / "model")
+    path = {"missing_abs": str(tmp_path / "nowhere"), "missing_rel": "./nowhere", "file": str(tmp_path / "image.png"),
+            "empty_folder": str(tmp_path / "empty"), "parent_folder": str(tmp_path / "parent"),
+            "no_weights": str(tmp_path / "parent" / "model")}[case]
+    message = rejected(capsys, ["--checkpoint", path, "--cost_only"], f"--checkpoint {path!r}", expected)
+    assert "Repo id" not in message
+
+
+def test_hub_ids_still_go_to_from_pretrained(monkeypatch, tmp_path):
+    from modeling_ppt_deit import PPTDeiTForImageClassification
+    from ppt_benchmark.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    asked = []
+
+    def fake_from_pretrained(name, **kwargs):
+        asked.append(name)
+        return tiny_model()
+
+    monkeypatch.setattr(PPTDeiTForImageClassification, "from_pretrained", fake_from_pretrained)
+    for repo_id in ("facebook/deit-small-patch16-224", "deit-tiny"):
+        build_model(checkpoint=repo_id)
+    assert asked == ["facebook/deit-small-patch16-224", "deit-tiny"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_model(checkpoint="./facebook/deit-small-patch16-224")
+    assert len(asked) == 2
