@@ -33,8 +33,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True) -> No
     source = parser.add_argument_group("model")
     source.add_argument("--arch", choices=sorted(ARCHITECTURES), help="named DeiT size with random weights (cost/speed only)")
     source.add_argument("--checkpoint", help="model dir (save_pretrained / train.py output) or Hub repo id (ours or stock DeiT/ViT)")
-    source.add_argument("--image_size", type=int, help="with --arch: 224 (default) or 384, ...")
-    source.add_argument("--num_labels", type=int, help="classes (default: 1000 for --arch, the checkpoint's otherwise)")
+    source.add_argument("--image_size", type=int,
+                        help="with --arch: 224 (default), 384, ... (a multiple of the patch size 16); a checkpoint "
+                             "runs at its own size")
+    source.add_argument("--num_labels", type=int,
+                        help="with --arch: classes (default 1000); a checkpoint keeps its own classifier")
     if ppt:
         group = parser.add_argument_group("PPT settings (default: the checkpoint's, or r=50 at 3 6 9, tau=7e-5, ats)")
         group.add_argument("--reduction_layers", type=int, nargs="*", help="0-based layers that compress")

@@ -61,6 +61,9 @@ def build_model(
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
         spec = ARCHITECTURES[arch]
+        if image_size < spec.patch_size or image_size % spec.patch_size:
+            raise ValueError(f"--image_size {image_size} must be a positive multiple of {arch}'s patch size "
+                             f"{spec.patch_size} (e.g. 224 or 384)")
         torch.manual_seed(seed)
         config = PPTDeiTConfig(
             hidden_size=spec.hidden_size,
@@ -173,16 +176,36 @@ def ppt_settings_from_args(args) -> dict:
     return {key: value for key, value in settings.items() if value is not None}
 
 
+def load_model(
+    arch: str | None = None,
+    checkpoint: str | None = None,
+    image_size: int | None = None,
+    num_labels: int | None = None,
+    seed: int = 0,
+    **ppt_settings,
+) -> PPTDeiTForImageClassification:
+    """`build_model` with the CLI's defaults and checks. `arch`: `image_size` default 224, `num_labels` default 1000.
+    `checkpoint`: its own image size and classes; a different `image_size` or `num_labels` is refused (its trained
+    position embeddings and classifier fit only its own)."""
+    if arch is not None and checkpoint is None:
+        return build_model(arch=arch, image_size=224 if image_size is None else image_size,
+                           num_labels=1000 if num_labels is None else num_labels, seed=seed, **ppt_settings)
+    model = build_model(arch=arch, checkpoint=checkpoint, seed=seed, **ppt_settings)
+    config = model.config
+    if image_size is not None and image_size != config.image_size:
+        raise ValueError(f"--image_size {image_size} differs from the checkpoint's {config.image_size}; benchmark "
+                         "checkpoints at their own resolution (leave --image_size out)")
+    if num_labels is not None and num_labels != config.num_labels:
+        raise ValueError(f"--num_labels {num_labels} differs from the checkpoint's {config.num_labels} classes; a "
+                         "checkpoint keeps its trained classifier (--num_labels is for --arch; leave it out)")
+    return model
+
+
 def model_from_args(args, **overrides) -> PPTDeiTForImageClassification:
     """Build the model named by CLI arguments (--arch / --checkpoint, --image_size, --num_labels, PPT settings)."""
     settings = {**ppt_settings_from_args(args), **overrides}
-    if args.arch is not None:
-        return build_model(arch=args.arch, image_size=args.image_size or 224, num_labels=args.num_labels or 1000,
-                           **settings)
-    if args.checkpoint is None:
-        raise ValueError("give --arch or --checkpoint")
-    extra = {"num_labels": args.num_labels} if args.num_labels else {}
-    return build_model(checkpoint=args.checkpoint, **settings, **extra)
+    return load_model(arch=args.arch, checkpoint=args.checkpoint, image_size=args.image_size,
+                      num_labels=args.num_labels, **settings)
 
 
 def apply_dtype_device(model, args):
@@ -206,4 +229,5 @@ __all__ = [
     "PPT_DEFAULTS",
     "build_model",
     "build_stock_model",
+    "load_model",
 ]

@@ -15,7 +15,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Options that must be >= 1 or >= 0 when a subcommand has them (None = not given / not offered: not checked).
 POSITIVE = (
     "batch_size", "eval_batch_size", "finetune_batch_size", "num_samples", "max_eval_samples", "rounds",
-    "iterations", "latency_rounds", "latency_iterations", "threads",
+    "iterations", "latency_rounds", "latency_iterations", "threads", "image_size", "num_labels",
 )
 NON_NEGATIVE = ("warmup", "finetune_steps")
 

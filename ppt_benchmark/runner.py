@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .cost import analytic_cost, flop_count, relative_difference
-from .models import PPT_DEFAULTS, build_model, build_stock_model
+from .models import PPT_DEFAULTS, build_stock_model, load_model
 from .options import DTYPES, resolve_device, validate_common_options
 from .report import fmt, format_table, machine_info, markdown_table, write_csv, write_json
 from .speed import inference_step, peak_memory, time_interleaved, training_step
@@ -76,25 +76,11 @@ class BenchmarkOptions:
 def load_models(options: BenchmarkOptions):
     """(ppt_model, baseline_model) in eval mode, same weights; baseline = `reduction_layers=[]`."""
     settings = options.ppt_settings()
-    if options.arch is not None:
-        model = build_model(
-            arch=options.arch,
-            image_size=options.image_size or 224,
-            num_labels=options.num_labels or 1000,
-            seed=options.seed,
-            **settings,
-        )
-    else:
-        extra = {"num_labels": options.num_labels} if options.num_labels else {}
-        model = build_model(checkpoint=options.checkpoint, **settings, **extra)
-        if options.image_size not in (None, model.config.image_size):
-            raise ValueError(
-                f"image_size={options.image_size} differs from the checkpoint's {model.config.image_size}; "
-                "benchmark checkpoints at their own resolution (leave --image_size out)"
-            )
-        if not model.config.compression_enabled and not settings:
-            # A checkpoint saved without compression: measure the authors' default schedule against it.
-            model.configure_compression(**PPT_DEFAULTS)
+    model = load_model(arch=options.arch, checkpoint=options.checkpoint, image_size=options.image_size,
+                       num_labels=options.num_labels, seed=options.seed, **settings)
+    if options.checkpoint is not None and not model.config.compression_enabled and not settings:
+        # A checkpoint saved without compression: measure the authors' default schedule against it.
+        model.configure_compression(**PPT_DEFAULTS)
     baseline = copy.deepcopy(model)
     baseline.configure_compression(reduction_layers=[])
     return model, baseline

@@ -206,3 +206,39 @@ def test_hub_ids_still_go_to_from_pretrained(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_model(checkpoint="./facebook/deit-small-patch16-224")
     assert len(asked) == 2
+
+
+# ---- 7. --image_size and --num_labels are used or refused, never silently replaced --------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "step-cost", "policy-stats"])
+@pytest.mark.parametrize("value, expected", [("0", ">= 1"), ("-16", ">= 1"), ("100", "multiple of deit-tiny's patch size 16")])
+def test_arch_image_size_is_checked(tmp_path, capsys, command, value, expected):
+    out = tmp_path / "out"
+    argv = [command, "--arch", "deit-tiny", "--image_size", value, "--output_dir", str(out)]
+    rejected(capsys, argv if command != "run" else argv[1:], f"--image_size {value}", expected, output_dir=out)
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "policy-stats", "calibrate", "score-table", "step-cost"])
+@pytest.mark.parametrize("flag, value, expected", [("--num_labels", "5", "checkpoint's 10 classes"),
+                                                   ("--image_size", "64", "checkpoint's 32")])
+def test_checkpoint_keeps_its_image_size_and_classes(checkpoint, tmp_path, capsys, command, flag, value, expected):
+    out = tmp_path / "out"
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
+    rejected(capsys, argv if command != "run" else argv[1:], f"{flag} {value}", expected, output_dir=out)
+
+
+def test_num_labels_zero_is_refused(capsys):
+    rejected(capsys, ["--arch", "deit-tiny", "--num_labels", "0", "--cost_only"], "--num_labels 0", ">= 1")
+
+
+def test_checkpoint_with_its_own_num_labels_and_image_size_runs(checkpoint, capsys):
+    assert main(["--checkpoint", checkpoint, "--num_labels", "10", "--image_size", "32", "--cost_only",
+                 "--no_stock", "--no_flop_check", "--no_progress"]) == 0
+    assert "image_size=32" in capsys.readouterr().out
+
+
+def test_arch_image_size_is_used(capsys):
+    assert main(["--arch", "deit-tiny", "--image_size", "64", "--num_labels", "7", "--reduction_layers", "1",
+                 "--tokens_removed", "4", "--cost_only", "--no_stock", "--no_flop_check", "--no_progress"]) == 0
+    assert "image_size=64" in capsys.readouterr().out
