@@ -27,7 +27,9 @@ def _layer_set(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"reduction layer set {text!r} must be comma-separated ints, e.g. 3,6,9") from None
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True, results: bool = True) -> None:
+    """--arch / --checkpoint, the PPT settings (`ppt`), --device / --dtype / --threads, and with `results`
+    --output_dir and --no_progress (left out where the subcommand writes no result folder and shows no bars)."""
     from .models import ARCHITECTURES
 
     source = parser.add_argument_group("model")
@@ -48,8 +50,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True) -> No
     machine.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     machine.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     machine.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--output_dir", help="write JSON / CSV / markdown (and PNG) results here")
-    parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    if results:
+        parser.add_argument("--output_dir", help="write JSON / CSV / markdown (and PNG) results here")
+        parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--rounds", type=int, default=10)
 
     visualize = sub.add_parser("visualize", help="draw which patches one image pruned and pooled together")
-    add_model_arguments(visualize)
+    add_model_arguments(visualize, results=False)
     visualize.add_argument("--image", required=True, help="an image file")
-    visualize.add_argument("--output", default="token_map.png", help="PNG to write (image | token map)")
+    visualize.add_argument("--output", default="token_map.png",
+                           help="image to write, side by side: the image | its token map (.png, .jpg, ...)")
 
     for name, help_text in (("policy-stats", "per-layer score variance and prune/pool fractions"),
                             ("calibrate", "pick tau for a target fraction of pruned samples")):

@@ -242,3 +242,74 @@ def test_arch_image_size_is_used(capsys):
     assert main(["--arch", "deit-tiny", "--image_size", "64", "--num_labels", "7", "--reduction_layers", "1",
                  "--tokens_removed", "4", "--cost_only", "--no_stock", "--no_flop_check", "--no_progress"]) == 0
     assert "image_size=64" in capsys.readouterr().out
+
+
+# ---- 5. visualize: the image and the output are checked first; nothing written on failure --------------------------
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """A folder with one small image and one file that is no image; the tests check nothing else appears in it."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / "in.png")
+    (folder / "text.png").write_text("not an image")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "image, output, expected",
+    [
+        ("missing.png", "map.png", ["--image", "missing.png", "does not exist"]),
+        ("text.png", "map.png", ["--image", "text.png", "not an image"]),
+        (".", "map.png", ["--image", "is a folder"]),
+        ("in.png", "nowhere/map.png", ["--output", "nowhere", "does not exist"]),
+        ("in.png", "map.xyz", ["--output", "'.xyz'", ".png", ".jpg"]),
+        ("in.png", "map", ["--output", "no extension", ".png"]),
+        ("in.png", ".", ["--output", "is a folder"]),
+    ],
+    ids=["missing", "not_an_image", "folder", "missing_folder", "unknown_extension", "no_extension", "output_folder"],
+)
+def test_visualize_bad_paths(checkpoint, image_dir, capsys, image, output, expected):
+    before = sorted(p.name for p in image_dir.rglob("*"))
+    rejected(capsys, ["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / image),
+                      "--output", str(image_dir / output)], *expected)
+    assert sorted(p.name for p in image_dir.rglob("*")) == before
+
+
+@pytest.mark.parametrize("flag", [["--output_dir", "somewhere"], ["--no_progress"]])
+def test_visualize_does_not_offer_what_it_ignores(checkpoint, image_dir, capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), *flag])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_visualize_honours_dtype_and_device(checkpoint, image_dir, capsys, monkeypatch):
+    """The tiny checkpoint has no preprocessor_config.json: visualize falls back to a ViT processor at its size."""
+    from PIL import Image
+
+    import ppt_benchmark.models as models
+
+    used = []
+    original = models.apply_dtype_device
+
+    def spy(model, args):
+        model, device = original(model, args)
+        used.append((next(model.parameters()).dtype, device.type))
+        return model, device
+
+    monkeypatch.setattr(models, "apply_dtype_device", spy)
+    output = image_dir / "map.jpg"
+    assert main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), "--output", str(output),
+                 "--dtype", "bf16", "--device", "cpu"]) == 0
+    assert used == [(torch.bfloat16, "cpu")]
+    assert Image.open(output).format == "JPEG"
+    assert sorted(p.name for p in image_dir.iterdir()) == ["in.png", "map.jpg", "text.png"]  # no temporary left
+    if not torch.cuda.is_available():
+        rejected(capsys, ["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"),
+                          "--output", str(image_dir / "other.png"), "--device", "cuda"], "--device 'cuda'")
+        assert not (image_dir / "other.png").exists()
