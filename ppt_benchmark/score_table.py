@@ -14,7 +14,14 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .accuracy import accuracy_on_batches, default_image_processor, load_eval_dataset, load_train_dataset, preprocess
+from .accuracy import (
+    accuracy_on_batches,
+    check_labels,
+    default_image_processor,
+    load_eval_dataset,
+    load_train_dataset,
+    preprocess,
+)
 from .calibrate import collect_policy_records, overall_prune_fraction
 from .cost import analytic_cost
 from .report import atomic_write_text, fmt, format_table, machine_info, markdown_table, write_csv, write_json
@@ -68,6 +75,10 @@ def score_function_table(
         raise ValueError("the model has compression off: give --reduction_layers / --tokens_removed")
     if finetune_steps > 0 and not train_batches:
         raise ValueError("fine-tuning needs training batches")
+    training = train_batches if finetune_steps > 0 else None
+    for what, cached in (("the evaluation split", eval_batches), ("the training split", training)):
+        if cached:  # before any work: a label the model cannot predict is a wrong dataset or model
+            check_labels(torch.cat([labels.reshape(-1) for _, labels in cached]), model.config.num_labels, what)
     settings = {key: getattr(model.config, key) for key in ("reduction_layers", "tokens_removed", "prune_threshold")}
     rows = []
     for name in ["baseline"] + list(score_functions):

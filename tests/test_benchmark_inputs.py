@@ -313,3 +313,59 @@ def test_visualize_honours_dtype_and_device(checkpoint, image_dir, capsys, monke
         rejected(capsys, ["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"),
                           "--output", str(image_dir / "other.png"), "--device", "cuda"], "--device 'cuda'")
         assert not (image_dir / "other.png").exists()
+
+
+# ---- 6. dataset labels the model cannot predict ------------------------------------------------------------------
+
+
+def _save_dataset(path, train_labels, validation_labels) -> str:
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=20)})
+
+    def split(labels):
+        images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in labels]
+        return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+    datasets.DatasetDict({"train": split(train_labels), "validation": split(validation_labels)}).save_to_disk(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def label_datasets(tmp_path_factory):
+    """20-class datasets for the 10-class tiny model: labels 12 and 15 in validation, or 11 in train."""
+    root = tmp_path_factory.mktemp("labels")
+    return {"eval": _save_dataset(root / "bad_eval", [0, 1, 2, 3], [1, 12, 15, 12]),
+            "train": _save_dataset(root / "bad_train", [0, 11, 2, 3], [1, 2, 3, 4])}
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "score-table"])
+def test_eval_labels_outside_the_model_are_named(checkpoint, label_datasets, tmp_path, capsys, command):
+    out = tmp_path / "out"
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset", label_datasets["eval"],
+            "--no_progress", "--output_dir", str(out)]
+    if command == "run":
+        argv = argv[1:]
+    elif command == "sweep":
+        argv.append("--no_speed")
+    else:
+        argv[argv.index("--max_eval_samples") + 1] = "4"
+    rejected(capsys, argv, "labels outside the model's classes: 12, 15", "3 of 4", "num_labels=10", output_dir=out)
+
+
+def test_train_labels_outside_the_model_are_named(checkpoint, label_datasets, tmp_path, capsys):
+    out = tmp_path / "out"
+    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset", label_datasets["train"],
+                      "--finetune_steps", "1", "--finetune_batch_size", "2", "--no_progress", "--output_dir", str(out)],
+             "the training split", "11", "num_labels=10", output_dir=out)
+
+
+def test_check_labels_accepts_labels_in_range():
+    from ppt_benchmark.accuracy import check_labels
+
+    check_labels(torch.tensor([0, 9, 3]), 10)
+    with pytest.raises(ValueError, match="-1"):
+        check_labels([0, -1], 10)
