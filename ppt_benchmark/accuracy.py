@@ -1,5 +1,6 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Top-1 / top-5 accuracy of an image classifier on a `datasets` dataset saved to disk (`save_to_disk`)."""
+"""Top-1 / top-5 accuracy of an image classifier on a `datasets` dataset saved to disk (`save_to_disk`), or on the
+digits split `train.py --preset digits` holds out."""
 
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ def load_train_dataset(path: str, split: str = "train", max_samples: int | None 
 def load_eval_dataset(path: str, split: str | None = None, max_samples: int | None = None, image_size: int = 32):
     """`path == "digits"`: the evaluation split `train.py --preset digits` holds out (same seed), at `image_size`.
 
-    Otherwise: Load a dataset saved with `save_to_disk` (a `Dataset`, or a `DatasetDict` from which `split` -- default the
-    first of validation/test/eval/train present -- is taken). Also accepts a directory holding such a dataset
-    under `dataset/` (what `train.py --preset digits` writes next to its model)."""
+    Otherwise: load a dataset saved with `save_to_disk` (a `Dataset`, or a `DatasetDict` from which `split` -- default
+    the first of validation/test/eval/train present -- is taken), from `path` itself or, failing that, from its
+    `dataset/` or `data/` subfolder. (`train.py` saves no dataset next to its model: for its digits run, pass
+    `"digits"`, which rebuilds the same held-out split.) Raises `ValueError` when nothing loads."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
     if path == DIGITS:

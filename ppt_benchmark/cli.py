@@ -27,6 +27,11 @@ def _layer_set(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"reduction layer set {text!r} must be comma-separated ints, e.g. 3,6,9") from None
 
 
+# What `accuracy.load_eval_dataset` accepts (train.py's output folder holds a model, not a dataset).
+DATASET_HELP = ("'digits' (the split train.py --preset digits holds out), or a folder written by Dataset / "
+                "DatasetDict.save_to_disk (also found in its dataset/ or data/ subfolder)")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True, results: bool = True) -> None:
     """--arch / --checkpoint, the PPT settings (`ppt`), --device / --dtype / --threads, and with `results`
     --output_dir and --no_progress (left out where the subcommand writes no result folder and shows no bars)."""
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cost_only", action="store_true", help="parameters, MACs and the flop-counter check only")
     run.add_argument("--no_memory", action="store_true")
     run.add_argument("--no_flop_check", action="store_true")
-    run.add_argument("--dataset", help="dataset dir (save_to_disk, or train.py's output dir): adds top-1/top-5")
+    run.add_argument("--dataset", help=f"adds top-1/top-5 on: {DATASET_HELP}")
     run.add_argument("--split")
     run.add_argument("--max_eval_samples", type=int)
     run.add_argument("--eval_batch_size", type=int, default=64)
@@ -91,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--score_functions", nargs="+", default=["ats"])
     sweep.add_argument("--no_reference_policies", action="store_true",
                        help="do not add ToMe-style pooling only (tau=inf) and top-k pruning only (tau=0)")
-    sweep.add_argument("--dataset")
+    sweep.add_argument("--dataset", help=f"adds top-1/top-5 on: {DATASET_HELP}")
     sweep.add_argument("--split")
     sweep.add_argument("--max_eval_samples", type=int)
     sweep.add_argument("--eval_batch_size", type=int, default=64)
@@ -102,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = sub.add_parser("score-table", help="the thesis's score-function table at equal MACs")
     add_model_arguments(table)
-    table.add_argument("--dataset", required=True)
+    table.add_argument("--dataset", required=True, help=f"evaluation (and --train_split) images: {DATASET_HELP}")
     table.add_argument("--split")
     table.add_argument("--train_split", default="train")
     table.add_argument("--max_eval_samples", type=int)
@@ -131,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                             ("calibrate", "pick tau for a target fraction of pruned samples")):
         stats = sub.add_parser(name, help=help_text)
         add_model_arguments(stats)
-        stats.add_argument("--dataset", help="calibration images (default: random noise, only for smoke tests)")
+        stats.add_argument("--dataset", help=f"calibration images (default: random noise, only for smoke tests): "
+                                             f"{DATASET_HELP}")
         stats.add_argument("--split")
         stats.add_argument("--num_samples", type=int, default=64)
         stats.add_argument("--batch_size", type=int, default=32)

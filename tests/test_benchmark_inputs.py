@@ -369,3 +369,27 @@ def test_check_labels_accepts_labels_in_range():
     check_labels(torch.tensor([0, 9, 3]), 10)
     with pytest.raises(ValueError, match="-1"):
         check_labels([0, -1], 10)
+
+
+# ---- 9. --dataset: what is promised is what loads ----------------------------------------------------------------
+
+
+def test_dataset_help_promises_only_what_loads():
+    from ppt_benchmark.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if action.dest == "command").choices
+    for command in ("run", "sweep", "score-table", "policy-stats", "calibrate"):
+        help_text = next(a.help for a in subparsers[command]._actions if a.dest == "dataset")
+        assert "digits" in help_text and "save_to_disk" in help_text and "dataset/" in help_text, command
+        assert "train.py's output" not in help_text, command
+
+
+def test_dataset_in_a_subfolder_loads_and_a_model_folder_is_refused(checkpoint, tmp_path, capsys):
+    from ppt_benchmark.accuracy import load_eval_dataset
+
+    _save_dataset(tmp_path / "holder" / "dataset", [0, 1], [2, 3, 4])
+    assert load_eval_dataset(str(tmp_path / "holder"))["label"] == [2, 3, 4]
+    rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--dataset", checkpoint],
+             f"no dataset saved with save_to_disk found at {checkpoint!r}")
+
