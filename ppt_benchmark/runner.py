@@ -205,7 +205,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
             f"{options.warmup} warm-up calls per model, then {options.rounds} rounds; each round times every model "
             f"in turn (interleaved, order rotated every round) over {options.iterations} call(s); images/s median and "
             "[min, max]"
-        ),
+        ) if options.speed else None,  # --cost_only: nothing was timed
         "models": results,
         "ratios": ratios,
         "elapsed_seconds": time.time() - started,
@@ -322,7 +322,8 @@ def format_report(report: dict) -> str:
     ppt_tokens = report["models"]["ppt"]["tokens_per_layer"]
     lines.append("tokens per layer (attention/MLP), PPT: " + " ".join(
         f"{n}" if n == m else f"{n}/{m}" for n, m in ppt_tokens))
-    lines.append(f"timing: {report['timing_method']}")
+    if report.get("timing_method"):
+        lines.append(f"timing: {report['timing_method']}")
     if report.get("memory_method"):
         lines.append(f"peak memory: {report['memory_method']}")
     return "\n".join(lines)

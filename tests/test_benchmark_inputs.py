@@ -393,3 +393,18 @@ def test_dataset_in_a_subfolder_loads_and_a_model_folder_is_refused(checkpoint, 
     rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--dataset", checkpoint],
              f"no dataset saved with save_to_disk found at {checkpoint!r}")
 
+
+
+# ---- 10. run --cost_only times nothing, so it says nothing about timing -------------------------------------------
+
+
+def test_cost_only_prints_no_timing_line(checkpoint, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    assert main(["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--warmup", "3", "--no_progress",
+                 "--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "timing:" not in printed and "warm-up" not in printed
+    assert "ppt_vs_baseline: MACs" in printed
+    assert json.loads((out / "benchmark_inference.json").read_text())["timing_method"] is None
