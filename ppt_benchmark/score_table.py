@@ -81,7 +81,7 @@ def score_function_table(
             check_labels(torch.cat([labels.reshape(-1) for _, labels in cached]), model.config.num_labels, what)
     settings = {key: getattr(model.config, key) for key in ("reduction_layers", "tokens_removed", "prune_threshold")}
     rows = []
-    for name in ["baseline"] + list(score_functions):
+    for name in tqdm(["baseline"] + list(score_functions), desc="score functions", disable=not progress):
         candidate = copy.deepcopy(model).eval()
         if name == "baseline":
             candidate.configure_compression(reduction_layers=[])

@@ -408,3 +408,26 @@ def test_cost_only_prints_no_timing_line(checkpoint, tmp_path, capsys):
     assert "timing:" not in printed and "warm-up" not in printed
     assert "ppt_vs_baseline: MACs" in printed
     assert json.loads((out / "benchmark_inference.json").read_text())["timing_method"] is None
+
+
+# ---- 11. progress bars on the long loops, off with --no_progress --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good_dataset(tmp_path_factory):
+    return _save_dataset(tmp_path_factory.mktemp("good") / "data", [0, 1, 2, 3], [4, 5, 6, 7])
+
+
+@pytest.mark.parametrize(
+    "argv, bar",
+    [(["policy-stats", "--num_samples", "4", "--batch_size", "2"], "policy statistics"),
+     (["score-table", "--score_functions", "ats", "entropy"], "score functions")],
+    ids=["policy-stats", "score-table"],
+)
+def test_long_loops_show_progress(checkpoint, good_dataset, capsys, argv, bar):
+    argv = [*argv, "--checkpoint", checkpoint, "--dataset", good_dataset]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert bar in err and "it/s" in err
+    assert main([*argv, "--no_progress"]) == 0
+    assert bar not in capsys.readouterr().err
