@@ -149,9 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    parser = build_parser()
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        # run takes no positional argument: a first word that is no command is a mistyped one
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        parser.error(f"unknown command {argv[0]!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                     f"choose one of {', '.join(COMMANDS)} (run is the default when the first argument is an option)")
+    if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["run"] + argv
-    return build_parser().parse_args(argv)
+    return parser.parse_args(argv)
 
 
 # Bad input -- an option, a path, a file's content -- surfaces as one of these: `ValueError` from our checks, the

@@ -431,3 +431,14 @@ def test_long_loops_show_progress(checkpoint, good_dataset, capsys, argv, bar):
     assert bar in err and "it/s" in err
     assert main([*argv, "--no_progress"]) == 0
     assert bar not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("word, hint", [("sweeep", "did you mean 'sweep'?"), ("frobnicate", "")])
+def test_mistyped_command_lists_the_commands(capsys, word, hint):
+    with pytest.raises(SystemExit) as exit_info:
+        main([word, "--arch", "deit-tiny"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unknown command {word!r}" in err and hint in err
+    assert "run, sweep, score-table, policy-stats, calibrate, step-cost, visualize" in err
+    assert "Traceback" not in err
