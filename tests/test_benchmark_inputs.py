@@ -442,3 +442,28 @@ def test_mistyped_command_lists_the_commands(capsys, word, hint):
     assert f"unknown command {word!r}" in err and hint in err
     assert "run, sweep, score-table, policy-stats, calibrate, step-cost, visualize" in err
     assert "Traceback" not in err
+
+
+
+def test_step_cost_never_leaves_half_a_json(checkpoint, tmp_path, capsys, monkeypatch):
+    import json
+
+    import ppt_benchmark.step_cost as step_cost
+
+    out = tmp_path / "out"
+    argv = ["step-cost", "--checkpoint", checkpoint, "--batch_size", "2", "--rounds", "1", "--warmup", "0",
+            "--no_progress", "--output_dir", str(out)]
+    assert main(argv) == 0
+    assert json.loads((out / "step_cost.json").read_text())["tokens"] == 65
+
+    class Unwritable:  # fails half way through serialising the result
+        def __str__(self):
+            raise RuntimeError("cannot write this")
+
+    for name in list(out.iterdir()):
+        name.unlink()
+    monkeypatch.setattr(step_cost, "measure_step_cost", lambda *a, **k: {"tokens": 65, "broken": Unwritable()})
+    monkeypatch.setattr(step_cost, "format_step_cost", lambda result: "")
+    with pytest.raises(RuntimeError, match="cannot write this"):
+        main(argv)
+    assert not any(out.iterdir())
