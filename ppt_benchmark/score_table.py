@@ -130,8 +130,8 @@ def table(rows: list[dict]) -> tuple[list[str], list[list]]:
 def main_score_table(args) -> int:
     from .models import apply_dtype_device, model_from_args
 
-    if args.finetune_steps < 0:
-        raise ValueError(f"--finetune_steps {args.finetune_steps} must be >= 0")
+    if args.calibrate_prune_fraction is not None and not 0 <= args.calibrate_prune_fraction <= 1:
+        raise ValueError(f"--calibrate_prune_fraction {args.calibrate_prune_fraction} must be in [0, 1]")
     started = time.time()
     model = model_from_args(args)
     for name in args.score_functions:  # fail before any work on an unknown name
@@ -141,8 +141,6 @@ def main_score_table(args) -> int:
     size = model.config.image_size
     eval_batches = preprocess(load_eval_dataset(args.dataset, args.split, args.max_eval_samples, size), processor,
                               args.eval_batch_size)
-    if args.calibrate_prune_fraction is not None and not 0 <= args.calibrate_prune_fraction <= 1:
-        raise ValueError(f"--calibrate_prune_fraction {args.calibrate_prune_fraction} must be in [0, 1]")
     train_batches = None
     if args.finetune_steps > 0 or args.calibrate_prune_fraction is not None:
         train_set = load_train_dataset(args.dataset, args.train_split, image_size=size)

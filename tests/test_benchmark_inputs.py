@@ -467,3 +467,11 @@ def test_step_cost_never_leaves_half_a_json(checkpoint, tmp_path, capsys, monkey
     with pytest.raises(RuntimeError, match="cannot write this"):
         main(argv)
     assert not any(out.iterdir())
+
+
+def test_score_table_checks_the_calibration_fraction_before_loading_data(checkpoint, tmp_path, capsys):
+    """Not after loading the model and preprocessing the evaluation split (here a missing dataset would fail first)."""
+    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset", str(tmp_path / "nowhere"),
+                      "--calibrate_prune_fraction", "1.5"], "--calibrate_prune_fraction 1.5", "[0, 1]")
+    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset", str(tmp_path / "nowhere"),
+                      "--finetune_steps", "-1"], "--finetune_steps -1", ">= 0")
