@@ -1,5 +1,6 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Top-1 / top-5 accuracy of an image classifier on a `datasets` dataset saved to disk (`save_to_disk`)."""
+"""Top-1 / top-5 accuracy of an image classifier on a `datasets` dataset saved to disk (`save_to_disk`), or on the
+digits split `train.py --preset digits` holds out."""
 
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ def load_train_dataset(path: str, split: str = "train", max_samples: int | None 
 def load_eval_dataset(path: str, split: str | None = None, max_samples: int | None = None, image_size: int = 32):
     """`path == "digits"`: the evaluation split `train.py --preset digits` holds out (same seed), at `image_size`.
 
-    Otherwise: Load a dataset saved with `save_to_disk` (a `Dataset`, or a `DatasetDict` from which `split` -- default the
-    first of validation/test/eval/train present -- is taken). Also accepts a directory holding such a dataset
-    under `dataset/` (what `train.py --preset digits` writes next to its model)."""
+    Otherwise: load a dataset saved with `save_to_disk` (a `Dataset`, or a `DatasetDict` from which `split` -- default
+    the first of validation/test/eval/train present -- is taken), from `path` itself or, failing that, from its
+    `dataset/` or `data/` subfolder. (`train.py` saves no dataset next to its model: for its digits run, pass
+    `"digits"`, which rebuilds the same held-out split.) Raises `ValueError` when nothing loads."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
     if path == DIGITS:
@@ -131,6 +133,25 @@ def batches(dataset, image_processor, batch_size: int):
         yield pixel_values, labels
 
 
+def check_labels(labels, num_labels: int, what: str = "the evaluation dataset") -> None:
+    """Raise `ValueError` naming the labels outside the model's classes `0 .. num_labels - 1` (they could never be
+    predicted: counted silently as wrong, they would only lower the accuracy)."""
+    labels = torch.as_tensor(labels).reshape(-1)
+    outside = labels[(labels < 0) | (labels >= num_labels)]
+    if outside.numel():
+        values = sorted(set(outside.tolist()))
+        shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
+        raise ValueError(
+            f"{what} has labels outside the model's classes: {shown} ({outside.numel()} of {labels.numel()} "
+            f"samples), but the model has num_labels={num_labels} (labels 0 to {num_labels - 1}); use a model "
+            "trained on this dataset"
+        )
+
+
+def dataset_labels(dataset) -> torch.Tensor:
+    return torch.as_tensor(dataset[find_column(dataset, LABEL_COLUMNS, "label")])
+
+
 def top_k_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
     """Number of rows whose label is among the `k` largest logits. logits: `[B, C]`, labels: `[B]`."""
     top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices
@@ -151,6 +172,7 @@ def evaluate_accuracy(
     correct5 = {name: 0 for name in models}
     total = 0
     num_labels = min(getattr(model.config, "num_labels", 1000) for model in models.values())
+    check_labels(dataset_labels(dataset), num_labels)
     steps = (len(dataset) + batch_size - 1) // batch_size
     for pixel_values, labels in tqdm(
         batches(dataset, image_processor, batch_size), total=steps, desc="accuracy", disable=not progress, leave=False
@@ -180,6 +202,8 @@ def accuracy_on_batches(model: torch.nn.Module, cached: list, device: torch.devi
     """Top-1 / top-5 of `model` on preprocessed `(pixel_values, labels)` batches (see `preprocess`)."""
     correct1 = correct5 = total = 0
     dtype = next(model.parameters()).dtype
+    if cached:
+        check_labels(torch.cat([labels.reshape(-1) for _, labels in cached]), getattr(model.config, "num_labels", 1000))
     for pixel_values, labels in cached:
         logits = model(pixel_values.to(device=device, dtype=dtype)).logits.float()
         labels = labels.to(device)
@@ -192,4 +216,4 @@ def accuracy_on_batches(model: torch.nn.Module, cached: list, device: torch.devi
     return AccuracyResult(correct1 / total, correct5 / total if has_top5 else None, total)
 
 
-__all__ = ["AccuracyResult", "accuracy_on_batches", "preprocess", "default_image_processor", "evaluate_accuracy", "load_eval_dataset", "top_k_correct"]
+__all__ = ["AccuracyResult", "accuracy_on_batches", "check_labels", "preprocess", "default_image_processor", "evaluate_accuracy", "load_eval_dataset", "top_k_correct"]

@@ -25,15 +25,17 @@ from .report import fmt, format_table, write_csv, write_json
 
 
 @torch.inference_mode()
-def collect_policy_records(model, batches: list, device: torch.device | str = "cpu") -> dict[int, dict]:
-    """Run `model` on `(pixel_values, labels)` batches with `output_compression=True`.
+def collect_policy_records(
+    model, batches: list, device: torch.device | str = "cpu", progress: bool = False
+) -> dict[int, dict]:
+    """Run `model` on `(pixel_values, labels)` batches with `output_compression=True` (`progress`: a tqdm bar).
 
     Returns: layer index -> {"variance": [num_samples] float tensor, "pruned": [num_samples] bool tensor,
     "tokens_before": int, "tokens_after": int}.
     """
     collected: dict[int, dict] = {}
     dtype = next(model.parameters()).dtype
-    for pixel_values, _ in batches:
+    for pixel_values, _ in tqdm(batches, desc="policy statistics", disable=not progress, leave=False):
         out = model(pixel_values.to(device=device, dtype=dtype), output_compression=True)
         for record in out.compression or ():
             if record.pruned is None:  # the clamp left this layer nothing to remove: no policy to collect
@@ -202,7 +204,7 @@ def main_policy_stats(args) -> int:
         raise ValueError("the model has no reduction layers: pass --reduction_layers / --tokens_removed")
     model, device = apply_dtype_device(model, args)
     batches = calibration_batches(args, model.config)
-    stats = policy_statistics(collect_policy_records(model, batches, device))
+    stats = policy_statistics(collect_policy_records(model, batches, device, progress=not args.no_progress))
     config = model.config
     print(f"policy statistics: tau={config.prune_threshold:g} score_function={config.score_function} "
           f"on {'random noise' if not args.dataset else args.dataset}")

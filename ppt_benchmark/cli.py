@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 
 COMMANDS = ("run", "sweep", "score-table", "policy-stats", "calibrate", "step-cost", "visualize")
@@ -28,14 +27,24 @@ def _layer_set(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"reduction layer set {text!r} must be comma-separated ints, e.g. 3,6,9") from None
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True) -> None:
+# What `accuracy.load_eval_dataset` accepts (train.py's output folder holds a model, not a dataset).
+DATASET_HELP = ("'digits' (the split train.py --preset digits holds out), or a folder written by Dataset / "
+                "DatasetDict.save_to_disk (also found in its dataset/ or data/ subfolder)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True, results: bool = True) -> None:
+    """--arch / --checkpoint, the PPT settings (`ppt`), --device / --dtype / --threads, and with `results`
+    --output_dir and --no_progress (left out where the subcommand writes no result folder and shows no bars)."""
     from .models import ARCHITECTURES
 
     source = parser.add_argument_group("model")
     source.add_argument("--arch", choices=sorted(ARCHITECTURES), help="named DeiT size with random weights (cost/speed only)")
     source.add_argument("--checkpoint", help="model dir (save_pretrained / train.py output) or Hub repo id (ours or stock DeiT/ViT)")
-    source.add_argument("--image_size", type=int, help="with --arch: 224 (default) or 384, ...")
-    source.add_argument("--num_labels", type=int, help="classes (default: 1000 for --arch, the checkpoint's otherwise)")
+    source.add_argument("--image_size", type=int,
+                        help="with --arch: 224 (default), 384, ... (a multiple of the patch size 16); a checkpoint "
+                             "runs at its own size")
+    source.add_argument("--num_labels", type=int,
+                        help="with --arch: classes (default 1000); a checkpoint keeps its own classifier")
     if ppt:
         group = parser.add_argument_group("PPT settings (default: the checkpoint's, or r=50 at 3 6 9, tau=7e-5, ats)")
         group.add_argument("--reduction_layers", type=int, nargs="*", help="0-based layers that compress")
@@ -46,8 +55,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, ppt: bool = True) -> No
     machine.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     machine.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     machine.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--output_dir", help="write JSON / CSV / markdown (and PNG) results here")
-    parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    if results:
+        parser.add_argument("--output_dir", help="write JSON / CSV / markdown (and PNG) results here")
+        parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cost_only", action="store_true", help="parameters, MACs and the flop-counter check only")
     run.add_argument("--no_memory", action="store_true")
     run.add_argument("--no_flop_check", action="store_true")
-    run.add_argument("--dataset", help="dataset dir (save_to_disk, or train.py's output dir): adds top-1/top-5")
+    run.add_argument("--dataset", help=f"adds top-1/top-5 on: {DATASET_HELP}")
     run.add_argument("--split")
     run.add_argument("--max_eval_samples", type=int)
     run.add_argument("--eval_batch_size", type=int, default=64)
@@ -86,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--score_functions", nargs="+", default=["ats"])
     sweep.add_argument("--no_reference_policies", action="store_true",
                        help="do not add ToMe-style pooling only (tau=inf) and top-k pruning only (tau=0)")
-    sweep.add_argument("--dataset")
+    sweep.add_argument("--dataset", help=f"adds top-1/top-5 on: {DATASET_HELP}")
     sweep.add_argument("--split")
     sweep.add_argument("--max_eval_samples", type=int)
     sweep.add_argument("--eval_batch_size", type=int, default=64)
@@ -97,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = sub.add_parser("score-table", help="the thesis's score-function table at equal MACs")
     add_model_arguments(table)
-    table.add_argument("--dataset", required=True)
+    table.add_argument("--dataset", required=True, help=f"evaluation (and --train_split) images: {DATASET_HELP}")
     table.add_argument("--split")
     table.add_argument("--train_split", default="train")
     table.add_argument("--max_eval_samples", type=int)
@@ -117,15 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--rounds", type=int, default=10)
 
     visualize = sub.add_parser("visualize", help="draw which patches one image pruned and pooled together")
-    add_model_arguments(visualize)
+    add_model_arguments(visualize, results=False)
     visualize.add_argument("--image", required=True, help="an image file")
-    visualize.add_argument("--output", default="token_map.png", help="PNG to write (image | token map)")
+    visualize.add_argument("--output", default="token_map.png",
+                           help="image to write, side by side: the image | its token map (.png, .jpg, ...)")
 
     for name, help_text in (("policy-stats", "per-layer score variance and prune/pool fractions"),
                             ("calibrate", "pick tau for a target fraction of pruned samples")):
         stats = sub.add_parser(name, help=help_text)
         add_model_arguments(stats)
-        stats.add_argument("--dataset", help="calibration images (default: random noise, only for smoke tests)")
+        stats.add_argument("--dataset", help=f"calibration images (default: random noise, only for smoke tests): "
+                                             f"{DATASET_HELP}")
         stats.add_argument("--split")
         stats.add_argument("--num_samples", type=int, default=64)
         stats.add_argument("--batch_size", type=int, default=32)
@@ -137,19 +149,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    parser = build_parser()
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        # run takes no positional argument: a first word that is no command is a mistyped one
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        parser.error(f"unknown command {argv[0]!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                     f"choose one of {', '.join(COMMANDS)} (run is the default when the first argument is an option)")
+    if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["run"] + argv
-    return build_parser().parse_args(argv)
+    return parser.parse_args(argv)
 
 
-def _check_output_dir(path: str | None) -> None:
-    if path is not None and os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--output_dir {path!r} exists and is not a directory")
+# Bad input -- an option, a path, a file's content -- surfaces as one of these: `ValueError` from our checks, the
+# config's validation and `BenchmarkOptions.validate`; `OSError` (FileNotFoundError, PermissionError, ...) from
+# reading a model, dataset or image, or writing results. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Bad input prints `benchmark.py <command>: error: <message>` on stderr and returns 2."""
     args = parse_args(argv)
-    _check_output_dir(args.output_dir)
+    try:
+        return _dispatch(args)
+    except USER_ERRORS as error:
+        print(f"benchmark.py {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from .options import validate_common_options
+
+    validate_common_options(args)  # every subcommand: model source, device, dtype, threads, sizes, output folder
     if args.command == "run":
         return _main_run(args)
     if args.command == "sweep":

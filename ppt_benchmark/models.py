@@ -51,11 +51,19 @@ def build_model(
         raise ValueError("give exactly one of arch (one of %s) or checkpoint (a model dir or Hub repo id)" % sorted(ARCHITECTURES))
     settings = {k: v for k, v in ppt_settings.items() if v is not None}
     if checkpoint is not None:
-        model = PPTDeiTForImageClassification.from_pretrained(checkpoint, **settings)
+        check_checkpoint(checkpoint)
+        try:
+            model = PPTDeiTForImageClassification.from_pretrained(checkpoint, **settings)
+        except OSError as error:  # missing weights, a Hub id not found or not cached offline, ...
+            where = "" if os.path.exists(checkpoint) else " (tried as a Hub repo id: there is no local folder of that name)"
+            raise OSError(f"--checkpoint {checkpoint!r} could not be loaded{where}: {error}") from error
     else:
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
         spec = ARCHITECTURES[arch]
+        if image_size < spec.patch_size or image_size % spec.patch_size:
+            raise ValueError(f"--image_size {image_size} must be a positive multiple of {arch}'s patch size "
+                             f"{spec.patch_size} (e.g. 224 or 384)")
         torch.manual_seed(seed)
         config = PPTDeiTConfig(
             hidden_size=spec.hidden_size,
@@ -73,6 +81,38 @@ def build_model(
 
 def checkpoint_exists(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
+
+
+def looks_like_local_path(text: str) -> bool:
+    """True for what can only be a local path: it exists, starts with '.', '/' or '~', has a Windows separator, or
+    is not a valid Hub repo id ('name' or 'namespace/name')."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if os.path.exists(text) or text.startswith((".", "/", "~")) or any(
+        sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"
+    ):
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return True
+    return False
+
+
+def check_checkpoint(checkpoint: str) -> None:
+    """A local --checkpoint must be a model folder (config.json inside); Hub repo ids are left to from_pretrained.
+    Raises `FileNotFoundError` naming the path and what was expected."""
+    if not looks_like_local_path(checkpoint) or checkpoint_exists(checkpoint):
+        return
+    expected = "a model folder with config.json (save_pretrained / train.py output) or a Hub repo id"
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint!r} does not exist; expected {expected}")
+    if not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint!r} is a file; expected {expected}")
+    inside = sorted(name for name in os.listdir(checkpoint) if checkpoint_exists(os.path.join(checkpoint, name)))
+    hint = f" (model folders inside it: {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''})" if inside else ""
+    raise FileNotFoundError(f"--checkpoint {checkpoint!r} is a folder without config.json{hint}; expected {expected}")
 
 
 def build_stock_model(model: PPTDeiTForImageClassification, attn_implementation: str = "sdpa") -> torch.nn.Module:
@@ -136,26 +176,49 @@ def ppt_settings_from_args(args) -> dict:
     return {key: value for key, value in settings.items() if value is not None}
 
 
+def load_model(
+    arch: str | None = None,
+    checkpoint: str | None = None,
+    image_size: int | None = None,
+    num_labels: int | None = None,
+    seed: int = 0,
+    **ppt_settings,
+) -> PPTDeiTForImageClassification:
+    """`build_model` with the CLI's defaults and checks. `arch`: `image_size` default 224, `num_labels` default 1000.
+    `checkpoint`: its own image size and classes; a different `image_size` or `num_labels` is refused (its trained
+    position embeddings and classifier fit only its own)."""
+    if arch is not None and checkpoint is None:
+        return build_model(arch=arch, image_size=224 if image_size is None else image_size,
+                           num_labels=1000 if num_labels is None else num_labels, seed=seed, **ppt_settings)
+    model = build_model(arch=arch, checkpoint=checkpoint, seed=seed, **ppt_settings)
+    config = model.config
+    if image_size is not None and image_size != config.image_size:
+        raise ValueError(f"--image_size {image_size} differs from the checkpoint's {config.image_size}; benchmark "
+                         "checkpoints at their own resolution (leave --image_size out)")
+    if num_labels is not None and num_labels != config.num_labels:
+        raise ValueError(f"--num_labels {num_labels} differs from the checkpoint's {config.num_labels} classes; a "
+                         "checkpoint keeps its trained classifier (--num_labels is for --arch; leave it out)")
+    return model
+
+
 def model_from_args(args, **overrides) -> PPTDeiTForImageClassification:
     """Build the model named by CLI arguments (--arch / --checkpoint, --image_size, --num_labels, PPT settings)."""
     settings = {**ppt_settings_from_args(args), **overrides}
-    if args.arch is not None:
-        return build_model(arch=args.arch, image_size=args.image_size or 224, num_labels=args.num_labels or 1000,
-                           **settings)
-    if args.checkpoint is None:
-        raise ValueError("give --arch or --checkpoint")
-    extra = {"num_labels": args.num_labels} if args.num_labels else {}
-    return build_model(checkpoint=args.checkpoint, **settings, **extra)
+    return load_model(arch=args.arch, checkpoint=args.checkpoint, image_size=args.image_size,
+                      num_labels=args.num_labels, **settings)
 
 
 def apply_dtype_device(model, args):
-    """Move to the CLI's --device / --dtype (auto device: cuda when available)."""
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    """Move to the CLI's --device / --dtype (auto device: cuda when available); apply --threads. The options are
+    checked first (`validate_common_options`; the CLI has run it already, so this is cheap)."""
+    from .options import DTYPES, check_device, resolve_device
+
     device = getattr(args, "device", "auto")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    check_device(device)
+    device = resolve_device(device)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    return model.to(device=device, dtype=dtypes[getattr(args, "dtype", "fp32")]), torch.device(device)
+    return model.to(device=device, dtype=DTYPES[getattr(args, "dtype", "fp32")]), device
 
 
 __all__ = [
@@ -166,4 +229,5 @@ __all__ = [
     "PPT_DEFAULTS",
     "build_model",
     "build_stock_model",
+    "load_model",
 ]

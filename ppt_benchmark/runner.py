@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .cost import analytic_cost, flop_count, relative_difference
-from .models import PPT_DEFAULTS, build_model, build_stock_model
+from .models import PPT_DEFAULTS, build_stock_model, load_model
+from .options import DTYPES, resolve_device, validate_common_options
 from .report import fmt, format_table, machine_info, markdown_table, write_csv, write_json
 from .speed import inference_step, peak_memory, time_interleaved, training_step
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("inference", "train")
 FLOP_AGREEMENT_TOLERANCE = 0.01  # the spec: analytic and counted cost agree within 1%
 
@@ -56,28 +56,12 @@ class BenchmarkOptions:
 
     def validate(self) -> None:
         """Raise `ValueError` on bad input before any work starts."""
-        if (self.arch is None) == (self.checkpoint is None):
-            raise ValueError("give exactly one of --arch or --checkpoint")
+        validate_common_options(self)
         if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}; choose one of {list(MODES)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype={self.dtype!r}; choose one of {list(DTYPES)}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ValueError(f"device={self.device!r}; choose auto, cpu or cuda[:N]")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available")
-        for name in ("batch_size", "rounds", "iterations", "latency_rounds", "latency_iterations", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.warmup < 0:
-            raise ValueError(f"warmup={self.warmup} must be >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads={self.threads} must be >= 1")
+            raise ValueError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
 
     def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def ppt_settings(self) -> dict:
         settings = {
@@ -92,25 +76,11 @@ class BenchmarkOptions:
 def load_models(options: BenchmarkOptions):
     """(ppt_model, baseline_model) in eval mode, same weights; baseline = `reduction_layers=[]`."""
     settings = options.ppt_settings()
-    if options.arch is not None:
-        model = build_model(
-            arch=options.arch,
-            image_size=options.image_size or 224,
-            num_labels=options.num_labels or 1000,
-            seed=options.seed,
-            **settings,
-        )
-    else:
-        extra = {"num_labels": options.num_labels} if options.num_labels else {}
-        model = build_model(checkpoint=options.checkpoint, **settings, **extra)
-        if options.image_size not in (None, model.config.image_size):
-            raise ValueError(
-                f"image_size={options.image_size} differs from the checkpoint's {model.config.image_size}; "
-                "benchmark checkpoints at their own resolution (leave --image_size out)"
-            )
-        if not model.config.compression_enabled and not settings:
-            # A checkpoint saved without compression: measure the authors' default schedule against it.
-            model.configure_compression(**PPT_DEFAULTS)
+    model = load_model(arch=options.arch, checkpoint=options.checkpoint, image_size=options.image_size,
+                       num_labels=options.num_labels, seed=options.seed, **settings)
+    if options.checkpoint is not None and not model.config.compression_enabled and not settings:
+        # A checkpoint saved without compression: measure the authors' default schedule against it.
+        model.configure_compression(**PPT_DEFAULTS)
     baseline = copy.deepcopy(model)
     baseline.configure_compression(reduction_layers=[])
     return model, baseline
@@ -235,7 +205,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
             f"{options.warmup} warm-up calls per model, then {options.rounds} rounds; each round times every model "
             f"in turn (interleaved, order rotated every round) over {options.iterations} call(s); images/s median and "
             "[min, max]"
-        ),
+        ) if options.speed else None,  # --cost_only: nothing was timed
         "models": results,
         "ratios": ratios,
         "elapsed_seconds": time.time() - started,
@@ -352,7 +322,8 @@ def format_report(report: dict) -> str:
     ppt_tokens = report["models"]["ppt"]["tokens_per_layer"]
     lines.append("tokens per layer (attention/MLP), PPT: " + " ".join(
         f"{n}" if n == m else f"{n}/{m}" for n, m in ppt_tokens))
-    lines.append(f"timing: {report['timing_method']}")
+    if report.get("timing_method"):
+        lines.append(f"timing: {report['timing_method']}")
     if report.get("memory_method"):
         lines.append(f"peak memory: {report['memory_method']}")
     return "\n".join(lines)

@@ -14,7 +14,14 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .accuracy import accuracy_on_batches, default_image_processor, load_eval_dataset, load_train_dataset, preprocess
+from .accuracy import (
+    accuracy_on_batches,
+    check_labels,
+    default_image_processor,
+    load_eval_dataset,
+    load_train_dataset,
+    preprocess,
+)
 from .calibrate import collect_policy_records, overall_prune_fraction
 from .cost import analytic_cost
 from .report import atomic_write_text, fmt, format_table, machine_info, markdown_table, write_csv, write_json
@@ -68,9 +75,13 @@ def score_function_table(
         raise ValueError("the model has compression off: give --reduction_layers / --tokens_removed")
     if finetune_steps > 0 and not train_batches:
         raise ValueError("fine-tuning needs training batches")
+    training = train_batches if finetune_steps > 0 else None
+    for what, cached in (("the evaluation split", eval_batches), ("the training split", training)):
+        if cached:  # before any work: a label the model cannot predict is a wrong dataset or model
+            check_labels(torch.cat([labels.reshape(-1) for _, labels in cached]), model.config.num_labels, what)
     settings = {key: getattr(model.config, key) for key in ("reduction_layers", "tokens_removed", "prune_threshold")}
     rows = []
-    for name in ["baseline"] + list(score_functions):
+    for name in tqdm(["baseline"] + list(score_functions), desc="score functions", disable=not progress):
         candidate = copy.deepcopy(model).eval()
         if name == "baseline":
             candidate.configure_compression(reduction_layers=[])
@@ -119,8 +130,8 @@ def table(rows: list[dict]) -> tuple[list[str], list[list]]:
 def main_score_table(args) -> int:
     from .models import apply_dtype_device, model_from_args
 
-    if args.finetune_steps < 0:
-        raise ValueError(f"--finetune_steps {args.finetune_steps} must be >= 0")
+    if args.calibrate_prune_fraction is not None and not 0 <= args.calibrate_prune_fraction <= 1:
+        raise ValueError(f"--calibrate_prune_fraction {args.calibrate_prune_fraction} must be in [0, 1]")
     started = time.time()
     model = model_from_args(args)
     for name in args.score_functions:  # fail before any work on an unknown name
@@ -130,8 +141,6 @@ def main_score_table(args) -> int:
     size = model.config.image_size
     eval_batches = preprocess(load_eval_dataset(args.dataset, args.split, args.max_eval_samples, size), processor,
                               args.eval_batch_size)
-    if args.calibrate_prune_fraction is not None and not 0 <= args.calibrate_prune_fraction <= 1:
-        raise ValueError(f"--calibrate_prune_fraction {args.calibrate_prune_fraction} must be in [0, 1]")
     train_batches = None
     if args.finetune_steps > 0 or args.calibrate_prune_fraction is not None:
         train_set = load_train_dataset(args.dataset, args.train_split, image_size=size)

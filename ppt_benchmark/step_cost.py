@@ -93,11 +93,10 @@ def format_step_cost(result: dict) -> str:
 
 
 def main_step_cost(args) -> int:
-    import json
     import os
 
     from .models import apply_dtype_device, model_from_args
-    from .report import machine_info
+    from .report import machine_info, write_json
 
     model = model_from_args(args)
     model, device = apply_dtype_device(model, args)
@@ -108,9 +107,7 @@ def main_step_cost(args) -> int:
     result["machine"] = machine_info(device)
     print(format_step_cost(result))
     if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
         path = os.path.join(args.output_dir, "step_cost.json")
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=2, default=str)
+        write_json(path, result)  # via a temporary file, as every other result: never half a file
         print(f"wrote {path}")
     return 0

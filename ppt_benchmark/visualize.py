@@ -10,6 +10,9 @@ patches in their mean colour, pruned patches dark, borders between tokens.
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -75,31 +78,86 @@ def draw_token_map(image: Image.Image, owners: torch.Tensor, scale: int = 1) -> 
     return canvas
 
 
+# Extensions --output may have, and the PIL format each is written in (those this PIL can write).
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+                  ".webp": "WEBP"}
+
+
+def output_formats() -> dict[str, str]:
+    Image.init()
+    return {ext: name for ext, name in OUTPUT_FORMATS.items() if name in Image.SAVE}
+
+
+def load_image(path: str) -> Image.Image:
+    """The RGB image at `path`; `FileNotFoundError` / `ValueError` naming the path when it is none."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--image {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"--image {path!r} is a folder; give one image file")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as error:  # PIL's UnidentifiedImageError, a truncated file, no permission
+        raise ValueError(f"--image {path!r} is not an image PIL can read ({error})") from None
+
+
+def check_output(path: str) -> str:
+    """Check --output before any work: a known image extension, in a folder that exists. Returns the PIL format."""
+    if os.path.isdir(path):
+        raise ValueError(f"--output {path!r} is a folder; give an image file name")
+    formats = output_formats()
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in formats:
+        found = f"the extension {extension!r}" if extension else "no extension"
+        raise ValueError(f"--output {path!r} has {found}; use one of the image formats {', '.join(formats)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--output {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {path!r}: the folder {folder!r} is not writable")
+    return formats[extension]
+
+
+def save_image_atomically(image: Image.Image, path: str, image_format: str) -> None:
+    """Write via a temporary file in the same folder, so a failure never leaves half an image."""
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-",
+                                         suffix=os.path.splitext(path)[1])
+    os.close(handle)
+    try:
+        image.save(temporary, format=image_format)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
 def main_visualize(args) -> int:
-    from transformers import AutoImageProcessor
+    from .accuracy import default_image_processor
+    from .models import apply_dtype_device, model_from_args
 
-    from .models import model_from_args
-
+    image_format = check_output(args.output)  # bad input fails here, before the model loads
+    image = load_image(args.image)
     model = model_from_args(args)
     model.configure_compression(track_sources=True)
-    processor = AutoImageProcessor.from_pretrained(args.checkpoint) if args.checkpoint else None
-    image = Image.open(args.image).convert("RGB")
+    model, device = apply_dtype_device(model, args)
     config = model.config
     side = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-    if processor is not None:
-        pixel_values = processor(images=image, return_tensors="pt").pixel_values
+    if args.checkpoint:  # its own processor, or a ViT one at its size when it has none
+        pixel_values = default_image_processor(config, args.checkpoint)(images=image, return_tensors="pt").pixel_values
     else:  # a named architecture with random weights: plain resize, ImageNet statistics
         array = np.asarray(image.resize((side, side), Image.BICUBIC), dtype=np.float32) / 255.0
         mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
         pixel_values = torch.from_numpy(((array - mean) / std).transpose(2, 0, 1)).float().unsqueeze(0)
     with torch.no_grad():
-        outputs = model(pixel_values, output_compression=True)
+        outputs = model(pixel_values.to(device=device, dtype=next(model.parameters()).dtype), output_compression=True)
     patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
     grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
-    owners = patch_owners(outputs.token_sources[0], config.num_protected_tokens, grid)
+    owners = patch_owners(outputs.token_sources[0].cpu(), config.num_protected_tokens, grid)
     shown = image.resize((grid[1] * patch, grid[0] * patch), Image.BICUBIC)
     scale = max(1, 448 // shown.width)
-    draw_token_map(shown, owners, scale=scale).save(args.output)
+    save_image_atomically(draw_token_map(shown, owners, scale=scale), args.output, image_format)
     for step in outputs.compression:
         if step.pruned is None:
             print(f"layer {step.layer_index}: {step.tokens_before} tokens, too few left to remove any")
@@ -107,7 +165,8 @@ def main_visualize(args) -> int:
         policy = "pruned" if bool(step.pruned[0]) else "pooled"
         print(f"layer {step.layer_index}: {step.tokens_before} -> {step.tokens_after} tokens, {policy} "
               f"(score variance {float(step.score_variance[0]):.3g} vs tau {config.prune_threshold:g})")
-    label = config.id2label.get(int(outputs.logits[0].argmax()), str(int(outputs.logits[0].argmax())))
+    predicted = int(outputs.logits[0].argmax())
+    label = config.id2label.get(predicted, str(predicted))
     print(f"prediction: {label}; {int((owners < 0).sum())} of {owners.numel()} patches pruned, "
           f"{len(torch.unique(owners[owners >= 0]))} tokens left; wrote {args.output}")
     return 0
