@@ -39,11 +39,14 @@ def patch_owners(sources: torch.Tensor, num_protected: int, grid: tuple[int, int
     return owners.view(grid)
 
 
+PRUNED_COLOUR = (220, 40, 40)
+
+
 def draw_token_map(image: Image.Image, owners: torch.Tensor, scale: int = 1) -> Image.Image:
     """The image (already at the model's input size) beside its token map, enlarged `scale` times.
 
-    Each final token's patches are filled with their mean colour, pruned patches are darkened, and lines separate
-    patches that belong to different tokens.
+    Each final token's patches are filled with their mean colour, pruned patches are darkened and crossed out in
+    red (so that they show on dark backgrounds too), and white lines separate patches of different tokens.
     """
     rows, columns = owners.shape
     width, height = image.size
@@ -66,6 +69,11 @@ def draw_token_map(image: Image.Image, owners: torch.Tensor, scale: int = 1) -> 
     step_h, step_w = patch_h * scale, patch_w * scale
     for row in range(rows):
         for column in range(columns):
+            if owner_grid[row, column] < 0:
+                left, top = column * step_w, row * step_h
+                right, bottom = left + step_w - 1, top + step_h - 1
+                draw.line([(left, top), (right, bottom)], fill=PRUNED_COLOUR)
+                draw.line([(left, bottom), (right, top)], fill=PRUNED_COLOUR)
             if column + 1 < columns and owner_grid[row, column] != owner_grid[row, column + 1]:
                 x = (column + 1) * step_w
                 draw.line([(x, row * step_h), (x, (row + 1) * step_h)], fill=(255, 255, 255))

@@ -354,6 +354,19 @@ def test_patch_owners_by_hand():
         patch_owners(sources, 1, (3, 3))
 
 
+def test_token_map_marks_pruned_patches_even_on_black():
+    """A black 2x2-patch image: pruned patch (1, 0) is crossed out in red; kept patches stay black."""
+    from PIL import Image
+
+    from ppt_benchmark.visualize import PRUNED_COLOUR, draw_token_map
+
+    image = Image.new("RGB", (8, 8))
+    canvas = draw_token_map(image, torch.tensor([[0, 0], [-1, 0]]), scale=1)
+    token_map = np.asarray(canvas)[:, 8 + 8:]  # right of the original and the 8 px gap
+    assert tuple(token_map[4, 0]) == PRUNED_COLOUR and tuple(token_map[7, 3]) == PRUNED_COLOUR  # the diagonals
+    assert not token_map[:4].any()  # the top row (token 0) is black and unmarked
+
+
 @pytest.mark.parametrize("prune_threshold", [0.0, float("inf")])
 def test_visualize_command_matches_the_model_record(tmp_path, prune_threshold, capsys):
     """Pruning only: r patches vanish per step; pooling only: nothing vanishes and the owners are the final tokens."""
