@@ -32,12 +32,14 @@ import sys
 from dataclasses import dataclass
 
 import evaluate
+import torch
 import transformers
 from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_benchmark.cost import analytic_cost
+from ppt_benchmark.report import cpu_name
 from ppt_training.arguments import DataArguments, ModelArguments, PPTTrainingArguments, parse_args, validate_args
 from ppt_training.data import PreparedData, channel_mean_std, load_any_dataset, prepare_data
 from ppt_training.digits import load_digits_dataset
@@ -223,11 +225,23 @@ def card_results(results: dict) -> dict:
     return {"ppt": ppt, "baseline": baseline}
 
 
-def training_info(model, eval_split: str, training_args, model_args, data_args) -> dict:
+def training_hardware(training_args) -> str:
+    """What trained the model, for the card: the accelerator (or CPU) and the number of processes."""
+    if torch.cuda.is_available() and not training_args.use_cpu:
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"{cpu_name()} ({os.cpu_count()} logical CPUs)"
+    processes = training_args.world_size
+    return device + (f", {processes} processes" if processes > 1 else "")
+
+
+def training_info(model, eval_split: str, train_metrics: dict, training_args, model_args, data_args) -> dict:
     """How the model was trained, in the keys the model card reads (`model_card.card`); written to the run folder
     as training_info.json, where `python -m model_card.publish` finds it."""
     dataset = data_args.dataset_name
     is_hub_dataset = dataset is not None and not os.path.exists(dataset)
+    recipe = f"train.py --preset {model_args.preset}" if model_args.preset else "train.py (AdamW + cosine)"
+    runtime = train_metrics.get("train_runtime")
     info = {
         "dataset": dataset if is_hub_dataset else None,
         "dataset_name": "scikit-learn digits" if model_args.preset == "digits" else dataset,
@@ -237,12 +251,16 @@ def training_info(model, eval_split: str, training_args, model_args, data_args) 
         "epochs": training_args.num_train_epochs,
         "learning_rate": training_args.learning_rate,
         "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
+        "batch_size": training_args.per_device_train_batch_size * training_args.world_size
+        * training_args.gradient_accumulation_steps,
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
         "label_smoothing_factor": training_args.label_smoothing_factor,
         "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
         "weight_decay": training_args.weight_decay,
         "seed": training_args.seed,
-        "recipe": f"train.py --preset {model_args.preset}" if model_args.preset else "train.py (AdamW + cosine)",
+        "recipe": recipe + (", from scratch" if model_args.from_scratch else ""),
+        "training_hardware": training_hardware(training_args),
+        "training_time": f"{runtime / 60:.1f} min" if runtime is not None else None,
         "trained_with_compression": bool(model.config.compression_enabled),
     }
     return {key: value for key, value in info.items() if value is not None}
@@ -398,7 +416,7 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     eval_metrics.update({"eval_samples": len(data.eval), "eval_split": data.eval_split_name})
     trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
 
-    info = training_info(model, data.eval_split_name, training_args, run.model_args, run.data_args)
+    info = training_info(model, data.eval_split_name, train_metrics, training_args, run.model_args, run.data_args)
     finalize_output(trainer, train_metrics, eval_metrics, info)
     if os.environ.get(DIGEST_DIR_ENV):
         write_weights_digest(trainer, os.environ[DIGEST_DIR_ENV])

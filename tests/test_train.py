@@ -101,6 +101,7 @@ def test_cifar100_schema_trains_with_ppt_and_saves_a_complete_folder(cifar_like,
     info = json.loads((out / "training_info.json").read_text())  # what the model card reads
     assert info["eval_split"] == "test" and info["dataset_name"] == cifar_like and "dataset" not in info
     assert info["trained_with_compression"] is True and info["learning_rate"] == 1e-3
+    assert info["batch_size"] == 8 and info["training_time"].endswith(" min") and info["training_hardware"]
 
     # The folder is a model: labels are the ClassLabel names of fine_label (not coarse_label), PPT is on.
     model = PPTDeiTForImageClassification.from_pretrained(out)
