@@ -95,6 +95,8 @@ def test_cifar100_schema_trains_with_ppt_and_saves_a_complete_folder(cifar_like,
     assert saved["ppt_reduction_layers"] == [1, 2] and saved["ppt_tokens_removed"] == 8
     assert saved["ppt_tokens_per_layer"] == [[65, 65], [65, 57], [57, 49], [49, 49]]
     assert saved["ppt_gmacs"] < saved["baseline_gmacs"]
+    # Trainer's total_flos counts 3 steps x 8 images at 6 x the PPT model's MACs (forward 2x, backward ~4x)
+    assert saved["total_flos"] == pytest.approx(6 * 3 * 8 * saved["ppt_gmacs"] * 1e9)
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == saved["eval_accuracy"]
     assert results["eval_accuracy"] == saved["eval_accuracy"]
     assert not (out / train.STAGING_DIR_NAME).exists()
