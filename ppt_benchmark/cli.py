@@ -187,6 +187,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     from .options import validate_common_options
 
     validate_common_options(args)  # every subcommand: model source, device, dtype, threads, sizes, output folder
+    if getattr(args, "no_progress", False):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # transformers' own bars ("Loading weights") too
     if args.command == "run":
         return _main_run(args)
     if args.command == "sweep":

@@ -386,3 +386,15 @@ def test_visualize_command_matches_the_model_record(tmp_path, prune_threshold, c
     # clamped to r = 48) leaves 48 of the 196 patches.
     assert pruned_patches == (196 - 48 if prune_threshold == 0 else 0)
     assert ("pooled" in printed) == (prune_threshold != 0) and ("pruned (" in printed) == (prune_threshold == 0)
+
+
+def test_no_progress_also_silences_transformers_bars(tiny_checkpoint, capsys):
+    from transformers.utils import logging as transformers_logging
+
+    try:
+        assert main(["--checkpoint", tiny_checkpoint, "--cost_only", "--no_progress"]) == 0
+        assert "Loading weights" not in capsys.readouterr().err
+    finally:
+        transformers_logging.enable_progress_bar()
+    assert main(["--checkpoint", tiny_checkpoint, "--cost_only"]) == 0
+    assert "Loading weights" in capsys.readouterr().err  # the bar this test silences does exist
