@@ -37,6 +37,7 @@ import transformers
 from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from model_card.card import TRAINING_INFO_FILE
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_benchmark.cost import analytic_cost
 from ppt_benchmark.report import cpu_name
@@ -58,7 +59,6 @@ logger = logging.getLogger("train")
 
 METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppt_training", "metrics", "topk_accuracy.py")
 COMPLETION_MARKER = "all_results.json"  # written last: its presence means the folder is a finished run
-TRAINING_INFO_FILE = "training_info.json"  # read by `python -m model_card.publish` for the card
 HUB_EXPORT_DIR = "hub_export"  # --push_to_hub: what is uploaded, kept in the run folder
 STAGING_DIR_NAME = ".incomplete-final"
 # Test hook: when set, every rank writes `rank<i>.json` there with a digest of its final weights.

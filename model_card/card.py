@@ -60,6 +60,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 
 TEMPLATE_PATH = Path(__file__).with_name("template.md")
+# Where a run folder keeps its training_info (train.py writes it; `python -m model_card.publish` reads it).
+TRAINING_INFO_FILE = "training_info.json"
 NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded"
 UNPINNED_REVISION = "main"

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from .card import build_model_card, load_results, normalize_results, pin_usage
+from .card import TRAINING_INFO_FILE, build_model_card, load_results, normalize_results, pin_usage
 
 
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
@@ -50,7 +50,6 @@ EXPORT_FILES = (*REQUIRED_FILES, RESULTS_FILE)  # everything export_folder write
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # Result files a training run leaves in its output_dir (HF examples' names), read by the CLI when present.
 RUN_RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json")
-TRAINING_INFO_FILE = "training_info.json"
 
 
 class HubPushError(RuntimeError):
