@@ -196,17 +196,25 @@ def load_results(paths) -> tuple[dict[str, Any], dict[str, Any]]:
     raw: dict[str, Any] = {}
     for path in paths:
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"results file {str(path)!r} does not exist")
-        try:
-            content = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"results file {str(path)!r} is not valid JSON: {error}") from error
-        if not isinstance(content, dict):
-            raise ValueError(f"results file {str(path)!r} must hold a JSON object, got {type(content).__name__}")
+        content = read_json_object(path, "results file")
         raw[path.name] = content
         merged.update(normalize_results(content))
     return merged, raw
+
+
+def read_json_object(path, what: str) -> dict:
+    """The JSON object in `path`; a `ValueError` naming `what` and the path if it is missing, not JSON, or not an
+    object."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{what} {str(path)!r} must hold a JSON object, got {type(content).__name__}")
+    return content
 
 
 # ----------------------------------------------------------------------------------------------------------------

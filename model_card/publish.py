@@ -40,7 +40,14 @@ from typing import Any
 
 import torch
 
-from .card import TRAINING_INFO_FILE, build_model_card, load_results, normalize_results, pin_usage
+from .card import (
+    TRAINING_INFO_FILE,
+    build_model_card,
+    load_results,
+    normalize_results,
+    pin_usage,
+    read_json_object,
+)
 
 
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
@@ -417,18 +424,6 @@ def _parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ValueError(f"{what} {str(path)!r} does not exist")
-    try:
-        content = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{what} {str(path)!r} must hold a JSON object")
-    return content
-
-
 def main(argv=None) -> int:
     args = _parse_args(argv)
     try:
@@ -467,7 +462,7 @@ def _export_checkpoint(args) -> Path:
     if result_files is None:
         result_files = [checkpoint / name for name in RUN_RESULT_FILES if (checkpoint / name).is_file()]
     info_path = args.training_info or (checkpoint / TRAINING_INFO_FILE)
-    training_info = _read_json(info_path, "training_info file") if args.training_info or info_path.is_file() else {}
+    training_info = read_json_object(info_path, "training_info file") if args.training_info or info_path.is_file() else {}
     for key in ("dataset", "base_model"):
         if getattr(args, key):
             training_info[key] = getattr(args, key)
