@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -64,20 +65,27 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write via a temporary file in the same directory, so a failed run never leaves half a file."""
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path in `path`'s directory to write to; on success it replaces `path`, on failure it is
+    removed, so a failed run never leaves half a file."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            stream.write(text)
+        yield temporary
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
+        stream.write(text)
 
 
 def write_json(path: str, data) -> None:
@@ -114,4 +122,4 @@ def fmt(value, spec: str = ".2f", none: str = "-") -> str:
     return format(value, spec)
 
 
-__all__ = ["atomic_write_text", "fmt", "format_table", "machine_info", "markdown_table", "write_csv", "write_json"]
+__all__ = ["atomic_path", "atomic_write_text", "fmt", "format_table", "machine_info", "markdown_table", "write_csv", "write_json"]

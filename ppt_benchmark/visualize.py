@@ -11,11 +11,12 @@ patches in their mean colour, pruned patches dark, borders between tokens.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from .report import atomic_path
 
 
 def patch_owners(sources: torch.Tensor, num_protected: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -128,17 +129,8 @@ def check_output(path: str) -> str:
 
 def save_image_atomically(image: Image.Image, path: str, image_format: str) -> None:
     """Write via a temporary file in the same folder, so a failure never leaves half an image."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-",
-                                         suffix=os.path.splitext(path)[1])
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         image.save(temporary, format=image_format)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def main_visualize(args) -> int:
