@@ -148,6 +148,12 @@ def check_labels(labels, num_labels: int, what: str = "the evaluation dataset") 
         )
 
 
+def check_batch_labels(cached: list, num_labels: int, what: str = "the evaluation dataset") -> None:
+    """`check_labels` over preprocessed `(pixel_values, labels)` batches (see `preprocess`)."""
+    if cached:
+        check_labels(torch.cat([labels.reshape(-1) for _, labels in cached]), num_labels, what)
+
+
 def dataset_labels(dataset) -> torch.Tensor:
     return torch.as_tensor(dataset[find_column(dataset, LABEL_COLUMNS, "label")])
 
@@ -202,8 +208,7 @@ def accuracy_on_batches(model: torch.nn.Module, cached: list, device: torch.devi
     """Top-1 / top-5 of `model` on preprocessed `(pixel_values, labels)` batches (see `preprocess`)."""
     correct1 = correct5 = total = 0
     dtype = next(model.parameters()).dtype
-    if cached:
-        check_labels(torch.cat([labels.reshape(-1) for _, labels in cached]), getattr(model.config, "num_labels", 1000))
+    check_batch_labels(cached, getattr(model.config, "num_labels", 1000))
     for pixel_values, labels in cached:
         logits = model(pixel_values.to(device=device, dtype=dtype)).logits.float()
         labels = labels.to(device)
@@ -216,4 +221,4 @@ def accuracy_on_batches(model: torch.nn.Module, cached: list, device: torch.devi
     return AccuracyResult(correct1 / total, correct5 / total if has_top5 else None, total)
 
 
-__all__ = ["AccuracyResult", "accuracy_on_batches", "check_labels", "preprocess", "default_image_processor", "evaluate_accuracy", "load_eval_dataset", "top_k_correct"]
+__all__ = ["AccuracyResult", "accuracy_on_batches", "check_batch_labels", "check_labels", "preprocess", "default_image_processor", "evaluate_accuracy", "load_eval_dataset", "top_k_correct"]

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .accuracy import (
     accuracy_on_batches,
-    check_labels,
+    check_batch_labels,
     default_image_processor,
     load_eval_dataset,
     load_train_dataset,
@@ -77,8 +77,7 @@ def score_function_table(
         raise ValueError("fine-tuning needs training batches")
     training = train_batches if finetune_steps > 0 else None
     for what, cached in (("the evaluation split", eval_batches), ("the training split", training)):
-        if cached:  # before any work: a label the model cannot predict is a wrong dataset or model
-            check_labels(torch.cat([labels.reshape(-1) for _, labels in cached]), model.config.num_labels, what)
+        check_batch_labels(cached, model.config.num_labels, what)  # before any work: wrong dataset or model
     settings = {key: getattr(model.config, key) for key in ("reduction_layers", "tokens_removed", "prune_threshold")}
     rows = []
     for name in tqdm(["baseline"] + list(score_functions), desc="score functions", disable=not progress):
