@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
+from ppt_training.arguments import looks_like_local_path
 
 
 @dataclass(frozen=True)
@@ -81,23 +82,6 @@ def build_model(
 
 def checkpoint_exists(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
-
-
-def looks_like_local_path(text: str) -> bool:
-    """True for what can only be a local path: it exists, starts with '.', '/' or '~', has a Windows separator, or
-    is not a valid Hub repo id ('name' or 'namespace/name')."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if os.path.exists(text) or text.startswith((".", "/", "~")) or any(
-        sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"
-    ):
-        return True
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return True
-    return False
 
 
 def check_checkpoint(checkpoint: str) -> None:

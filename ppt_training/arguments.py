@@ -292,12 +292,28 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
         check_publish_available()
 
 
+def looks_like_local_path(text: str) -> bool:
+    """True for what can only be a local path: it exists, starts with '.', '/' or '~', has a Windows separator, or
+    is not a valid Hub repo id ('name' or 'namespace/name'). Anything else is taken for a Hub id."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if os.path.exists(os.path.expanduser(text)) or text.startswith((".", "/", "~")) or any(
+        sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"
+    ):
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return True
+    return False
+
+
 def check_model_source(name: str) -> None:
     """Fail early, naming the path, when `--model_name_or_path` points at a local path that is not a model folder
     (transformers would try it as a Hub id and report something else). Other names are taken as Hub ids."""
     path = os.path.expanduser(name)
-    looks_local = os.path.exists(path) or name.startswith((".", "/", "~")) or name.count("/") > 1
-    if looks_local and not os.path.isfile(os.path.join(path, "config.json")):
+    if looks_like_local_path(name) and not os.path.isfile(os.path.join(path, "config.json")):
         problem = "does not exist" if not os.path.exists(path) else "is not a model folder (no config.json)"
         raise ValueError(
             f"--model_name_or_path {name!r} {problem}: give a folder written by save_pretrained (e.g. a train.py "

@@ -18,6 +18,8 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .arguments import looks_like_local_path
+
 
 # Splits tried, in order, as the evaluation split when none is named.
 EVAL_SPLIT_CANDIDATES = ("test", "validation", "valid", "val", "eval")
@@ -41,11 +43,6 @@ class PreparedData:
     label_column: str
     label_names: list[str]
     eval_split_name: str  # the split's name, or "<train> (held out)" when carved from the training split
-
-
-def looks_like_local_path(name: str) -> bool:
-    """A Hub id is `name` or `owner/name`; anything starting like a path, or with more parts, is meant locally."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def load_any_dataset(name: str, config_name: str | None = None, cache_dir: str | None = None) -> DatasetDict:
