@@ -128,11 +128,15 @@ def test_push_rejects_incomplete_or_pickled_folders(tmp_path):
         push_folder(folder, "a/b/c", token="hf_x")
 
 
+def _run_folder(path, **model_options):
+    """What train.py leaves for the publish CLI: a saved model and its image processor."""
+    tiny_trained_model(**model_options).save_pretrained(path)
+    tiny_image_processor().save_pretrained(path)
+    return path
+
+
 def test_cli_dry_run_exports_a_checkpoint_folder(tmp_path, capsys):
-    checkpoint = tmp_path / "run"
-    model = tiny_trained_model(seed=2, steps=2)
-    model.save_pretrained(checkpoint)
-    tiny_image_processor().save_pretrained(checkpoint)
+    checkpoint = _run_folder(tmp_path / "run", seed=2, steps=2)
     (checkpoint / "all_results.json").write_text(json.dumps(ALL_RESULTS))
     (checkpoint / "training_info.json").write_text(json.dumps({"dataset": "cifar10", "epochs": 2}))
     benchmark = tmp_path / "benchmark.json"
@@ -167,9 +171,7 @@ def test_cli_reports_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
 
 
 def test_cli_rejects_a_bad_repo_id_before_writing_anything(tmp_path, capsys):
-    checkpoint = tmp_path / "run"
-    tiny_trained_model(steps=1).save_pretrained(checkpoint)
-    tiny_image_processor().save_pretrained(checkpoint)
+    checkpoint = _run_folder(tmp_path / "run", steps=1)
     code = publish.main([str(checkpoint), "--repo_id", "bad repo id!!", "--dry_run", "--output_dir",
                          str(tmp_path / "out")])
     assert code == 1
@@ -178,9 +180,7 @@ def test_cli_rejects_a_bad_repo_id_before_writing_anything(tmp_path, capsys):
 
 
 def test_cli_names_a_training_info_file_that_is_not_json(tmp_path, capsys):
-    checkpoint = tmp_path / "run"
-    tiny_trained_model(steps=1).save_pretrained(checkpoint)
-    tiny_image_processor().save_pretrained(checkpoint)
+    checkpoint = _run_folder(tmp_path / "run", steps=1)
     info = tmp_path / "info.json"
     info.write_text("not json")
     code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--training_info", str(info),
