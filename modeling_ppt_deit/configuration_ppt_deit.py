@@ -33,11 +33,10 @@ _check_transformers_version()
 # Stock model types whose checkpoints load directly into PPT-DeiT (see `PPTDeiTConfig.from_dict`).
 COMPATIBLE_MODEL_TYPES = ("vit", "deit")
 
+# The compression schedule proper: what `compression_defaults` returns and what tools sweep over.
+SCHEDULE_SETTINGS = ("reduction_layers", "tokens_removed", "prune_threshold", "score_function")
 PPT_SETTINGS = (
-    "reduction_layers",
-    "tokens_removed",
-    "prune_threshold",
-    "score_function",
+    *SCHEDULE_SETTINGS,
     "proportional_attention",
     "use_distillation_token",
     "distillation_head",
@@ -171,6 +170,33 @@ class PPTDeiTConfig(DeiTConfig):
     def compression_enabled(self) -> bool:
         return any(self.tokens_removed_at(layer) > 0 for layer in self.reduction_layers)
 
+    # ---- the compression schedule as a value -------------------------------------------------------------------
+
+    @classmethod
+    def compression_defaults(cls) -> dict:
+        """The schedule settings a new config gets: the authors' DeiT-S setting (r = 50 at layers 3, 6, 9,
+        tau = 7e-5, `ats`). The one place these numbers live; tools that need "the default PPT" ask here."""
+        defaults = {name: getattr(cls, name) for name in SCHEDULE_SETTINGS}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in defaults.items()}
+
+    def with_compression(self, **settings) -> "PPTDeiTConfig":
+        """A validated copy of this config with the PPT `settings` changed; this config is left as it is.
+
+        Raises `ValueError` naming the bad setting (unknown names, a layer out of range, ...), so it doubles as the
+        validator of settings that are not applied yet. Settings that change the weights' layout
+        (`use_distillation_token`, `distillation_head`) are refused: those need another model.
+        """
+        unknown = sorted(set(settings) - set(PPT_SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown PPT settings {unknown}; known: {list(PPT_SETTINGS)}")
+        structural = sorted({"use_distillation_token", "distillation_head"} & set(settings))
+        if structural:
+            raise ValueError(f"{structural} change the weights' layout: load a new model instead")
+        merged = {**self.to_dict(), **settings}
+        merged.pop("model_type", None)
+        merged.pop("transformers_version", None)
+        return self.__class__(**merged)
+
     # ---- loading stock checkpoints --------------------------------------------------------------------------
 
     @classmethod
@@ -205,4 +231,4 @@ def _adopt_stock_config(config_dict: dict) -> dict:
 
 PPTDeiTConfig.register_for_auto_class()
 
-__all__ = ["PPTDeiTConfig"]
+__all__ = ["PPT_SETTINGS", "SCHEDULE_SETTINGS", "PPTDeiTConfig"]

@@ -15,6 +15,8 @@ The tensor work of scoring, choosing, pruning and pooling lives in `token_ops.py
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,7 +35,7 @@ from transformers.models.deit.modeling_deit import (
 )
 from transformers.utils import ModelOutput
 
-from .configuration_ppt_deit import PPT_SETTINGS, PPTDeiTConfig
+from .configuration_ppt_deit import PPTDeiTConfig
 from .token_ops import ScoreInputs, clamp_tokens_removed, compress, compute_scores, get_score_function
 
 
@@ -361,17 +363,24 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
     def configure_compression(self, **settings) -> None:
         """Change the PPT settings of a built model in place, validated as the config validates them, e.g.
         `model.configure_compression(tokens_removed=30, prune_threshold=float("inf"))`."""
-        unknown = sorted(set(settings) - set(PPT_SETTINGS))
-        if unknown:
-            raise ValueError(f"unknown PPT settings {unknown}; known: {list(PPT_SETTINGS)}")
-        structural = {"use_distillation_token", "distillation_head"} & set(settings)
-        if structural:
-            raise ValueError(f"{sorted(structural)} change the weights' layout: load a new model instead")
-        merged = {**self.config.to_dict(), **settings}
-        merged.pop("model_type", None)
-        checked = PPTDeiTConfig(**merged)  # raises ValueError on bad settings
+        checked = self.config.with_compression(**settings)  # raises ValueError on bad settings
         for name in settings:
             setattr(self.config, name, getattr(checked, name))
+
+    @contextlib.contextmanager
+    def compression_settings(self, **settings):
+        """`configure_compression(**settings)` for the duration of a `with` block; the previous settings come back
+        on exit, also when the block raises. E.g. the uncompressed baseline with the same weights:
+
+            with model.compression_settings(reduction_layers=[]):
+                baseline_logits = model(pixel_values).logits
+        """
+        saved = {name: copy.deepcopy(getattr(self.config, name)) for name in settings}
+        self.configure_compression(**settings)
+        try:
+            yield self
+        finally:
+            self.configure_compression(**saved)
 
 
 class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
