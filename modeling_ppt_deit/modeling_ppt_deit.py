@@ -16,7 +16,6 @@ The tensor work of scoring, choosing, pruning and pooling lives in `token_ops.py
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -375,7 +374,8 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
             with model.compression_settings(reduction_layers=[]):
                 baseline_logits = model(pixel_values).logits
         """
-        saved = {name: copy.deepcopy(getattr(self.config, name)) for name in settings}
+        saved = {name: getattr(self.config, name) for name in settings}
+        saved = {name: list(value) if isinstance(value, list) else value for name, value in saved.items()}
         self.configure_compression(**settings)
         try:
             yield self

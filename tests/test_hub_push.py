@@ -84,12 +84,10 @@ class RecordingApi:
 
 
 def test_push_uploads_the_folder_then_pins_the_card(monkeypatch):
-    import huggingface_hub
-
     folder = trained_export().folder
     before = folder_snapshot(folder)
     RecordingApi.calls = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    monkeypatch.setattr(publish, "HfApi", RecordingApi)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     url = push_folder(folder, "someone/tiny", token="hf_x", private=True, revision="v1", commit_message="msg")
 
