@@ -136,6 +136,7 @@ RUN_CARD_SNIPPETS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_card_usage_code_runs_as_written_offline():
     """Each python block of the card runs in a fresh offline process, with only the repo id and the image URL
     pointed at local copies (the folder, a real photo)."""

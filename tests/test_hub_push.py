@@ -28,6 +28,7 @@ def _cli(*args, **env):
     return run_python(args=["-m", "model_card.publish", *map(str, args)], env=offline_env(**env), timeout=120)
 
 
+@pytest.mark.slow
 def test_upload_without_token_fails_clearly_and_keeps_the_folder():
     folder = trained_export().folder
     before = folder_snapshot(folder)
@@ -40,6 +41,7 @@ def test_upload_without_token_fails_clearly_and_keeps_the_folder():
     assert folder_snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_upload_to_unreachable_endpoint_fails_clearly_and_keeps_the_folder():
     folder = trained_export().folder
     before = folder_snapshot(folder)

