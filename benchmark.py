@@ -10,6 +10,10 @@
     python benchmark.py --arch deit-small --mode step_cost                              # the compression step
     python benchmark.py --checkpoint outputs/digits --dataset_name digits               # + top-1 / top-5
 
+    # accuracy over several processes (each image evaluated once, results gathered); streaming for large data
+    accelerate launch --num_processes 4 benchmark.py --checkpoint facebook/deit-small-patch16-224 \
+        --dataset_name ILSVRC/imagenet-1k --eval_split_name validation --streaming --cost_only
+
 Per model: parameters; MACs per image from the spec's cost model (the paper's "GFLOPs") and FLOPs = 2 x MACs; the
 `torch.utils.flop_counter` count of a real forward and its difference from the cost model; tokens per layer;
 throughput (images/s, median and [min, max] over rounds); batch-1 latency; peak memory; top-1 / top-5 with
@@ -23,6 +27,8 @@ How it measures:
 - CPU peak memory: live tensor storages created during one call (a lower bound: no kernel scratch buffers, no
   allocator caching); on CUDA, `max_memory_allocated`.
 - `--mode step_cost`: the compression step alone against the whole layer it sits in, at the first reduction layer.
+- Several processes (`accelerate launch --num_processes N`) share the accuracy evaluation; timing is refused there
+  (the processes would time their contention), so such runs take `--cost_only`.
 
 All results go into one dict (`benchmark`), printed and written as `benchmark_<mode>.json|csv|md` (`write_results`).
 """
@@ -41,7 +47,7 @@ from transformers.utils import logging as transformers_logging
 from modeling_ppt_deit import PPTDeiTConfig
 from modeling_ppt_deit.modeling_ppt_deit import TokenState
 from modeling_ppt_deit.token_ops import ScoreInputs, clamp_tokens_removed, compress, compute_scores, get_score_function
-from ppt_eval.accuracy import evaluate_accuracy
+from ppt_eval.accuracy import evaluate_accuracy, this_process_share
 from ppt_eval.arguments import (
     DatasetArguments,
     MachineArguments,
@@ -52,7 +58,7 @@ from ppt_eval.arguments import (
     run_command,
 )
 from ppt_eval.cost import analytic_cost, flop_count, relative_difference
-from ppt_eval.data import load_prepared
+from ppt_eval.data import load_prepared, num_rows
 from ppt_eval.models import build_stock_model, load_model
 from ppt_eval.preprocessing import eval_batches, load_image_processor
 from ppt_eval.results import (
@@ -99,6 +105,10 @@ class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, Model
                        "eval_batch_size")
         check_at_least(self, 0, "warmup")
         check_output_dir(self.output_dir)
+        processes = self.processes.num_processes
+        if processes > 1 and (self.mode != "inference" or not self.cost_only or self.dataset_name is None):
+            raise ValueError(f"{processes} processes share an accuracy evaluation only: give --dataset_name and "
+                             "--cost_only (timing several processes at once would measure their contention)")
 
 
 # ---- the models -------------------------------------------------------------------------------------------------------
@@ -170,8 +180,10 @@ def measure_accuracy(models: dict, args: BenchmarkArguments, device) -> dict:
     config = models["ppt"].config
     data = load_prepared(args, digits_size=config.image_size)
     processor = load_image_processor(args.checkpoint, config.image_size)
-    batches = eval_batches(data.eval, processor, data.image_column, data.label_column, args.eval_batch_size)
-    total = -(-len(data.eval) // args.eval_batch_size)
+    share = this_process_share(data.eval)
+    batches = eval_batches(share, processor, data.image_column, data.label_column, args.eval_batch_size)
+    rows = num_rows(data.eval)
+    total = None if rows is None else -(-min(rows, args.max_eval_samples or rows) // args.processes.num_processes)
     accuracy = evaluate_accuracy(models, batches, config.num_labels, device, args.progress, total)
     return {name: {**result.to_dict(), "split": data.eval_split_name} for name, result in accuracy.items()}
 
@@ -451,12 +463,15 @@ def write_results(results: dict, output_dir: str) -> list[str]:
 
 
 def run(args: BenchmarkArguments) -> int:
-    if not args.progress:
+    main_process = args.processes.is_main_process
+    if not args.progress or not main_process:
         transformers_logging.disable_progress_bar()  # transformers' own bars ("Loading weights") too
+        args.progress = False
     results = benchmark(args)
-    print(format_results(results))
-    if args.output_dir:
-        print("wrote " + ", ".join(write_results(results, args.output_dir)))
+    if main_process:  # with several processes, every one holds the gathered results; one reports them
+        print(format_results(results))
+        if args.output_dir:
+            print("wrote " + ", ".join(write_results(results, args.output_dir)))
     return 0
 
 

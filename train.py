@@ -10,8 +10,11 @@ evaluate top-1 (and top-5) accuracy with compression off (the stock DeiT, same w
     accelerate launch train.py
     accelerate launch train.py --tokens_removed 30 --prune_threshold 7e-5 --output_dir outputs/deit-s-r30
 
-    # any datasets image-classification dataset: Hub id, imagefolder directory, or save_to_disk folder
+    # any datasets image-classification dataset: Hub id, imagefolder directory, parquet shards, save_to_disk folder
     python train.py --dataset_name path/to/folder --label_column_name label --num_train_epochs 5
+
+    # ImageNet-size data: read as a stream (memory stays flat)
+    accelerate launch train.py --dataset_name ILSVRC/imagenet-1k --eval_split_name validation --streaming
 
     # options from a file (JSON or YAML), with command-line overrides after it
     python train.py config.yaml --learning_rate 5e-5
@@ -24,6 +27,7 @@ a folder without it is an unfinished run.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 import transformers
+from datasets import IterableDataset
 from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -38,7 +43,7 @@ from model_card.publish import HubPushError, export_folder, push_folder
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_eval.accuracy import TopKAccuracy, ranked_predictions, top_k_for
 from ppt_eval.cost import analytic_cost, baseline_macs
-from ppt_eval.data import DIGITS, ImageClassificationData, load_prepared
+from ppt_eval.data import DIGITS, ImageClassificationData, load_prepared, num_rows
 from ppt_eval.preprocessing import (
     TrainTransform,
     channel_mean_std,
@@ -97,6 +102,37 @@ def check_output_dir(training_args, resume: str | None) -> None:
             logger.warning("%s exists; pass --resume_from_checkpoint True to continue from it", last)
 
 
+def total_batch_size(training_args) -> int:
+    return (training_args.per_device_train_batch_size * training_args.world_size
+            * training_args.gradient_accumulation_steps)
+
+
+# Rows a stream is shuffled within (the stream's shards are shuffled too): about 1,000 images in memory.
+STREAM_SHUFFLE_BUFFER = 1_000
+
+
+def set_steps_of_a_stream(training_args, train) -> None:
+    """A stream has no length, so Trainer needs `max_steps`: taken from the split size the dataset's info gives
+    (epochs x steps per epoch), or given with --max_steps."""
+    if training_args.max_steps > 0:
+        return
+    rows = num_rows(train)
+    if rows is None:
+        raise ValueError("with --streaming, the size of the training split is unknown (the dataset's info does not "
+                         "give it): set the length of training with --max_steps")
+    per_epoch = -(-rows // total_batch_size(training_args))
+    training_args.max_steps = max(1, math.ceil(training_args.num_train_epochs * per_epoch))
+
+
+def with_transform(dataset, transform, columns: list[str]):
+    """`dataset` with `transform` (rows of `columns` -> pixel_values, labels) applied as rows are read:
+    `set_transform` on a map-style dataset, a lazy batched `map` on a stream."""
+    if isinstance(dataset, IterableDataset):
+        return dataset.select_columns(columns).map(transform, batched=True, remove_columns=columns)
+    dataset.set_transform(transform)
+    return dataset
+
+
 # ---- metrics ----------------------------------------------------------------------------------------------------
 
 
@@ -113,7 +149,8 @@ def make_metric_functions(num_labels: int):
         return ranked_predictions(logits, top_k)
 
     def compute_metrics(eval_prediction):
-        return metric.compute(predictions=eval_prediction.predictions, references=eval_prediction.label_ids)
+        scores = metric.compute(predictions=eval_prediction.predictions, references=eval_prediction.label_ids)
+        return {**scores, "samples": len(eval_prediction.label_ids)}  # counted, as a stream has no length
 
     return preprocess_logits_for_metrics, compute_metrics
 
@@ -231,8 +268,7 @@ def training_info(model, eval_split: str, train_metrics: dict, training_args, mo
         "epochs": training_args.num_train_epochs,
         "learning_rate": training_args.learning_rate,
         "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
-        "batch_size": training_args.per_device_train_batch_size * training_args.world_size
-        * training_args.gradient_accumulation_steps,
+        "batch_size": total_batch_size(training_args),
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
         "label_smoothing_factor": training_args.label_smoothing_factor,
         "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
@@ -321,15 +357,20 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     # ---- data: load, pick splits and columns, check labels and every image, all before training ----
     with training_args.main_process_first(desc="loading the dataset"):
         data = load_prepared(data_args, digits_size=model_args.image_size or 32, check_all_images=data_args.check_images,
-                             max_train_samples=data_args.max_train_samples, cache_dir=model_args.cache_dir)
-    logger.info("train: %d images, eval (%s): %d images, %d classes, columns image=%r label=%r",
-                len(data.train), data.eval_split_name, len(data.eval), len(data.label_names),
-                data.image_column, data.label_column)
+                             need_train=True, max_train_samples=data_args.max_train_samples,
+                             cache_dir=model_args.cache_dir)
+    if data.streaming:
+        set_steps_of_a_stream(training_args, data.train)
+    logger.info("train: %s images, eval (%s): %s images, %d classes, columns image=%r label=%r",
+                num_rows(data.train) or "a stream of", data.eval_split_name, num_rows(data.eval) or "a stream of",
+                len(data.label_names), data.image_column, data.label_column)
 
     # ---- model and image processor (config first: bad PPT settings fail before weights load) ----
     config = build_config(model_args, data.label_names)
-    if model_args.from_scratch:
-        mean, std = channel_mean_std(data.train[data.image_column], config.image_size)
+    if model_args.from_scratch:  # the dataset's own statistics (of the first 10,000 images of a stream)
+        images = (row[data.image_column] for row in data.train.take(10_000)) if data.streaming else \
+            data.train[data.image_column]
+        mean, std = channel_mean_std(images, config.image_size)
         image_processor = scratch_image_processor(config.image_size, mean, std)
     else:
         image_processor = pretrained_image_processor(model_args, config.image_size)
@@ -340,16 +381,19 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     train_transform = TrainTransform(config.image_size, image_processor.image_mean, image_processor.image_std,
                                      crop_scale=(data_args.crop_scale_min, 1.0),
                                      horizontal_flip=data_args.horizontal_flip)
-    data.train.set_transform(train_batch_transform(train_transform, data.image_column, data.label_column))
-    data.eval.set_transform(eval_batch_transform(image_processor, data.image_column, data.label_column))
+    columns = [data.image_column, data.label_column]
+    train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns)
+    if data.streaming:
+        train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+    eval_dataset = with_transform(data.eval, eval_batch_transform(image_processor, *columns), columns)
     preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
 
     trainer = ImageTrainer(
         model=model,
         args=training_args,
         data_collator=collate_image_batch,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=image_processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
@@ -367,7 +411,9 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     # ---- train, then evaluate with PPT on and off ----
     train_result = trainer.train(resume_from_checkpoint=run.resume_from)
     # total_flos from the state: with --disable_tqdm, Trainer's PrinterCallback pops it from the logged metrics dict
-    train_metrics = {**train_result.metrics, "total_flos": trainer.state.total_flos, "train_samples": len(data.train),
+    train_samples = num_rows(data.train) if not data.streaming else trainer.state.global_step * total_batch_size(
+        training_args)  # a stream: the images the steps took
+    train_metrics = {**train_result.metrics, "total_flos": trainer.state.total_flos, "train_samples": train_samples,
                      "train_global_step": trainer.state.global_step}
     trainer.log_metrics("train", train_metrics)
 
@@ -375,7 +421,7 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     with model.compression_settings(reduction_layers=[]):  # the same weights as the stock DeiT
         eval_metrics.update(trainer.evaluate(metric_key_prefix="eval_baseline"))
     eval_metrics.update(ppt_summary(model.config))
-    eval_metrics.update({"eval_samples": len(data.eval), "eval_split": data.eval_split_name})
+    eval_metrics.update({"eval_split": data.eval_split_name})  # eval_samples: counted by compute_metrics
     trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
 
     info = training_info(model, data.eval_split_name, train_metrics, training_args, run.model_args, run.data_args)

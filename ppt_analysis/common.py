@@ -32,11 +32,14 @@ def load_placed_model(args) -> tuple[torch.nn.Module, torch.device]:
     return args.place(load_model(args, args.ppt_settings())), args.torch_device
 
 
-def load_data(args, model) -> tuple[ImageClassificationData, object]:
+def load_data(args, model, need_train: bool = False) -> tuple[ImageClassificationData, object]:
     """`--dataset_name`'s splits (by the split rule of `ppt_eval.data`) and the model's image processor."""
     if args.dataset_name is None:
         raise ValueError("this command needs images: give --dataset_name (a dataset folder, a Hub id, or digits)")
-    data = load_prepared(args, digits_size=model.config.image_size)
+    if args.streaming:
+        raise ValueError("the analysis commands run many settings on the same images, held in memory: --streaming "
+                         "is for benchmark.py and train.py; use --max_eval_samples to take a part of a large split")
+    data = load_prepared(args, digits_size=model.config.image_size, need_train=need_train)
     return data, load_image_processor(args.checkpoint, model.config.image_size)
 
 

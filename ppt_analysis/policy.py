@@ -197,7 +197,7 @@ class CalibrateArguments(PolicyStatsArguments):
 def policy_batches(args, model, split: str) -> list:
     if args.dataset_name is None:
         return noise_batches(model.config, args.num_samples, args.batch_size, args.seed)
-    data, processor = load_data(args, model)
+    data, processor = load_data(args, model, need_train=split == "train")
     return preprocessed(getattr(data, split), data, processor, args.batch_size, limit=args.num_samples)
 
 

@@ -151,7 +151,7 @@ def run(args: ScoreTableArguments) -> int:
     model, device = load_placed_model(args)
     for name in args.score_functions:  # an unknown name fails before any work
         model.config.with_compression(score_function=name)
-    data, processor = load_data(args, model)
+    data, processor = load_data(args, model, need_train=args.finetune_steps > 0 or args.calibrate_prune_fraction is not None)
     eval_batches = preprocessed(data.eval, data, processor, args.eval_batch_size)
     finetuning = calibration = None
     if args.calibrate_prune_fraction is not None:  # tau from training images, never from the evaluation split

@@ -19,6 +19,9 @@ import datasets
 import evaluate
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from datasets.distributed import split_dataset_by_node
 from tqdm.auto import tqdm
 
 from .data import check_labels
@@ -94,27 +97,54 @@ def accuracy_of(ranked: torch.Tensor, references: torch.Tensor) -> AccuracyResul
     return AccuracyResult(scores["accuracy"], scores.get("top5_accuracy"), int(references.numel()))
 
 
+def this_process_share(dataset):
+    """The rows of `dataset` (map-style or a stream) this process evaluates: all of them in a single process; under
+    `accelerate launch --num_processes N` (or torchrun) a 1/N share, each row in exactly one process's share, so
+    that gathering the shares counts every row once."""
+    state = PartialState()
+    if state.num_processes == 1:
+        return dataset
+    return split_dataset_by_node(dataset, rank=state.process_index, world_size=state.num_processes)
+
+
 @torch.inference_mode()
 def evaluate_accuracy(models: dict[str, torch.nn.Module], batches: Iterable, num_labels: int,
                       device: torch.device | str = "cpu", progress: bool = True,
                       total: int | None = None) -> dict[str, AccuracyResult]:
     """Top-1 / top-5 of several models on the same `(pixel_values, labels)` batches (each batch preprocessed once).
-    Labels outside the `num_labels` classes are an error (`check_labels`), found batch by batch."""
+
+    With several processes, `batches` are this process's share (`this_process_share`); the predictions of all
+    processes are gathered, so every process returns the accuracy over the whole split. Labels outside the
+    `num_labels` classes are an error (`check_labels`), found batch by batch. `total`: the images expected (in this
+    process), for the progress bar, when known.
+    """
     k = top_k_for(num_labels)
     ranked: dict[str, list[torch.Tensor]] = {name: [] for name in models}
-    references, seen = [], 0
-    for pixel_values, labels in tqdm(batches, total=total, desc="accuracy", disable=not progress, leave=False):
-        check_labels(labels, num_labels, "the evaluation split")
-        references.append(labels.reshape(-1).cpu())
-        for name, model in models.items():
-            dtype = next(model.parameters()).dtype
-            logits = model(pixel_values.to(device=device, dtype=dtype)).logits
-            ranked[name].append(ranked_predictions(logits.float(), k).cpu())
-        seen += labels.numel()
-    if seen == 0:
+    references = []
+    with tqdm(total=total, unit="img", desc="accuracy", disable=not progress, leave=False) as bar:
+        for pixel_values, labels in batches:
+            check_labels(labels, num_labels, "the evaluation split")
+            references.append(labels.reshape(-1).cpu())
+            for name, model in models.items():
+                dtype = next(model.parameters()).dtype
+                logits = model(pixel_values.to(device=device, dtype=dtype)).logits
+                ranked[name].append(ranked_predictions(logits.float(), k).cpu())
+            bar.update(labels.numel())
+    labels = _all_processes(references, torch.zeros(0, dtype=torch.long))
+    if labels.numel() == 0:
         raise ValueError("the evaluation split is empty")
-    labels = torch.cat(references)
-    return {name: accuracy_of(torch.cat(parts), labels) for name, parts in ranked.items()}
+    return {name: accuracy_of(_all_processes(parts, torch.zeros(0, k, dtype=torch.long)), labels)
+            for name, parts in ranked.items()}
 
 
-__all__ = ["AccuracyResult", "TopKAccuracy", "accuracy_of", "evaluate_accuracy", "ranked_predictions", "top_k_for"]
+def _all_processes(parts: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
+    """This process's tensors concatenated, and, with several processes, those of all processes after it in
+    process order (an empty share contributes nothing)."""
+    local = torch.cat(parts) if parts else empty
+    if PartialState().num_processes == 1:
+        return local
+    return torch.cat(gather_object([local]))
+
+
+__all__ = ["AccuracyResult", "TopKAccuracy", "accuracy_of", "evaluate_accuracy", "ranked_predictions",
+           "this_process_share", "top_k_for"]

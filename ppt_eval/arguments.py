@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import torch
+from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from .models import ARCHITECTURES
@@ -117,6 +118,13 @@ class MachineArguments:
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
 
+    @property
+    def processes(self) -> PartialState:
+        """The processes this command runs in: one, or several under `accelerate launch` / torchrun. accelerate's
+        state is created once per process, and on a machine without a GPU it joins the processes only when told it
+        runs on the CPU: so it is created here, where the device is known, before anything else asks for it."""
+        return PartialState(cpu=self.torch_device.type == "cpu")
+
     def place(self, model: torch.nn.Module) -> torch.nn.Module:
         """Apply --threads, and move `model` to --device / --dtype."""
         if self.threads:
@@ -143,6 +151,9 @@ class DatasetArguments:
         "help": "Fraction of train held out for evaluation when the dataset has no evaluation split."})
     split_seed: int = field(default=42, metadata={"help": "Seed of that held-out split."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N images only."})
+    streaming: bool = field(default=False, metadata={
+        "help": "Read the dataset as a stream (datasets' IterableDataset): images are decoded as they are used, "
+                "so memory stays flat for ImageNet-size data."})
 
     def validate(self) -> None:
         check_at_least(self, 1, "max_eval_samples")

@@ -9,9 +9,14 @@ name always means the same images.
 held out with `split_seed` (stratified by label when every class has two rows or more). The training split is
 `train_split_name` minus that held-out part.
 
-Sources: a Hub dataset id, a `save_to_disk` folder (a Dataset or a DatasetDict), an `imagefolder` directory of
-class sub-folders, or `digits`: scikit-learn's bundled handwritten digits (offline, no download), with a fixed 20%
-test split.
+Sources: a Hub dataset id, a `save_to_disk` folder (a Dataset or a DatasetDict), a local folder that `datasets`
+reads as it is (an `imagefolder` directory of class sub-folders, parquet shards such as `data/validation-*.parquet`),
+or `digits`: scikit-learn's bundled handwritten digits (offline, no download), with a fixed 20% test split.
+
+**Streaming** (`streaming=True`): the splits are `datasets.IterableDataset`s, read and decoded as they are consumed,
+so memory stays flat however large the split (ImageNet's 50,000 validation images, say). The split rule is the
+same, except that a stream cannot be split at random: a dataset without an evaluation split needs
+`eval_split_name`. Labels are checked batch by batch as they arrive instead of up front, images as they decode.
 
 Everything that can be wrong with a dataset raises a `ValueError` that names what exists (splits, columns, label
 range, the undecodable image), before any training or measurement starts.
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 import datasets
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from datasets import Image as ImageFeature
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -93,11 +98,12 @@ def is_saved_dataset(path: str) -> bool:
 
 
 def load_image_dataset(name: str, config_name: str | None = None, cache_dir: str | None = None,
-                       digits_size: int = 32) -> DatasetDict:
-    """`name`: a Hub dataset id, a `save_to_disk` folder, an `imagefolder` directory, or `digits` (at
-    `digits_size` px; a local folder called "digits" must be given as `./digits`)."""
+                       digits_size: int = 32, streaming: bool = False) -> DatasetDict | IterableDatasetDict:
+    """`name`: a Hub dataset id, a `save_to_disk` folder, a local folder `datasets` reads (imagefolder, parquet
+    shards), or `digits` (at `digits_size` px; a local folder called "digits" must be given as `./digits`). With
+    `streaming`, every split is an `IterableDataset`."""
     if name == DIGITS:
-        return load_digits_dataset(digits_size)
+        return _as_streams(load_digits_dataset(digits_size)) if streaming else load_digits_dataset(digits_size)
     path = os.path.expanduser(name)
     if os.path.isdir(path):
         if is_saved_dataset(path):
@@ -105,34 +111,50 @@ def load_image_dataset(name: str, config_name: str | None = None, cache_dir: str
                 loaded = datasets.load_from_disk(path)
             except Exception as error:  # datasets raises several types for a damaged folder
                 raise ValueError(f"dataset folder {name!r} cannot be read ({type(error).__name__}: {error})") from None
-        else:
-            loaded = _load_imagefolder(name, path, cache_dir)
-    elif os.path.exists(path):
+            loaded = DatasetDict({"train": loaded}) if isinstance(loaded, Dataset) else loaded
+            return _as_streams(loaded) if streaming else loaded
+        return _load_local_folder(name, path, cache_dir, streaming)
+    if os.path.exists(path):
         raise ValueError(
-            f"dataset {name!r} is a file; give a dataset folder (save_to_disk output or an imagefolder directory of "
-            "class sub-folders), a Hub dataset id, or 'digits'"
+            f"dataset {name!r} is a file; give a dataset folder (save_to_disk output, an imagefolder directory of "
+            "class sub-folders, parquet shards), a Hub dataset id, or 'digits'"
         )
-    elif looks_like_local_path(name):
+    if looks_like_local_path(name):
         raise ValueError(f"dataset path {name!r} does not exist")
-    else:
-        try:
-            loaded = datasets.load_dataset(name, config_name, cache_dir=cache_dir)
-        except Exception as error:  # the Hub client raises many types (offline, 404, gated...)
-            raise ValueError(
-                f"could not load dataset {name!r} from the Hugging Face Hub ({type(error).__name__}: {error}). "
-                "If it is meant to be a local folder, that folder does not exist."
-            ) from error
-    return DatasetDict({"train": loaded}) if isinstance(loaded, Dataset) else loaded
-
-
-def _load_imagefolder(name: str, path: str, cache_dir: str | None):
     try:
-        return datasets.load_dataset("imagefolder", data_dir=path, cache_dir=cache_dir)
+        loaded = datasets.load_dataset(name, config_name, cache_dir=cache_dir, streaming=streaming)
+    except Exception as error:  # the Hub client raises many types (offline, 404, gated...)
+        raise ValueError(
+            f"could not load dataset {name!r} from the Hugging Face Hub ({type(error).__name__}: {error}). "
+            "If it is meant to be a local folder, that folder does not exist."
+        ) from error
+    if isinstance(loaded, (Dataset, IterableDataset)):
+        return (IterableDatasetDict if streaming else DatasetDict)({"train": loaded})
+    return loaded
+
+
+def _as_streams(dataset: DatasetDict) -> IterableDatasetDict:
+    return IterableDatasetDict({name: split.to_iterable_dataset() for name, split in dataset.items()})
+
+
+def _load_local_folder(name: str, path: str, cache_dir: str | None, streaming: bool):
+    """A folder `datasets` reads by its files: an imagefolder directory of class sub-folders, parquet shards, ..."""
+    try:
+        return datasets.load_dataset(path, cache_dir=cache_dir, streaming=streaming)
     except Exception as error:  # an empty folder, class folders without images, unreadable files
         raise ValueError(
-            f"dataset folder {name!r} is neither a save_to_disk folder nor an imagefolder directory of class "
-            f"sub-folders with images ({type(error).__name__}: {error})"
+            f"dataset folder {name!r} is neither a save_to_disk folder nor a folder of data files that datasets "
+            f"reads (an imagefolder directory of class sub-folders with images, parquet shards) "
+            f"({type(error).__name__}: {error})"
         ) from None
+
+
+def num_rows(split) -> int | None:
+    """The rows of a split: its length, or for a stream what the dataset's info says (None when it says nothing)."""
+    if isinstance(split, Dataset):
+        return len(split)
+    info = split.info.splits.get(split.split) if split.info is not None and split.info.splits else None
+    return None if info is None else info.num_examples
 
 
 # ---- columns and labels ---------------------------------------------------------------------------------------------
@@ -182,9 +204,12 @@ def check_labels(labels, num_labels: int, where: str) -> None:
     if bad.any():
         values = sorted({int(value) for value in labels[bad]})
         shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
+        unlabelled = values == [-1]
         raise ValueError(
             f"{where} has labels outside the classes 0 to {num_labels - 1} (num_labels={num_labels}): {shown} "
             f"({int(bad.sum())} of {labels.size} rows, the first at row {int(np.flatnonzero(bad)[0])})"
+            + ("; -1 marks an unlabelled split (ImageNet's test split, say): evaluate another with --eval_split_name"
+               if unlabelled else "")
         )
 
 
@@ -208,21 +233,28 @@ def check_images(dataset: Dataset, image_column: str, split: str) -> None:
 # ---- splits ---------------------------------------------------------------------------------------------------------
 
 
-def select_splits(dataset: DatasetDict, train_split_name: str = "train", eval_split_name: str | None = None,
-                  eval_split_ratio: float = 0.15, split_seed: int = 42,
-                  label_column: str | None = None) -> tuple[Dataset, Dataset, str]:
-    """`(train, eval, eval split's name)` by the split rule of the module docstring."""
+def select_splits(dataset, train_split_name: str = "train", eval_split_name: str | None = None,
+                  eval_split_ratio: float = 0.15, split_seed: int = 42, label_column: str | None = None,
+                  need_train: bool = True) -> tuple:
+    """`(train, eval, eval split's name)` by the split rule of the module docstring. With `need_train=False`
+    (evaluation only) a dataset may have no training split, and `train` is then None."""
     splits = list(dataset.keys())
-    if train_split_name not in dataset:
-        raise ValueError(f"train split {train_split_name!r} not found; the dataset has splits: {splits}")
+    if eval_split_name is not None and eval_split_name not in dataset:
+        raise ValueError(f"eval split {eval_split_name!r} not found; the dataset has splits: {splits}")
+    if eval_split_name is None:
+        eval_split_name = next((name for name in EVAL_SPLIT_CANDIDATES if name in dataset and name != train_split_name),
+                               None)
     if eval_split_name is not None:
-        if eval_split_name not in dataset:
-            raise ValueError(f"eval split {eval_split_name!r} not found; the dataset has splits: {splits}")
-        return dataset[train_split_name], dataset[eval_split_name], eval_split_name
-    for candidate in EVAL_SPLIT_CANDIDATES:
-        if candidate in dataset and candidate != train_split_name:
-            return dataset[train_split_name], dataset[candidate], candidate
+        if need_train and train_split_name not in dataset:
+            raise ValueError(f"train split {train_split_name!r} not found; the dataset has splits: {splits}")
+        return dataset.get(train_split_name), dataset[eval_split_name], eval_split_name
+    if train_split_name not in dataset:
+        raise ValueError(f"train split {train_split_name!r} not found and no evaluation split either; the dataset "
+                         f"has splits: {splits} (name one with --eval_split_name)")
     train = dataset[train_split_name]
+    if isinstance(train, IterableDataset):
+        raise ValueError(f"the dataset has no evaluation split (splits: {splits}) and a stream cannot be split at "
+                         "random: name one with --eval_split_name, or drop --streaming to hold out part of train")
     if not 0 < eval_split_ratio < 1:
         raise ValueError(f"eval_split_ratio={eval_split_ratio} must be in (0, 1)")
     if len(train) < 2:
@@ -236,18 +268,29 @@ def select_splits(dataset: DatasetDict, train_split_name: str = "train", eval_sp
 
 @dataclass
 class ImageClassificationData:
-    """The two splits and what a model needs to know about them."""
+    """The two splits (map-style `Dataset`s, or `IterableDataset`s when streaming) and what a model needs to know
+    about them. `train` is None when only evaluation was asked for and the dataset has no training split."""
 
-    train: Dataset
-    eval: Dataset
+    train: Dataset | IterableDataset | None
+    eval: Dataset | IterableDataset
     image_column: str
     label_column: str
     label_names: list[str]
     eval_split_name: str  # the split's name, or "<train> (held out N%)"
 
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.eval, IterableDataset)
+
+
+def _features(split) -> datasets.Features:
+    if split.features is None:  # a stream whose source declares none: read them off its first row
+        split = split._resolve_features()
+    return split.features
+
 
 def prepare_data(
-    dataset: DatasetDict,
+    dataset,
     *,
     dataset_name: str | None = None,
     image_column_name: str | None = None,
@@ -259,12 +302,17 @@ def prepare_data(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     check_all_images: bool = True,
+    need_train: bool = True,
 ) -> ImageClassificationData:
-    """Resolve columns and splits, check labels (and decode every image); raises `ValueError` on anything wrong."""
+    """Resolve columns and splits and check labels (and decode every image); raises `ValueError` on anything wrong.
+    Streams are checked as far as that is possible without reading them: columns and label names now, labels and
+    images as they are read."""
     known_image, known_label = KNOWN_COLUMNS.get(dataset_name or "", (None, None))
-    if train_split_name not in dataset:
-        raise ValueError(f"train split {train_split_name!r} not found; the dataset has splits: {list(dataset)}")
-    features = dataset[train_split_name].features
+    if not dataset:
+        raise ValueError(f"the dataset {dataset_name!r} has no splits")
+    candidates = [dataset.get(train_split_name), dataset.get(eval_split_name), next(iter(dataset.values()))]
+    reference = next(split for split in candidates if split is not None)
+    features = _features(reference)
     image_column = choose_column(features, image_column_name or known_image, "image", ImageFeature)
     label_column = choose_column(
         features, label_column_name or known_label, "label", ClassLabel, preferred=PREFERRED_LABEL_NAMES
@@ -274,32 +322,53 @@ def prepare_data(
     if not isinstance(features[image_column], ImageFeature):
         raise ValueError(f"image column {image_column!r} has type {features[image_column]}; it must be an Image feature")
     train, eval_split, eval_name = select_splits(
-        dataset, train_split_name, eval_split_name, eval_split_ratio, split_seed, label_column
+        dataset, train_split_name, eval_split_name, eval_split_ratio, split_seed, label_column, need_train
     )
-    for name, split in ((train_split_name, train), (eval_name, eval_split)):
-        missing = [column for column in (image_column, label_column) if column not in split.features]
+    splits = [(name, split) for name, split in ((train_split_name, train), (eval_name, eval_split)) if split is not None]
+    for name, split in splits:
+        missing = [column for column in (image_column, label_column) if column not in _features(split)]
         if missing:
-            raise ValueError(f"split {name!r} lacks column(s) {missing}; it has {list(split.features)}")
-    label_names = label_names_of(label_column, train, eval_split)
+            raise ValueError(f"split {name!r} lacks column(s) {missing}; it has {list(_features(split))}")
+    streaming = isinstance(eval_split, IterableDataset)
+    if streaming:
+        if not isinstance(features[label_column], ClassLabel):
+            raise ValueError(f"label column {label_column!r} has type {features[label_column]}; a stream needs a "
+                             "ClassLabel column, whose names give the classes (an integer column would need a full "
+                             "pass to count them)")
+        label_names = list(features[label_column].names)
+    else:
+        label_names = label_names_of(label_column, *[split for _, split in splits])
     if len(label_names) < 2:
         raise ValueError(f"label column {label_column!r} has {len(label_names)} class(es); need at least 2")
-    if max_train_samples is not None:
-        train = train.select(range(min(max_train_samples, len(train))))
-    if max_eval_samples is not None:
-        eval_split = eval_split.select(range(min(max_eval_samples, len(eval_split))))
-    for name, split in ((train_split_name, train), (eval_name, eval_split)):
-        if len(split) == 0:
-            raise ValueError(f"split {name!r} is empty")
-        check_labels(split[label_column], len(label_names), f"split {name!r}")
-        if check_all_images:
-            check_images(split, image_column, name)
+    train = _first(train, max_train_samples)
+    eval_split = _first(eval_split, max_eval_samples)
+    if not streaming:
+        for name, split in ((train_split_name, train), (eval_name, eval_split)):
+            if split is None:
+                continue
+            if len(split) == 0:
+                raise ValueError(f"split {name!r} is empty")
+            check_labels(split[label_column], len(label_names), f"split {name!r}")
+            if check_all_images:
+                check_images(split, image_column, name)
     return ImageClassificationData(train, eval_split, image_column, label_column, label_names, eval_name)
 
 
-def load_prepared(args, *, digits_size: int = 32, check_all_images: bool = False,
+def _first(split, count: int | None):
+    """The first `count` rows of a split (all of it when `count` is None)."""
+    if split is None or count is None:
+        return split
+    if isinstance(split, IterableDataset):
+        return split.take(count)
+    return split.select(range(min(count, len(split))))
+
+
+def load_prepared(args, *, digits_size: int = 32, check_all_images: bool = False, need_train: bool = False,
                   max_train_samples: int | None = None, cache_dir: str | None = None) -> ImageClassificationData:
-    """`load_image_dataset` + `prepare_data` for a `DatasetArguments` (see `ppt_eval.arguments`)."""
-    raw = load_image_dataset(args.dataset_name, args.dataset_config_name, cache_dir, digits_size=digits_size)
+    """`load_image_dataset` + `prepare_data` for a `DatasetArguments` (see `ppt_eval.arguments`). Evaluation
+    (`need_train=False`, the default) works on datasets without a training split too."""
+    raw = load_image_dataset(args.dataset_name, args.dataset_config_name, cache_dir, digits_size=digits_size,
+                             streaming=args.streaming)
     return prepare_data(
         raw,
         dataset_name=args.dataset_name,
@@ -312,6 +381,7 @@ def load_prepared(args, *, digits_size: int = 32, check_all_images: bool = False
         max_train_samples=max_train_samples,
         max_eval_samples=args.max_eval_samples,
         check_all_images=check_all_images,
+        need_train=need_train,
     )
 
 
@@ -328,6 +398,7 @@ __all__ = [
     "load_image_dataset",
     "load_prepared",
     "looks_like_local_path",
+    "num_rows",
     "prepare_data",
     "select_splits",
 ]

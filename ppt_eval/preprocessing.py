@@ -190,9 +190,9 @@ def collate_image_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
 
 
 def eval_batches(dataset, processor, image_column: str, label_column: str, batch_size: int):
-    """Yield `(pixel_values [B, 3, H, W], labels [B])` over `dataset` in order, preprocessed by `processor`."""
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset[start : start + batch_size]
+    """Yield `(pixel_values [B, 3, H, W], labels [B])` over `dataset` (map-style or a stream) in order, preprocessed
+    by `processor` one batch at a time."""
+    for rows in dataset.select_columns([image_column, label_column]).iter(batch_size=batch_size):
         images = [image.convert("RGB") for image in rows[image_column]]
         yield processor(images, return_tensors="pt")["pixel_values"], torch.as_tensor(rows[label_column])
 

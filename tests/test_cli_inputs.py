@@ -374,7 +374,7 @@ def test_check_labels_accepts_labels_in_range():
 
 def test_a_model_folder_is_no_dataset(checkpoint, capsys):
     rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--dataset_name", checkpoint],
-             f"dataset folder {checkpoint!r} is neither a save_to_disk folder nor an imagefolder directory")
+             f"dataset folder {checkpoint!r} is neither a save_to_disk folder nor a folder of data files")
 
 
 # ---- 10. run --cost_only times nothing, so it says nothing about timing -------------------------------------------
