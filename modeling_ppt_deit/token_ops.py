@@ -131,7 +131,7 @@ def clamp_tokens_removed(r: int, num_tokens: int, num_protected: int) -> int:
     return max(0, min(int(r), (num_tokens - num_protected) // 2))
 
 
-def choose_pruning(scores: torch.Tensor, prune_threshold: float) -> torch.Tensor:
+def choose_pruning(scores: torch.Tensor, prune_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample policy: `True` = prune (score variance >= tau), `False` = pool. Returns `(prune [B], var [B])`."""
     variance = torch.var(scores.float(), dim=-1)  # unbiased, as torch.var's default and the authors' code
     return variance >= prune_threshold, variance
@@ -277,14 +277,6 @@ def weighted_keep_and_add(
     new_sizes = keep_and_add(sizes, kept, merged, destination, add_weight)
     new_x = keep_and_add(x * sizes.unsqueeze(-1), kept, merged, destination, add_weight)
     return new_x / new_sizes.unsqueeze(-1), new_sizes
-
-
-def merge_tokens(x: torch.Tensor, plan: MergePlan) -> torch.Tensor:
-    """Sum-merge `x` `[B, N, ...]` by `plan` -> `[B, N - r, ...]`: every merged A-token is added into its B-token.
-
-    Output order: `[CLS, (DIST), unmerged A-tokens in original order, B-tokens]`.
-    """
-    return keep_and_add(x, *merge_layout(plan, x.shape[1]))
 
 
 def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple[torch.Tensor, torch.Tensor]:
