@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -32,6 +33,63 @@ def test_invalid_settings_raise_value_error_naming_the_value(settings, needle):
     with pytest.raises(ValueError) as error:
         tiny_config(**settings)
     assert needle in str(error.value)
+
+
+# (setting, bad value, what the message must say the setting accepts). Each arrived as a raw TypeError,
+# ZeroDivisionError, or was stored as it was (a truthy "no").
+BAD_TYPES = [
+    ("proportional_attention", "no", "True or False"),
+    ("track_sources", 1, "True or False"),
+    ("use_distillation_token", "yes", "True or False"),
+    ("distillation_head", None, "True or False"),
+    ("tokens_removed", 8.0, "an int >= 0, or a list of them"),
+    ("tokens_removed", [8, "8"], "an int >= 0, or a list of them"),
+    ("reduction_layers", None, "a list of 0-based layer indices"),
+    ("reduction_layers", 3, "a list of 0-based layer indices"),
+    ("reduction_layers", "12", "a list of 0-based layer indices"),
+    ("prune_threshold", "abc", "a number >= 0"),
+    ("prune_threshold", None, "a number >= 0"),
+    ("prune_threshold", True, "a number >= 0"),
+    ("score_function", 3, "the name of a registered score function"),
+    ("score_function", ["ats"], "the name of a registered score function"),
+    ("patch_size", 0, "a positive int, or a (height, width) pair"),
+    ("image_size", -32, "a positive int, or a (height, width) pair"),
+    ("image_size", [32, 32, 3], "a positive int, or a (height, width) pair"),
+    ("image_size", 2, "at least one patch"),  # 4 px patches
+]
+
+
+@pytest.mark.parametrize("route", ["constructor", "config_from_pretrained", "model_from_pretrained", "config.json"])
+@pytest.mark.parametrize("name, value, allowed", BAD_TYPES, ids=lambda v: repr(v)[:20])
+def test_badly_typed_settings_raise_value_error_naming_the_setting(tmp_path, route, name, value, allowed):
+    if route == "constructor":
+        load = lambda: tiny_config(**{name: value})  # noqa: E731
+    else:
+        tiny_model().save_pretrained(tmp_path)
+        if route == "config.json":
+            config_json = json.loads((tmp_path / "config.json").read_text())
+            config_json[name] = value
+            (tmp_path / "config.json").write_text(json.dumps(config_json))
+            load = lambda: PPTDeiTForImageClassification.from_pretrained(tmp_path)  # noqa: E731
+        elif route == "config_from_pretrained":
+            load = lambda: PPTDeiTConfig.from_pretrained(tmp_path, **{name: value})  # noqa: E731
+        else:
+            load = lambda: PPTDeiTForImageClassification.from_pretrained(tmp_path, **{name: value})  # noqa: E731
+    with pytest.raises(ValueError) as error:
+        load()
+    message = str(error.value)
+    assert name in message and allowed in message, message
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"ppt_deit"', "3", "null"])
+def test_config_json_that_is_not_an_object(tmp_path, content):
+    tiny_model().save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(content)
+    for load in (PPTDeiTConfig.from_pretrained, PPTDeiTForImageClassification.from_pretrained):
+        with pytest.raises(ValueError, match=r"config.json.* must be a JSON object"):
+            load(tmp_path)
+    with pytest.raises(ValueError, match=r"config_dict must be a JSON object"):
+        PPTDeiTConfig.from_dict(json.loads(content))
 
 
 def test_unknown_score_lists_known_ones():
