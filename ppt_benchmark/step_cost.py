@@ -50,7 +50,7 @@ def measure_step_cost(
             return compress(hidden, sizes, scores, stats.key_mean, r, config.prune_threshold, num_protected)
 
         steps = {
-            "layer": lambda: layer(hidden, TokenState(None, None), 0),
+            "layer": lambda: layer(hidden, TokenState(None, None)),
             "attention": lambda: layer.attention(normed),
             "attention_with_statistics": lambda: layer.attention(normed, need_stats=True, need_probs=needs_probs),
             "compression_step": compression_step,
