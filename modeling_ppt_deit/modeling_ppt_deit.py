@@ -491,7 +491,8 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
     - returns `PPTDeiTModelOutput`: also `token_sizes`, `token_sources` and, with `output_compression=True`, one
       `PPTCompressionRecord` per reduction layer; `hidden_states` / `attentions` shrink after each reduction layer;
     - no `bool_masked_pos` and no `attention_mask` (there is no padding in an image, and a mask would not follow
-      the tokens through pruning and pooling); unknown keyword arguments raise a TypeError.
+      the tokens through pruning and pooling); unknown keyword arguments raise a TypeError;
+    - integer, boolean or complex `pixel_values` and an empty batch are refused with a clear error.
     """
 
     def __init__(self, config: PPTDeiTConfig, add_pooling_layer: bool = True):
@@ -681,6 +682,14 @@ def _check_pixel_values(pixel_values, config: PPTDeiTConfig) -> None:
             f"pixel_values must be a 4-d tensor (batch_size, num_channels, height, width), got {shape}; "
             "use the model's image processor to turn images into pixel_values"
         )
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values has dtype {pixel_values.dtype}, but the model takes floating-point pixel values normalised "
+            "by its image processor (raw 0-255 integer pixels give wrong predictions): use "
+            "AutoImageProcessor.from_pretrained(<checkpoint>)(images, return_tensors='pt').pixel_values"
+        )
+    if pixel_values.shape[0] == 0:
+        raise ValueError(f"pixel_values holds no image (shape {tuple(pixel_values.shape)}): pass at least one")
     if pixel_values.shape[1] != config.num_channels:
         raise ValueError(
             f"pixel_values has {pixel_values.shape[1]} channels (shape {tuple(pixel_values.shape)}) but the model "

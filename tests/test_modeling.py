@@ -558,6 +558,33 @@ def test_wrong_inputs_raise_clear_errors():
         model(pixels(2), labels=torch.tensor([-1, 0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.bool, torch.complex64])
+@pytest.mark.parametrize("model_class", [PPTDeiTModel, PPTDeiTForImageClassification])
+def test_non_float_pixel_values_point_to_the_image_processor(dtype, model_class):
+    """Raw 0-255 pixels used to be cast silently and give wrong predictions."""
+    torch.manual_seed(0)
+    model = model_class(PPTDeiTConfig(**TINY, reduction_layers=[1], tokens_removed=8)).eval()
+    raw = (torch.rand(2, 3, 32, 32) * 255).to(dtype) if dtype != torch.bool else torch.rand(2, 3, 32, 32) > 0.5
+    with pytest.raises(ValueError, match=rf"pixel_values has dtype {dtype}.*floating-point.*image processor"):
+        model(raw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_other_float_pixel_values_are_cast(dtype):
+    model = tiny_model()
+    x = pixels(2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x.to(dtype)).logits, model(x.to(dtype).float()).logits)
+
+
+@pytest.mark.parametrize("model_class", [PPTDeiTModel, PPTDeiTForImageClassification])
+def test_empty_batch_gets_a_clear_error(model_class):
+    torch.manual_seed(0)
+    model = model_class(PPTDeiTConfig(**TINY, reduction_layers=[1], tokens_removed=8)).eval()
+    with pytest.raises(ValueError, match=r"pixel_values holds no image \(shape \(0, 3, 32, 32\)\)"):
+        model(torch.zeros(0, 3, 32, 32))
+
+
 @pytest.mark.parametrize("tau", [0.0, math.inf])
 def test_distilled_model_protects_dist_token(tau):
     torch.manual_seed(0)
