@@ -385,9 +385,8 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
     - no flash / flex attention and no attention-backend registry (see the comment at the flags);
     - `_init_weights` draws position embeddings and CLS/DIST from a truncated normal, as ViT does (stock DeiT zeroes
       them);
-    - `from_pretrained` loads stock DeiT/ViT Hub checkpoints through `CHECKPOINT_KEY_MAPPING` (and re-initialises
-      mismatched weights when `num_labels` / `id2label` are passed), and `save_pretrained` writes an `auto_map` for
-      all three Auto classes;
+    - `from_pretrained` loads stock DeiT/ViT Hub checkpoints through `CHECKPOINT_KEY_MAPPING`, and
+      `save_pretrained` writes an `auto_map` for all three Auto classes;
     - `configure_compression` / `compression_settings` change the PPT settings of a built model.
     """
 
@@ -424,16 +423,17 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, that also loads stock DeiT and ViT checkpoints as they are on the Hub
-        (old or new key names, `vit.` or `deit.` prefix), with PPT settings as keyword arguments:
+        (old or new key names, `vit.` or `deit.` prefix: `key_mapping` defaults to `CHECKPOINT_KEY_MAPPING`), with PPT
+        settings as keyword arguments.
+
+        Weight shapes are checked as usual: a checkpoint whose weights do not fit the config (another `num_labels`,
+        `image_size`, ...) raises, unless `ignore_mismatched_sizes=True`, which re-initialises the mismatched weights.
+        Fine-tuning for another label set is thus:
 
             PPTDeiTForImageClassification.from_pretrained("facebook/deit-small-patch16-224", num_labels=100,
-                                                          tokens_removed=50, prune_threshold=7e-5)
-
-        A `num_labels` different from the checkpoint's gives a new, randomly initialised head.
+                                                          ignore_mismatched_sizes=True, tokens_removed=50)
         """
         kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
-        if "num_labels" in kwargs or "id2label" in kwargs:
-            kwargs.setdefault("ignore_mismatched_sizes", True)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
