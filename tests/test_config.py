@@ -178,6 +178,26 @@ def test_configure_compression_validates_and_applies():
     assert [h.shape[1] for h in out.hidden_states] == [65, 61, 61, 61, 61]
 
 
+def test_compression_settings_restores_the_previous_settings_also_on_error():
+    model = tiny_model()
+    x = pixels(1)
+    with torch.no_grad():
+        compressed = model(x, output_hidden_states=True)
+        with model.compression_settings(reduction_layers=[], prune_threshold=float("inf")):
+            assert model.config.reduction_layers == [] and model.config.prune_threshold == float("inf")
+            baseline = model(x, output_hidden_states=True)
+        with pytest.raises(KeyError), model.compression_settings(tokens_removed=[4, 2]):
+            raise KeyError("inside the block")
+        again = model(x, output_hidden_states=True)
+    assert [h.shape[1] for h in baseline.hidden_states] == [65] * 5
+    assert (model.config.reduction_layers, model.config.tokens_removed) == ([1, 2], 8)
+    assert model.config.prune_threshold == pytest.approx(7e-5)
+    assert torch.equal(again.logits, compressed.logits)
+    with pytest.raises(ValueError, match="-1"), model.compression_settings(tokens_removed=-1):
+        pass
+    assert model.config.tokens_removed == 8
+
+
 @pytest.fixture
 def score_registry():
     """Score functions registered by a test are removed afterwards, and built-ins it replaced come back."""
