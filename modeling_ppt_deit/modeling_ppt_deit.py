@@ -14,8 +14,6 @@ differs from its parent, as transformers' `modular_*.py` files do):
 The tensor work of scoring, choosing, pruning and pooling lives in `token_ops.py`.
 """
 
-from __future__ import annotations
-
 import contextlib
 import copy
 from dataclasses import dataclass
