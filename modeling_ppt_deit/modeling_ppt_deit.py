@@ -502,14 +502,18 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
         self.pooler = DeiTPooler(config) if add_pooling_layer else None
         self.post_init()
 
-    def compression_schedule(self) -> tuple[PPTLayerSchedule, ...]:
-        """Every layer's PPT settings for one forward pass, read from the config in one step."""
-        config = self.config
-        if not torch.compiler.is_compiling():
-            # A shallow copy reads all attributes in one dict copy (atomic under the GIL), and configure_compression
-            # replaces them in one dict update: the pass sees the old settings or the new ones, never a mix. (A
-            # compiled graph has the settings baked in as constants, guarded by dynamo: nothing to snapshot there.)
-            config = copy.copy(config)
+    def settings_snapshot(self) -> PPTDeiTConfig:
+        """The config as it is now, read in one step: what one forward pass runs with."""
+        if torch.compiler.is_compiling():
+            # A compiled graph has the settings baked in as constants (guarded by dynamo): nothing to snapshot.
+            return self.config
+        # A shallow copy reads all attributes in one dict copy (atomic under the GIL), and configure_compression
+        # replaces them in one dict update: a pass sees the old settings or the new ones, never a mix.
+        return copy.copy(self.config)
+
+    def compression_schedule(self, config: PPTDeiTConfig | None = None) -> tuple[PPTLayerSchedule, ...]:
+        """Every layer's PPT settings for one forward pass, from `config` (default: a snapshot of `self.config`)."""
+        config = self.settings_snapshot() if config is None else config
         score_function = get_score_function(config.score_function)
         return tuple(
             PPTLayerSchedule(
@@ -543,9 +547,9 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
             arguments transformers passes to every model (accepted, unused here); any other name raises a TypeError.
         """
         _check_forward_kwargs(self, kwargs)
-        config = self.config
+        config = self.settings_snapshot()  # the PPT settings are read here, once per pass, and nowhere else
         _check_pixel_values(pixel_values, config)
-        schedule = self.compression_schedule()
+        schedule = self.compression_schedule(config)
         expected_dtype = self.embeddings.patch_embeddings.projection.weight.dtype
         if pixel_values.dtype != expected_dtype:
             pixel_values = pixel_values.to(expected_dtype)
