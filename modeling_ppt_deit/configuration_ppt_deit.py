@@ -191,13 +191,14 @@ class PPTDeiTConfig(DeiTConfig):
     def num_initial_tokens(self) -> int:
         return self.num_patches_for() + self.num_protected_tokens
 
+    def tokens_removed_per_layer(self) -> dict[int, int]:
+        """The configured r of each reduction layer, `{layer_index: r}`, before the run-time clamp."""
+        layers, removed = self.reduction_layers, self.tokens_removed
+        return dict(zip(layers, [removed] * len(layers) if isinstance(removed, int) else removed))
+
     def tokens_removed_at(self, layer_index: int) -> int:
         """The configured r of a layer (0 for layers that do not compress), before the run-time clamp."""
-        if layer_index not in self.reduction_layers:
-            return 0
-        if isinstance(self.tokens_removed, int):
-            return self.tokens_removed
-        return self.tokens_removed[self.reduction_layers.index(layer_index)]
+        return self.tokens_removed_per_layer().get(layer_index, 0)
 
     def token_schedule(self, image_size=None) -> list[tuple[int, int]]:
         """Per layer, `(tokens in attention, tokens in the MLP)` for one image of `image_size` (default: config)."""

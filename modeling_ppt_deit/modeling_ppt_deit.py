@@ -286,7 +286,7 @@ class PPTDeiTLayerOutput(NamedTuple):
 
     hidden_states: torch.Tensor  # [B, N_out, D], N_out = N_in - r at a reduction layer, N_in elsewhere
     tokens: TokenState  # sizes and sources of those N_out tokens
-    compression: PPTCompressionRecord | None  # at a layer scheduled to compress (configured r > 0), else None
+    compression: PPTCompressionRecord | None  # with output_compression, at a layer scheduled to compress (r > 0)
 
 
 class PPTDeiTLayer(DeiTLayer):
@@ -295,7 +295,8 @@ class PPTDeiTLayer(DeiTLayer):
     Differences from `DeiTLayer`:
     - the compression step between the attention residual and the MLP, at layers whose `schedule` removes tokens;
     - it takes the token state (sizes, sources) and this pass's `PPTLayerSchedule` instead of an attention mask, and
-      returns a `PPTDeiTLayerOutput` (hidden states, token state, compression record) instead of a tensor;
+      returns a `PPTDeiTLayerOutput` (hidden states, token state, and with `output_compression` the compression
+      record) instead of a tensor;
     - `PPTDeiTAttention`, with the log-size bias once tokens have been merged and the statistics the step needs.
     """
 
@@ -309,6 +310,7 @@ class PPTDeiTLayer(DeiTLayer):
         tokens: TokenState | None = None,
         schedule: PPTLayerSchedule = PPTLayerSchedule(),
         output_attentions: bool = False,
+        output_compression: bool = False,
     ) -> PPTDeiTLayerOutput:
         tokens = TokenState(None, None) if tokens is None else tokens
         num_protected = schedule.num_protected
@@ -343,17 +345,18 @@ class PPTDeiTLayer(DeiTLayer):
                 tokens.sources,
             )
             hidden_states, tokens = result.hidden_states, TokenState(result.sizes, result.sources)
-            record = PPTCompressionRecord(
-                scores=scores,
-                score_variance=result.score_variance,
-                pruned=result.pruned,
-                layer_index=schedule.layer_index,
-                tokens_before=tokens_before,
-                tokens_after=hidden_states.shape[1],
-                token_sizes=result.sizes,
-                token_sources=result.sources,
-            )
-        elif schedule.tokens_removed > 0:
+            if output_compression:
+                record = PPTCompressionRecord(
+                    scores=scores,
+                    score_variance=result.score_variance,
+                    pruned=result.pruned,
+                    layer_index=schedule.layer_index,
+                    tokens_before=tokens_before,
+                    tokens_after=hidden_states.shape[1],
+                    token_sizes=result.sizes,
+                    token_sources=result.sources,
+                )
+        elif schedule.tokens_removed > 0 and output_compression:
             # A scheduled layer whose r the clamp brought to 0 (too few tokens left): it still gets a record, with
             # no scores or policy, so that records and `reduction_layers` correspond one to one.
             sizes = tokens.sizes if tokens.sizes is not None else hidden_states.new_ones(hidden_states.shape[:2])
@@ -514,16 +517,16 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
     def compression_schedule(self, config: PPTDeiTConfig | None = None) -> tuple[PPTLayerSchedule, ...]:
         """Every layer's PPT settings for one forward pass, from `config` (default: a snapshot of `self.config`)."""
         config = self.settings_snapshot() if config is None else config
-        score_function = get_score_function(config.score_function)
+        # Each setting is read once (a config attribute read costs about a microsecond), not once per layer.
+        removed = config.tokens_removed_per_layer()
+        shared = {
+            "prune_threshold": config.prune_threshold,
+            "score_function": get_score_function(config.score_function),
+            "proportional_attention": config.proportional_attention,
+            "num_protected": config.num_protected_tokens,
+        }
         return tuple(
-            PPTLayerSchedule(
-                layer_index=index,
-                tokens_removed=config.tokens_removed_at(index),
-                prune_threshold=config.prune_threshold,
-                score_function=score_function,
-                proportional_attention=config.proportional_attention,
-                num_protected=config.num_protected_tokens,
-            )
+            PPTLayerSchedule(layer_index=index, tokens_removed=removed.get(index, 0), **shared)
             for index in range(len(self.layers))
         )
 
@@ -566,7 +569,9 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
 
         records = []
         for layer, layer_schedule in zip(self.layers, schedule):
-            hidden_states, tokens, record = layer(hidden_states, tokens, layer_schedule, output_attentions)
+            hidden_states, tokens, record = layer(
+                hidden_states, tokens, layer_schedule, output_attentions, bool(output_compression)
+            )
             if record is not None:
                 records.append(record)
 
