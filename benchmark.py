@@ -45,7 +45,6 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from modeling_ppt_deit import PPTDeiTConfig
-from modeling_ppt_deit.modeling_ppt_deit import TokenState
 from modeling_ppt_deit.token_ops import ScoreInputs, clamp_tokens_removed, compress, compute_scores, get_score_function
 from ppt_eval.accuracy import evaluate_accuracy, this_process_share
 from ppt_eval.arguments import (
@@ -263,7 +262,7 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
             return compress(hidden, sizes, scores, stats.key_mean, r, config.prune_threshold, protected)
 
         steps = {
-            "layer": lambda: layer(hidden, TokenState(None, None), 0),
+            "layer": lambda: layer(hidden),  # a layer with the default schedule: no compression
             "attention": lambda: layer.attention(normed),
             "attention_with_statistics": lambda: layer.attention(normed, need_stats=True, need_probs=needs_probs),
             "compression_step": compression_step,
