@@ -25,6 +25,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ppt_eval.arguments import DatasetArguments, PPTArguments, check_at_least
 from ppt_eval.data import DIGITS, looks_like_local_path
+from ppt_eval.models import check_weight_files
+from ppt_eval.results import check_output_dir
 
 
 DEFAULT_MODEL = "facebook/deit-small-patch16-224"
@@ -251,8 +253,7 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
                    "gradient_accumulation_steps")
     check_at_least(data_args, 1, "max_train_samples")
     data_args.validate()
-    if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
-        raise ValueError(f"--output_dir {training_args.output_dir!r} exists and is not a directory")
+    check_output_dir(training_args.output_dir)  # a folder, or creatable as one
     if not 0 < data_args.crop_scale_min <= 1:
         raise ValueError(f"crop_scale_min={data_args.crop_scale_min} must be in (0, 1]")
 
@@ -267,3 +268,4 @@ def check_model_source(name: str) -> None:
             f"--model_name_or_path {name!r} {problem}: give a folder written by save_pretrained (e.g. a train.py "
             f"--output_dir) or a Hub model id such as {DEFAULT_MODEL!r}"
         )
+    check_weight_files(path, f"--model_name_or_path {name!r}")
