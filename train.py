@@ -20,10 +20,12 @@ The output folder holds the model (safetensors + config + modeling code, loadabl
 its image processor, train/eval/all_results.json and trainer_state.json. `all_results.json` is written last:
 a folder without it is an unfinished run.
 
-Nothing is lost:
+Nothing is lost and a resumed run is the run that was never interrupted:
 - A run refuses an output_dir that holds another run's results or checkpoints, unless told to resume or overwrite.
 - Checkpoints appear complete or not at all (`ppt_training.checkpoints.AtomicCheckpoints`); resuming skips, and
   names, checkpoint folders that lack something.
+- The augmentation of each image is seeded by (seed, epoch, row) (`ppt_eval.preprocessing.AugmentedDataset`), so
+  resuming (which skips the batches already trained) ends with the weights of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 import torch
 import transformers
 from safetensors import SafetensorError
-from transformers import Trainer, set_seed
+from transformers import Trainer, TrainerCallback, set_seed
 
 from model_card.publish import HubPushError, export_folder, push_folder
 from modeling_ppt_deit import PPTDeiTForImageClassification
@@ -45,11 +47,11 @@ from ppt_eval.accuracy import TopKAccuracy, ranked_predictions, top_k_for
 from ppt_eval.cost import analytic_cost, baseline_macs
 from ppt_eval.data import DIGITS, ImageClassificationData, load_prepared
 from ppt_eval.preprocessing import (
+    AugmentedDataset,
     TrainTransform,
     channel_mean_std,
     collate_image_batch,
     eval_batch_transform,
-    train_batch_transform,
 )
 from ppt_eval.results import (
     ALL_RESULTS_FILE,
@@ -189,6 +191,19 @@ class ImageTrainer(AtomicCheckpoints, Trainer):
         # forward = 2 x MACs FLOPs and backward about twice the forward: 6 x MACs per image and step
         pixel_values = inputs["pixel_values"]
         return 6 * pixel_values.shape[0] * analytic_cost(self.model.config, tuple(pixel_values.shape[-2:])).macs
+
+
+class EpochCallback(TrainerCallback):
+    """Tells the augmented training set which epoch starts, before its DataLoader is iterated. (accelerate's
+    DataLoader forwards `set_epoch` to the dataset only when its sampler has none, which Trainer's has.)"""
+
+    def __init__(self, dataset: AugmentedDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is `epoch + finished steps / steps per epoch`: a whole number at an epoch's start, and the
+        # checkpoint's fraction when a run resumes inside an epoch. The epsilon guards float rounding.
+        self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
 
 
 def format_tokens(schedule: list[tuple[int, int]]) -> str:
@@ -422,12 +437,14 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     if resume_from is not None:
         check_resume_matches(model, resume_from)
 
-    # Training augments; evaluation runs the image processor that is saved with the model, so that the folder
-    # reproduces the figures reported here.
+    # Training augments, each image with its own seeded generator (reproducible across resumes and workers);
+    # evaluation runs the image processor that is saved with the model, so that the folder reproduces the figures
+    # reported here.
     train_transform = TrainTransform(config.image_size, image_processor.image_mean, image_processor.image_std,
                                      crop_scale=(data_args.crop_scale_min, 1.0),
                                      horizontal_flip=data_args.horizontal_flip)
-    data.train.set_transform(train_batch_transform(train_transform, data.image_column, data.label_column))
+    train_dataset = AugmentedDataset(data.train, train_transform, data.image_column, data.label_column,
+                                     seed=training_args.seed)
     data.eval.set_transform(eval_batch_transform(image_processor, data.image_column, data.label_column))
     preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
 
@@ -435,12 +452,12 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
         model=model,
         args=training_args,
         data_collator=collate_image_batch,
-        train_dataset=data.train,
+        train_dataset=train_dataset,
         eval_dataset=data.eval,
         processing_class=image_processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=callbacks,
+        callbacks=[EpochCallback(train_dataset), *(callbacks or [])],
     )
     return TrainingRun(model_args, data_args, training_args, data, model, image_processor, trainer, resume_from, publish)
 
