@@ -22,6 +22,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import AutoImageProcessor
 
+from .data import check_images
+
 
 logger = logging.getLogger(__name__)
 
@@ -235,11 +237,19 @@ def collate_image_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
-def eval_batches(dataset, processor, image_column: str, label_column: str, batch_size: int):
-    """Yield `(pixel_values [B, 3, H, W], labels [B])` over `dataset` in order, preprocessed by `processor`."""
+def eval_batches(dataset, processor, image_column: str, label_column: str, batch_size: int,
+                 split_name: str = "evaluation"):
+    """Yield `(pixel_values [B, 3, H, W], labels [B])` over `dataset` in order, preprocessed by `processor`.
+    An image that cannot be decoded (or a missing one) raises `ValueError` naming its row (and file)."""
     for start in range(0, len(dataset), batch_size):
-        rows = dataset[start : start + batch_size]
-        images = [image.convert("RGB") for image in rows[image_column]]
+        stop = min(start + batch_size, len(dataset))
+        try:
+            rows = dataset[start:stop]
+            images = [image.convert("RGB") for image in rows[image_column]]
+        except Exception:  # PIL raises OSError, SyntaxError, ValueError...; a missing image is None
+            # Find the row to name; if every image decodes one by one, the error was something else: re-raise it.
+            check_images(dataset.select(range(start, stop)), image_column, split_name, first_row=start)
+            raise
         yield processor(images, return_tensors="pt")["pixel_values"], torch.as_tensor(rows[label_column])
 
 

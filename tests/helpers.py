@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from model_fixtures import TINY, TINY_PPT
@@ -19,6 +20,8 @@ from PIL import Image
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# (case, category) of each bad-input battery case run (tests/test_bad_input_battery.py); conftest prints the counts.
+BATTERY_OUTCOMES = pytest.StashKey[list]()
 
 
 def train_script():
