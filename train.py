@@ -112,15 +112,22 @@ def check_output_dir(training_args, resume: str | None) -> None:
     run's checkpoints: training there would replace the finished model, or mix two runs, and Trainer's rotation
     (`save_total_limit`) would delete the other run's checkpoints."""
     output_dir = training_args.output_dir
-    if resume is not None or training_args.overwrite_output_dir:
+    if training_args.overwrite_output_dir:
         return
     ways = ("pass another --output_dir, --resume_from_checkpoint True to continue that run, or "
             "--overwrite_output_dir True to start over (which deletes them)")
+    checkpoints = [os.path.basename(path) for path in checkpoint_folders(output_dir)]
+    shown = ", ".join(checkpoints[-5:]) + (f" and {len(checkpoints) - 5} more" if len(checkpoints) > 5 else "")
+    if resume is not None:
+        # Resuming a checkpoint of another folder into this one would mix two runs here (and rotate theirs away).
+        elsewhere = os.path.realpath(os.path.dirname(os.path.normpath(resume))) != os.path.realpath(output_dir)
+        if elsewhere and checkpoints:
+            raise ValueError(f"--resume_from_checkpoint {resume!r} is not in output_dir {output_dir!r}, which holds "
+                             f"checkpoints of another run ({shown}); {ways}")
+        return
     if os.path.isfile(os.path.join(output_dir, ALL_RESULTS_FILE)):
         raise ValueError(f"output_dir {output_dir!r} already holds a finished run ({ALL_RESULTS_FILE}); {ways}")
-    checkpoints = [os.path.basename(path) for path in checkpoint_folders(output_dir)]
     if checkpoints:
-        shown = ", ".join(checkpoints[-5:]) + (f" and {len(checkpoints) - 5} more" if len(checkpoints) > 5 else "")
         raise ValueError(f"output_dir {output_dir!r} already holds checkpoints of a run ({shown}); {ways}")
 
 

@@ -195,8 +195,8 @@ def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs)
             model, info = PPTDeiTForImageClassification.from_pretrained(
                 source, output_loading_info=True, ignore_mismatched_sizes=new_head, **kwargs)
     except CHECKPOINT_CONTENT_ERRORS as error:
-        raise ValueError(f"{what} cannot be loaded: its config.json or weights do not describe a PPT-DeiT/ViT "
-                         f"classifier ({type(error).__name__}: {_one_line(error)})") from error
+        raise ValueError(f"{what} cannot be loaded, most likely because its config.json or weights do not describe a "
+                         f"PPT-DeiT/ViT classifier ({type(error).__name__}: {_one_line(error)})") from error
     missing = sorted(key for key in info.get("missing_keys", ()) if not (new_head and key.startswith(HEAD_PREFIXES)))
     mismatched = sorted(str(item[0]) for item in info.get("mismatched_keys", ())
                         if not str(item[0]).startswith(HEAD_PREFIXES))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from helpers import (
@@ -108,6 +109,7 @@ class World:
     labelled: Path  # a save_to_disk dataset for it: 10 classes, 32 px
     export: Path  # an export (model_card.publish) with results
     image: Path  # a PNG for visualize
+    resumable: Path  # a checkpoint-2 folder with everything a resume checks for
     tmp: Path  # this case's own folder
 
     def copy_checkpoint(self, name: str = "model") -> Path:
@@ -130,12 +132,18 @@ def shared(tmp_path_factory) -> dict:
     labelled = Path(save_labelled(root / "labelled", [i % 10 for i in range(20)], [i % 10 for i in range(10)]))
     image = root / "image.png"
     random_images(1, 40, seed=3)[0].save(image)
-    return {"checkpoint": checkpoint, "labelled": labelled, "export": trained_export().folder, "image": image}
+    resumable = root / "checkpoint-2"
+    shutil.copytree(checkpoint, resumable)
+    (resumable / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.save({}, resumable / name)
+    return {"checkpoint": checkpoint, "labelled": labelled, "export": trained_export().folder, "image": image,
+            "resumable": resumable}
 
 
 @pytest.fixture
 def world(shared, tmp_path) -> World:
-    return World(shared["checkpoint"], shared["labelled"], shared["export"], shared["image"], tmp_path)
+    return World(**shared, tmp=tmp_path)
 
 
 # ---- damage -------------------------------------------------------------------------------------------------------
@@ -747,6 +755,12 @@ def train_output_case(kind: str, expected: str):
             (world.tmp / "file").write_text("keep me")
             guarded = [world.tmp / "file"]
             out = world.tmp / "file" / "out"
+        elif kind == "resume from another folder into one with checkpoints":
+            out.mkdir()
+            (out / "checkpoint-50").mkdir()
+            (out / "checkpoint-50" / "trainer_state.json").write_text('{"global_step": 50}')
+            shutil.copytree(world.resumable, world.tmp / "elsewhere" / "checkpoint-2")
+            extra = ["--resume_from_checkpoint", str(world.tmp / "elsewhere" / "checkpoint-2")]
         elif kind.startswith("resume"):
             out.mkdir()
             checkpoint = out / "checkpoint-4"
@@ -773,6 +787,7 @@ TRAIN_OUTPUT_CASES = {
     "resume with only an incomplete checkpoint": "no complete checkpoint",
     "resume from a folder without trainer_state.json": "no trainer_state.json",
     "resume from an incomplete checkpoint": "no model weights",
+    "resume from another folder into one with checkpoints": "is not in output_dir",
 }
 
 
