@@ -38,12 +38,13 @@ from dataclasses import dataclass
 
 import torch
 import transformers
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from transformers import Trainer, TrainerCallback, set_seed
 
 from model_card.publish import HubPushError, export_folder, push_folder
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_eval.accuracy import TopKAccuracy, ranked_predictions, top_k_for
+from ppt_eval.arguments import one_line
 from ppt_eval.cost import analytic_cost, baseline_macs
 from ppt_eval.data import DIGITS, ImageClassificationData, load_prepared
 from ppt_eval.preprocessing import (
@@ -134,8 +135,6 @@ def check_output_dir(training_args, resume: str | None) -> None:
 def check_resume_matches(model, checkpoint: str) -> None:
     """The checkpoint's weights must fit the model this run builds (Trainer would fail deep in load_state_dict
     on another architecture, or silently keep random weights for missing keys)."""
-    from safetensors import safe_open
-
     path = os.path.join(checkpoint, "model.safetensors")
     if not os.path.isfile(path):
         return  # other formats (sharded, .bin) are left to Trainer
@@ -384,11 +383,6 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         # SafetensorError: a weights file that safetensors rejects (and that the checks did not catch).
         raise InputError(one_line(error)) from error
     return train_and_evaluate(run)
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return text or type(error).__name__
 
 
 def cli(argv: list[str] | None = None) -> int:
