@@ -90,7 +90,7 @@ def check_opset(opset) -> int:
 def check_target(path, overwrite: bool = False) -> Path:
     """The output file: its folder must exist, and an existing file is only replaced with `overwrite`."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
         what = "is a file" if folder.exists() else "does not exist"
         raise FileNotFoundError(f"cannot write {str(path)!r}: its folder {str(folder)!r} {what}; create it first")
@@ -179,6 +179,23 @@ def export_onnx(
         The path written. Weights are stored inside the file (no external data), so it is a single file.
     """
     output_names = output_names_of(model)
+    return _export(model, output_names, compression_metadata(model.config), path, opset, overwrite,
+                   example_batch_size)
+
+
+def export_stock_classifier(model: torch.nn.Module, path, opset: int = DEFAULT_OPSET, *, overwrite: bool = False,
+                            example_batch_size: int = 2) -> Path:
+    """Export a stock `transformers` image classifier (the comparator: `ViTForImageClassification`, DeiT) exactly
+    as `export_onnx` exports a PPT model: same exporter, opset, dynamic batch, input `pixel_values`, output
+    `logits`. For speed comparisons of the two graphs in ONNX Runtime."""
+    if not (hasattr(model, "config") and hasattr(model.config, "image_size") and hasattr(model.config, "num_labels")):
+        raise TypeError(f"export_stock_classifier needs a transformers image classifier, got {type(model).__name__}")
+    if isinstance(model, EXPORTABLE):
+        raise TypeError("this is a PPT-DeiT model: use export_onnx")
+    return _export(model, CLASSIFIER_OUTPUTS, {}, path, opset, overwrite, example_batch_size)
+
+
+def _export(model, output_names, metadata, path, opset, overwrite, example_batch_size) -> Path:
     opset = check_opset(opset)
     path = check_target(path, overwrite)
     if isinstance(example_batch_size, bool) or not isinstance(example_batch_size, int) or example_batch_size < 2:
@@ -201,9 +218,8 @@ def export_onnx(
             dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch_size")}},
             verbose=False,
         )
-    program.model.metadata_props.update(compression_metadata(model.config))
-    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".tmp-",
-                                         suffix="-" + path.name)
+    program.model.metadata_props.update(metadata)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
     os.close(handle)
     try:
         program.save(temporary, external_data=False)
@@ -249,8 +265,9 @@ def onnx_outputs(session, pixel_values: torch.Tensor) -> list[torch.Tensor]:
 
 def max_difference(model: torch.nn.Module, session, pixel_values: torch.Tensor) -> float:
     """Largest absolute difference between the graph's first output (logits / last hidden state) and PyTorch's."""
+    name = "last_hidden_state" if isinstance(model, PPTDeiTModel) else "logits"
     with torch.inference_mode():
-        expected = getattr(model(pixel_values=pixel_values), output_names_of(model)[0]).float().cpu()
+        expected = getattr(model(pixel_values=pixel_values), name).float().cpu()
     return float((onnx_outputs(session, pixel_values)[0].float() - expected).abs().max())
 
 

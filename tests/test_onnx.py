@@ -163,6 +163,10 @@ def test_not_a_ppt_model_is_refused(tmp_path):
     for model in (torch.nn.Linear(2, 2), stock):
         with pytest.raises(TypeError, match="PPTDeiTForImageClassification.*got .*" + type(model).__name__):
             onnx_export.export_onnx(model, tmp_path / "model.onnx")
+    with pytest.raises(TypeError, match="use export_onnx"):  # the comparator's export refuses PPT models
+        onnx_export.export_stock_classifier(tiny_model(), tmp_path / "model.onnx")
+    with pytest.raises(TypeError, match="needs a transformers image classifier"):
+        onnx_export.export_stock_classifier(torch.nn.Linear(2, 2), tmp_path / "model.onnx")
     assert os.listdir(tmp_path) == []
 
 
