@@ -272,6 +272,34 @@ def max_difference(model: torch.nn.Module, session, pixel_values: torch.Tensor) 
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Optimum
+# --------------------------------------------------------------------------------------------------------------------
+
+# The config.json keys Optimum's ORTModelForImageClassification can use: the architecture (for the record) and the
+# labels. The graph itself holds everything it computes, PPT included.
+_RUNTIME_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+                        "layer_norm_eps", "image_size", "patch_size", "num_channels", "qkv_bias", "id2label", "label2id")
+
+
+def onnx_runtime_config(config: PPTDeiTConfig) -> dict:
+    """A plain `vit` (or, with the DIST token, `deit`) config.json for the folder that holds the ONNX file.
+
+    Optimum's `ORTModelForImageClassification` (optimum-onnx 0.1, which needs transformers < 4.58) reads the
+    config.json of the folder it loads; ours (`ppt_deit`, remote code for transformers >= 5.9) cannot load there.
+    With `onnx/model.onnx` beside this config, `ORTModelForImageClassification.from_pretrained(repo,
+    subfolder="onnx")` loads the graph without remote code (checked: same logits as PyTorch within 1e-6).
+    """
+    settings = config.to_dict()
+    runtime = {key: settings[key] for key in _RUNTIME_CONFIG_KEYS if key in settings}
+    distilled = config.use_distillation_token
+    runtime["model_type"] = "deit" if distilled else "vit"
+    runtime["architectures"] = ["DeiTForImageClassification" if distilled else "ViTForImageClassification"]
+    runtime["ppt_deit"] = {key.removeprefix(METADATA_PREFIX): json.loads(value)
+                           for key, value in compression_metadata(config).items()}
+    return runtime
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------------------------
 

@@ -237,3 +237,23 @@ def test_cli_errors_name_the_problem_and_touch_nothing(tmp_path, capsys, fake_ex
         assert re.search(message, capsys.readouterr().err), message
     assert existing.read_bytes() == b"keep me"
     assert sorted(os.listdir(tmp_path)) == ["bert", "checkpoint", "existing.onnx"]
+
+
+@pytest.mark.parametrize("distilled", [False, True])
+def test_onnx_runtime_config_is_a_plain_stock_config(tmp_path, distilled):
+    """The config.json written beside the ONNX file for Optimum loads as a stock ViT / DeiT config (no remote code)
+    with the model's sizes and labels, and records the PPT settings baked into the graph."""
+    import json
+
+    from transformers import AutoConfig, DeiTConfig, ViTConfig
+
+    model = tiny_model(use_distillation_token=distilled, distillation_head=distilled, prune_threshold=math.inf,
+                       id2label={i: f"digit {i}" for i in range(10)})
+    (tmp_path / "config.json").write_text(json.dumps(onnx_export.onnx_runtime_config(model.config)))
+    loaded = AutoConfig.from_pretrained(tmp_path)  # no trust_remote_code: a stock config class
+    assert type(loaded) is (DeiTConfig if distilled else ViTConfig)
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
+                "patch_size", "num_channels"):
+        assert getattr(loaded, key) == getattr(model.config, key), key
+    assert loaded.id2label == {i: f"digit {i}" for i in range(10)}
+    assert loaded.ppt_deit["prune_threshold"] == "inf" and loaded.ppt_deit["reduction_layers"] == [1, 2]
