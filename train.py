@@ -10,8 +10,11 @@ evaluate top-1 (and top-5) accuracy with compression off (the stock DeiT, same w
     accelerate launch train.py
     accelerate launch train.py --tokens_removed 30 --prune_threshold 7e-5 --output_dir outputs/deit-s-r30
 
-    # any datasets image-classification dataset: Hub id, imagefolder directory, or save_to_disk folder
+    # any datasets image-classification dataset: Hub id, imagefolder directory, parquet shards, save_to_disk folder
     python train.py --dataset_name path/to/folder --label_column_name label --num_train_epochs 5
+
+    # ImageNet-size data: read as a stream (memory stays flat)
+    accelerate launch train.py --dataset_name ILSVRC/imagenet-1k --eval_split_name validation --streaming
 
     # options from a file (JSON or YAML), with command-line overrides after it
     python train.py config.yaml --learning_rate 5e-5
@@ -23,7 +26,6 @@ a folder without it is an unfinished run.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -31,38 +33,42 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-import evaluate
 import torch
 import transformers
+from datasets import IterableDataset
 from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from model_card.card import TRAINING_INFO_FILE
+from model_card.publish import HubPushError, export_folder, push_folder
 from modeling_ppt_deit import PPTDeiTForImageClassification
-from ppt_benchmark.cost import analytic_cost
-from ppt_benchmark.report import cpu_name
-from ppt_training.arguments import DataArguments, ModelArguments, PPTTrainingArguments, parse_args, validate_args
-from ppt_training.data import PreparedData, channel_mean_std, load_any_dataset, prepare_data
-from ppt_training.digits import load_digits_dataset
-from ppt_training.modeling import (
-    build_config,
-    build_model,
-    compression_off,
-    pretrained_image_processor,
-    scratch_image_processor,
-    weights_digest,
+from ppt_eval.accuracy import TopKAccuracy, ranked_predictions, top_k_for
+from ppt_eval.cost import analytic_cost, baseline_macs
+from ppt_eval.data import DIGITS, ImageClassificationData, load_prepared, num_rows
+from ppt_eval.preprocessing import (
+    TrainTransform,
+    channel_mean_std,
+    collate_image_batch,
+    eval_batch_transform,
+    train_batch_transform,
 )
-from ppt_training.transforms import ImageTransform, collate_image_batch, make_batch_transform
+from ppt_eval.results import (
+    ALL_RESULTS_FILE,
+    EVAL_RESULTS_FILE,
+    TRAIN_RESULTS_FILE,
+    TRAINING_INFO_FILE,
+    cpu_name,
+    json_ready,
+    markdown_table,
+    write_json,
+)
+from ppt_training.arguments import DataArguments, ModelArguments, PPTTrainingArguments, parse_args, validate_args
+from ppt_training.modeling import build_config, build_model, pretrained_image_processor, scratch_image_processor
 
 
 logger = logging.getLogger("train")
 
-METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppt_training", "metrics", "topk_accuracy.py")
-COMPLETION_MARKER = "all_results.json"  # written last: its presence means the folder is a finished run
 HUB_EXPORT_DIR = "hub_export"  # --push_to_hub: what is uploaded, kept in the run folder
 STAGING_DIR_NAME = ".incomplete-final"
-# Test hook: when set, every rank writes `rank<i>.json` there with a digest of its final weights.
-DIGEST_DIR_ENV = "PPT_TRAIN_DIGEST_DIR"
 
 
 # ---- checks before any work -----------------------------------------------------------------------------------
@@ -84,10 +90,10 @@ def resolve_resume(training_args) -> str | None:
 
 
 def check_output_dir(training_args, resume: str | None) -> None:
-    finished = os.path.isfile(os.path.join(training_args.output_dir, COMPLETION_MARKER))
+    finished = os.path.isfile(os.path.join(training_args.output_dir, ALL_RESULTS_FILE))
     if finished and resume is None and not training_args.overwrite_output_dir:
         raise ValueError(
-            f"output_dir {training_args.output_dir!r} already holds a finished run ({COMPLETION_MARKER}); "
+            f"output_dir {training_args.output_dir!r} already holds a finished run ({ALL_RESULTS_FILE}); "
             "pass another --output_dir, --overwrite_output_dir True, or --resume_from_checkpoint"
         )
     if resume is None and os.path.isdir(training_args.output_dir):
@@ -96,23 +102,55 @@ def check_output_dir(training_args, resume: str | None) -> None:
             logger.warning("%s exists; pass --resume_from_checkpoint True to continue from it", last)
 
 
+def total_batch_size(training_args) -> int:
+    return (training_args.per_device_train_batch_size * training_args.world_size
+            * training_args.gradient_accumulation_steps)
+
+
+# Rows a stream is shuffled within (the stream's shards are shuffled too): about 1,000 images in memory.
+STREAM_SHUFFLE_BUFFER = 1_000
+
+
+def set_steps_of_a_stream(training_args, train) -> None:
+    """A stream has no length, so Trainer needs `max_steps`: taken from the split size the dataset's info gives
+    (epochs x steps per epoch), or given with --max_steps."""
+    if training_args.max_steps > 0:
+        return
+    rows = num_rows(train)
+    if rows is None:
+        raise ValueError("with --streaming, the size of the training split is unknown (the dataset's info does not "
+                         "give it): set the length of training with --max_steps")
+    per_epoch = -(-rows // total_batch_size(training_args))
+    training_args.max_steps = max(1, math.ceil(training_args.num_train_epochs * per_epoch))
+
+
+def with_transform(dataset, transform, columns: list[str]):
+    """`dataset` with `transform` (rows of `columns` -> pixel_values, labels) applied as rows are read:
+    `set_transform` on a map-style dataset, a lazy batched `map` on a stream."""
+    if isinstance(dataset, IterableDataset):
+        return dataset.select_columns(columns).map(transform, batched=True, remove_columns=columns)
+    dataset.set_transform(transform)
+    return dataset
+
+
 # ---- metrics ----------------------------------------------------------------------------------------------------
 
 
 def make_metric_functions(num_labels: int):
     """`preprocess_logits_for_metrics` keeps only the top-k class ids per sample (k = 5 when there are more than
     5 classes, else 1), so that evaluation gathers `[N, k]` ints instead of `[N, num_labels]` logits;
-    `compute_metrics` turns them into accuracy (and top5_accuracy) with the local `evaluate` module."""
-    top_k = 5 if num_labels > 5 else 1
-    metric = evaluate.load(METRIC_PATH, keep_in_memory=True)
+    `compute_metrics` turns them into accuracy (and top5_accuracy) with the `evaluate` metric."""
+    top_k = top_k_for(num_labels)
+    metric = TopKAccuracy()
 
     def preprocess_logits_for_metrics(logits, labels):
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
-        return logits.topk(top_k, dim=-1).indices
+        return ranked_predictions(logits, top_k)
 
     def compute_metrics(eval_prediction):
-        return metric.compute(predictions=eval_prediction.predictions, references=eval_prediction.label_ids)
+        scores = metric.compute(predictions=eval_prediction.predictions, references=eval_prediction.label_ids)
+        return {**scores, "samples": len(eval_prediction.label_ids)}  # counted, as a stream has no length
 
     return preprocess_logits_for_metrics, compute_metrics
 
@@ -120,27 +158,16 @@ def make_metric_functions(num_labels: int):
 # ---- results ------------------------------------------------------------------------------------------------------
 
 
-def json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no inf
-    return value
-
-
 def ppt_summary(config) -> dict:
     return {
         "ppt_reduction_layers": list(config.reduction_layers),
         "ppt_tokens_removed": config.tokens_removed,
-        "ppt_prune_threshold": json_safe(config.prune_threshold),
+        "ppt_prune_threshold": json_ready(config.prune_threshold),
         "ppt_score_function": config.score_function,
         "ppt_tokens_per_layer": [list(pair) for pair in config.token_schedule()],
         "ppt_gmacs": analytic_cost(config).macs / 1e9,
         "baseline_gmacs": baseline_macs(config) / 1e9,
     }
-
-
-def baseline_macs(config) -> int:
-    plain = config.__class__.from_dict({**config.to_dict(), "reduction_layers": [], "tokens_removed": 0})
-    return analytic_cost(plain).macs
 
 
 class ImageTrainer(Trainer):
@@ -168,27 +195,19 @@ def results_table(results: dict, config, output_dir: str) -> str:
         ("PPT" if config.compression_enabled else "PPT (off)", "eval", results["ppt_gmacs"], config.token_schedule()),
     ]
     header = ["model", "top-1"] + (["top-5"] if has_top5 else []) + ["GMACs", "tokens per layer (attention>MLP)"]
-    table = [header]
+    table = []
     for name, prefix, gmacs, schedule in rows:
         cells = [name, f"{100 * results[prefix + '_accuracy']:.2f}%"]
         if has_top5:
             cells.append(f"{100 * results[prefix + '_top5_accuracy']:.2f}%")
         table.append(cells + [f"{gmacs:.4f}", format_tokens(schedule)])
-    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
-    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |" for row in table]
-    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join([
         f"PPT settings: reduction_layers={list(config.reduction_layers)} tokens_removed={config.tokens_removed} "
         f"prune_threshold={config.prune_threshold} score_function={config.score_function}",
         f"evaluated on {results['eval_split']!r} ({results['eval_samples']} images)",
-        *lines,
+        markdown_table(header, table),
         f"model saved to {os.path.abspath(output_dir)}",
     ])
-
-
-def write_json(path: str, values: dict) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump({key: json_safe(value) for key, value in values.items()}, handle, indent=4, sort_keys=True)
 
 
 def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict, info: dict) -> None:
@@ -202,27 +221,14 @@ def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict, i
     trainer.save_model(staging)  # model + image processor + training_args.bin; only the main process writes
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(os.path.join(staging, "trainer_state.json"))
-        write_json(os.path.join(staging, "train_results.json"), train_metrics)
-        write_json(os.path.join(staging, "eval_results.json"), eval_metrics)
+        write_json(os.path.join(staging, TRAIN_RESULTS_FILE), train_metrics)
+        write_json(os.path.join(staging, EVAL_RESULTS_FILE), eval_metrics)
         write_json(os.path.join(staging, TRAINING_INFO_FILE), info)
-        write_json(os.path.join(staging, COMPLETION_MARKER), {**train_metrics, **eval_metrics})
-        for name in sorted(os.listdir(staging), key=lambda name: name == COMPLETION_MARKER):
+        write_json(os.path.join(staging, ALL_RESULTS_FILE), {**train_metrics, **eval_metrics})
+        for name in sorted(os.listdir(staging), key=lambda name: name == ALL_RESULTS_FILE):
             os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
         os.rmdir(staging)
     trainer.accelerator.wait_for_everyone()
-
-
-def write_weights_digest(trainer: Trainer, directory: str) -> None:
-    os.makedirs(directory, exist_ok=True)
-    record = {
-        "process_index": trainer.args.process_index,
-        "world_size": trainer.args.world_size,
-        "global_step": trainer.state.global_step,
-        "weights_sha256": weights_digest(trainer.accelerator.unwrap_model(trainer.model)),
-        "wrote_output": trainer.is_world_process_zero(),
-    }
-    with open(os.path.join(directory, f"rank{trainer.args.process_index}.json"), "w", encoding="utf-8") as handle:
-        json.dump(record, handle)
 
 
 def card_results(results: dict) -> dict:
@@ -250,20 +256,19 @@ def training_info(model, eval_split: str, train_metrics: dict, training_args, mo
     """How the model was trained, in the keys the model card reads (`model_card.card`); written to the run folder
     as training_info.json, where `python -m model_card.publish` finds it."""
     dataset = data_args.dataset_name
-    is_hub_dataset = dataset is not None and not os.path.exists(dataset)
+    is_hub_dataset = dataset != DIGITS and not os.path.exists(dataset)
     recipe = f"train.py --preset {model_args.preset}" if model_args.preset else "train.py (AdamW + cosine)"
     runtime = train_metrics.get("train_runtime")
     info = {
         "dataset": dataset if is_hub_dataset else None,
-        "dataset_name": "scikit-learn digits" if model_args.preset == "digits" else dataset,
+        "dataset_name": "scikit-learn digits" if dataset == DIGITS else dataset,
         "dataset_config": data_args.dataset_config_name,
         "eval_split": eval_split,
         "base_model": model_args.model_name_or_path,
         "epochs": training_args.num_train_epochs,
         "learning_rate": training_args.learning_rate,
         "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
-        "batch_size": training_args.per_device_train_batch_size * training_args.world_size
-        * training_args.gradient_accumulation_steps,
+        "batch_size": total_batch_size(training_args),
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
         "label_smoothing_factor": training_args.label_smoothing_factor,
         "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
@@ -278,10 +283,7 @@ def training_info(model, eval_split: str, train_metrics: dict, training_args, mo
 
 
 def push_to_hub(model, image_processor, results: dict, info: dict, training_args) -> str:
-    """Upload the final model (safetensors, code, card) via model_card.publish; imported here so that runs
-    without --push_to_hub never need it."""
-    from model_card.publish import HubPushError, export_folder, push_folder
-
+    """Upload the final model (safetensors, code, card) through model_card.publish."""
     repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
     training_info = {"repo_id": repo_id, **info}
     # The export stays in the run folder, so that a failed upload can be retried from it (the error says how).
@@ -314,7 +316,7 @@ class TrainingRun:
     model_args: ModelArguments
     data_args: DataArguments
     training_args: PPTTrainingArguments
-    data: PreparedData
+    data: ImageClassificationData
     model: PPTDeiTForImageClassification
     image_processor: object
     trainer: Trainer
@@ -354,52 +356,44 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
 
     # ---- data: load, pick splits and columns, check labels and every image, all before training ----
     with training_args.main_process_first(desc="loading the dataset"):
-        if model_args.preset == "digits":
-            raw = load_digits_dataset(size=model_args.image_size)
-        else:
-            raw = load_any_dataset(data_args.dataset_name, data_args.dataset_config_name, model_args.cache_dir)
-        data = prepare_data(
-            raw,
-            dataset_name=data_args.dataset_name,
-            image_column_name=data_args.image_column_name,
-            label_column_name=data_args.label_column_name,
-            train_split_name=data_args.train_split_name,
-            eval_split_name=data_args.eval_split_name,
-            eval_split_ratio=data_args.eval_split_ratio,
-            split_seed=data_args.split_seed,
-            max_train_samples=data_args.max_train_samples,
-            max_eval_samples=data_args.max_eval_samples,
-            check_all_images=data_args.check_images,
-        )
-    logger.info("train: %d images, eval (%s): %d images, %d classes, columns image=%r label=%r",
-                len(data.train), data.eval_split_name, len(data.eval), len(data.label_names),
-                data.image_column, data.label_column)
+        data = load_prepared(data_args, digits_size=model_args.image_size or 32, check_all_images=data_args.check_images,
+                             need_train=True, max_train_samples=data_args.max_train_samples,
+                             cache_dir=model_args.cache_dir)
+    if data.streaming:
+        set_steps_of_a_stream(training_args, data.train)
+    logger.info("train: %s images, eval (%s): %s images, %d classes, columns image=%r label=%r",
+                num_rows(data.train) or "a stream of", data.eval_split_name, num_rows(data.eval) or "a stream of",
+                len(data.label_names), data.image_column, data.label_column)
 
     # ---- model and image processor (config first: bad PPT settings fail before weights load) ----
     config = build_config(model_args, data.label_names)
-    if model_args.from_scratch:
-        mean, std = channel_mean_std(data.train, data.image_column, config.image_size)
+    if model_args.from_scratch:  # the dataset's own statistics (of the first 10,000 images of a stream)
+        images = (row[data.image_column] for row in data.train.take(10_000)) if data.streaming else \
+            data.train[data.image_column]
+        mean, std = channel_mean_std(images, config.image_size)
         image_processor = scratch_image_processor(config.image_size, mean, std)
     else:
         image_processor = pretrained_image_processor(model_args, config.image_size)
     model = build_model(model_args, config)
 
-    transform_options = {"size": config.image_size, "mean": image_processor.image_mean, "std": image_processor.image_std}
-    train_transform = ImageTransform(**transform_options, train=True, crop_scale=(data_args.crop_scale_min, 1.0),
+    # Training augments; evaluation runs the image processor that is saved with the model, so that the folder
+    # reproduces the figures reported here.
+    train_transform = TrainTransform(config.image_size, image_processor.image_mean, image_processor.image_std,
+                                     crop_scale=(data_args.crop_scale_min, 1.0),
                                      horizontal_flip=data_args.horizontal_flip)
-    eval_transform = ImageTransform(**transform_options, train=False)
-    data.train.set_transform(make_batch_transform(train_transform, data.image_column, data.label_column))
-    data.eval.set_transform(make_batch_transform(eval_transform, data.image_column, data.label_column))
-
-    with training_args.main_process_first(desc="loading the metric"):
-        preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
+    columns = [data.image_column, data.label_column]
+    train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns)
+    if data.streaming:
+        train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+    eval_dataset = with_transform(data.eval, eval_batch_transform(image_processor, *columns), columns)
+    preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
 
     trainer = ImageTrainer(
         model=model,
         args=training_args,
         data_collator=collate_image_batch,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=image_processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
@@ -410,28 +404,28 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
 
 def train_and_evaluate(run: TrainingRun) -> dict:
     trainer, training_args, model, data = run.trainer, run.training_args, run.model, run.data
-    marker = os.path.join(training_args.output_dir, COMPLETION_MARKER)
+    marker = os.path.join(training_args.output_dir, ALL_RESULTS_FILE)
     if trainer.is_world_process_zero() and os.path.exists(marker):  # --overwrite_output_dir or resuming
         os.remove(marker)
 
     # ---- train, then evaluate with PPT on and off ----
     train_result = trainer.train(resume_from_checkpoint=run.resume_from)
     # total_flos from the state: with --disable_tqdm, Trainer's PrinterCallback pops it from the logged metrics dict
-    train_metrics = {**train_result.metrics, "total_flos": trainer.state.total_flos, "train_samples": len(data.train),
+    train_samples = num_rows(data.train) if not data.streaming else trainer.state.global_step * total_batch_size(
+        training_args)  # a stream: the images the steps took
+    train_metrics = {**train_result.metrics, "total_flos": trainer.state.total_flos, "train_samples": train_samples,
                      "train_global_step": trainer.state.global_step}
     trainer.log_metrics("train", train_metrics)
 
     eval_metrics = trainer.evaluate(metric_key_prefix="eval")
-    with compression_off(model):
+    with model.compression_settings(reduction_layers=[]):  # the same weights as the stock DeiT
         eval_metrics.update(trainer.evaluate(metric_key_prefix="eval_baseline"))
     eval_metrics.update(ppt_summary(model.config))
-    eval_metrics.update({"eval_samples": len(data.eval), "eval_split": data.eval_split_name})
+    eval_metrics.update({"eval_split": data.eval_split_name})  # eval_samples: counted by compute_metrics
     trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
 
     info = training_info(model, data.eval_split_name, train_metrics, training_args, run.model_args, run.data_args)
     finalize_output(trainer, train_metrics, eval_metrics, info)
-    if os.environ.get(DIGEST_DIR_ENV):
-        write_weights_digest(trainer, os.environ[DIGEST_DIR_ENV])
 
     results = {**train_metrics, **eval_metrics}
     if trainer.is_world_process_zero():

@@ -58,10 +58,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ppt_eval.results import read_json_object
+
 
 TEMPLATE_PATH = Path(__file__).with_name("template.md")
-# Where a run folder keeps its training_info (train.py writes it; `python -m model_card.publish` reads it).
-TRAINING_INFO_FILE = "training_info.json"
 NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded"
 UNPINNED_REVISION = "main"
@@ -200,21 +200,6 @@ def load_results(paths) -> tuple[dict[str, Any], dict[str, Any]]:
         raw[path.name] = content
         merged.update(normalize_results(content))
     return merged, raw
-
-
-def read_json_object(path, what: str) -> dict:
-    """The JSON object in `path`; a `ValueError` naming `what` and the path if it is missing, not JSON, or not an
-    object."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{what} {str(path)!r} does not exist")
-    try:
-        content = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{what} {str(path)!r} must hold a JSON object, got {type(content).__name__}")
-    return content
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -28,8 +28,7 @@ The folder holds exactly what is uploaded:
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import inspect
 import os
 import shutil
 import sys
@@ -39,15 +38,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
+from transformers import AutoImageProcessor
 
-from .card import (
+from modeling_ppt_deit import PPTDeiTForImageClassification
+from modeling_ppt_deit.configuration_ppt_deit import PPT_SETTINGS
+from ppt_eval.models import build_stock_model
+from ppt_eval.results import (
+    ALL_RESULTS_FILE,
+    EVAL_RESULTS_FILE,
+    TRAIN_RESULTS_FILE,
     TRAINING_INFO_FILE,
-    build_model_card,
-    load_results,
-    normalize_results,
-    pin_usage,
     read_json_object,
+    write_json,
 )
+
+from .card import build_model_card, load_results, normalize_results, pin_usage
 
 
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
@@ -56,7 +64,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json"
 EXPORT_FILES = (*REQUIRED_FILES, RESULTS_FILE)  # everything export_folder writes
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # Result files a training run leaves in its output_dir (HF examples' names), read by the CLI when present.
-RUN_RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json")
+RUN_RESULT_FILES = (ALL_RESULTS_FILE, TRAIN_RESULTS_FILE, EVAL_RESULTS_FILE)
 
 
 class HubPushError(RuntimeError):
@@ -68,68 +76,22 @@ class HubPushError(RuntimeError):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def stock_classes(config) -> tuple[str, type, type]:
-    """`(model_type, stock config class, stock model class)` whose weights are exactly ours."""
-    from transformers import (
-        DeiTConfig,
-        DeiTForImageClassification,
-        DeiTForImageClassificationWithTeacher,
-        ViTConfig,
-        ViTForImageClassification,
-    )
-
-    if not config.use_distillation_token:
-        return "vit", ViTConfig, ViTForImageClassification
-    if config.distillation_head:
-        return "deit", DeiTConfig, DeiTForImageClassificationWithTeacher
-    return "deit", DeiTConfig, DeiTForImageClassification
-
-
 def _ppt_settings(config) -> dict[str, Any]:
-    from modeling_ppt_deit.configuration_ppt_deit import PPT_SETTINGS
-
     return {name: getattr(config, name) for name in PPT_SETTINGS}
 
 
-def _auto_map(model) -> dict[str, str]:
-    modules = {
-        "AutoConfig": ("configuration_ppt_deit", "PPTDeiTConfig"),
-        "AutoModel": ("modeling_ppt_deit", "PPTDeiTModel"),
-        "AutoModelForImageClassification": ("modeling_ppt_deit", "PPTDeiTForImageClassification"),
-    }
-    return {auto: f"{module}.{name}" for auto, (module, name) in modules.items()}
+# The remote code the exported config points the Auto classes at (files shipped beside it: CODE_FILES).
+AUTO_MAP = {
+    "AutoConfig": "configuration_ppt_deit.PPTDeiTConfig",
+    "AutoModel": "modeling_ppt_deit.PPTDeiTModel",
+    "AutoModelForImageClassification": "modeling_ppt_deit.PPTDeiTForImageClassification",
+}
 
 
-def to_stock_state_dict(state_dict: Mapping[str, torch.Tensor], model_type: str, distillation_head: bool) -> dict:
-    """Our parameter names -> those of the stock 5.x class (which writes the old 4.x names when it saves).
-
-    Ours and stock 5.x share the module layout (`layers.N.attention.q_proj`, `mlp.fc1`, ...); what differs is the
-    base-model prefix (`vit.` for ViT) and the name of the CLS head (`cls_classifier` in the WithTeacher class).
-    """
-    renamed = {}
-    for key, tensor in state_dict.items():
-        if model_type == "vit" and key.startswith("deit."):
-            key = "vit." + key[len("deit.") :]
-        elif distillation_head and key.startswith("classifier."):
-            key = "cls_" + key
-        renamed[key] = tensor.detach().to("cpu").contiguous()
-    return renamed
-
-
-def build_stock_model(model):
-    """The stock `transformers` classifier with `model`'s weights (strict load) and a config carrying the PPT
-    settings and `auto_map`, so that its `save_pretrained` writes the exported config and weights."""
-    config = model.config
-    model_type, stock_config_class, stock_model_class = stock_classes(config)
-    ours = config.to_dict()
-    stock_fields = stock_config_class().to_dict()
-    skip = {"model_type", "architectures", "transformers_version", "auto_map", "_name_or_path"}
-    stock_kwargs = {key: ours[key] for key in stock_fields if key in ours and key not in skip}
-    stock_config = stock_config_class(**stock_kwargs, **_ppt_settings(config), auto_map=_auto_map(model))
-    stock_model = stock_model_class(stock_config)
-    state = to_stock_state_dict(model.state_dict(), model_type, config.distillation_head)
-    stock_model.load_state_dict(state, strict=True)  # raises on any missing or unexpected key
-    return stock_model.to(next(iter(state.values())).dtype).eval()
+def stock_export_model(model):
+    """The stock classifier with `model`'s weights, on the CPU, whose config also carries the PPT settings and
+    `auto_map`: its `save_pretrained` writes the exported config and weights."""
+    return build_stock_model(model, device="cpu", **_ppt_settings(model.config), auto_map=dict(AUTO_MAP))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -150,8 +112,6 @@ def _check_model(model) -> None:
 
 def _code_dir(model) -> Path:
     """The directory of the code the model runs (the installed package, or a remote-code module cache)."""
-    import inspect
-
     directory = Path(inspect.getfile(type(model))).parent
     missing = [name for name in CODE_FILES if not (directory / name).is_file()]
     if missing:
@@ -176,21 +136,8 @@ def _check_output_dir(output_dir: Path) -> None:
         )
 
 
-def _json_safe(value):
-    """JSON without the non-standard Infinity/NaN literals (the Hub's parser rejects them)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _verify_export(folder: Path, model) -> None:
     """Reload the folder with our class and check weights and PPT settings are exactly the model's."""
-    from modeling_ppt_deit import PPTDeiTForImageClassification
-
     reloaded, info = PPTDeiTForImageClassification.from_pretrained(folder, output_loading_info=True)
     problems = {kind: keys for kind, keys in info.items() if keys and kind in ("missing_keys", "unexpected_keys")}
     if problems:
@@ -255,14 +202,12 @@ def export_folder(
     staging = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
-        stock_model = build_stock_model(model)
+        stock_model = stock_export_model(model)
         stock_model.save_pretrained(staging)
         for name in CODE_FILES:
             shutil.copyfile(code_dir / name, staging / name)
         image_processor.save_pretrained(staging)
-        (staging / RESULTS_FILE).write_text(
-            json.dumps(_json_safe({"results": normalized, "raw": raw}), indent=2, sort_keys=True) + "\n"
-        )
+        write_json(staging / RESULTS_FILE, {"results": normalized, "raw": raw})
         card = build_model_card(
             model.config,
             normalized,
@@ -305,8 +250,6 @@ def check_export_folder(folder) -> Path:
 
 def check_repo_id(repo_id) -> None:
     """Raise `ValueError` unless `repo_id` is a valid Hub model id, 'user-or-org/name' or 'name'."""
-    from huggingface_hub.utils import validate_repo_id
-
     try:
         validate_repo_id(repo_id if isinstance(repo_id, str) else "")
     except ValueError as error:  # HFValidationError
@@ -339,9 +282,6 @@ def push_folder(
         ValueError: the folder is not a complete export (before anything is sent).
         HubPushError: no token, offline mode, network or permission errors, with what to do next.
     """
-    from huggingface_hub import HfApi, constants, get_token
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
     folder = check_export_folder(folder)
     check_repo_id(repo_id)
     token = token or get_token()
@@ -446,10 +386,6 @@ def main(argv=None) -> int:
 
 
 def _export_checkpoint(args) -> Path:
-    from transformers import AutoImageProcessor
-
-    from modeling_ppt_deit import PPTDeiTForImageClassification
-
     checkpoint = args.checkpoint_dir
     if not (checkpoint / "config.json").is_file():
         raise ValueError(f"{str(checkpoint)!r} is not a checkpoint folder (no config.json)")

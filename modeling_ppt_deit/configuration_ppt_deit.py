@@ -51,6 +51,12 @@ class PPTDeiTConfig(DeiTConfig):
     arguments are accepted; the PPT defaults are the authors' DeiT-S setting (r = 50 at layers 3, 6 and 9,
     tau = 7e-5, `ats` scores: 197 -> 147 -> 97 -> 49 tokens at 224 px).
 
+    Differences from `DeiTConfig`:
+    - the PPT settings below, checked at construction (also through `from_pretrained` keyword arguments and
+      `config.json`): a bad value raises a `ValueError` naming the setting and what it accepts;
+    - `image_size` and `patch_size` must give at least one patch;
+    - a stock `vit` or `deit` config (a Hub checkpoint's `config.json`) is adopted as a PPT-DeiT one, see `from_dict`.
+
     Args:
         reduction_layers (`list[int]`, defaults to `(3, 6, 9)`):
             0-based indices of the layers that compress tokens (between their attention and their MLP).
@@ -89,11 +95,48 @@ class PPTDeiTConfig(DeiTConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        self._check_setting_types()
         self.reduction_layers = list(self.reduction_layers)
         if not isinstance(self.tokens_removed, int):
             self.tokens_removed = list(self.tokens_removed)
         self.prune_threshold = float(self.prune_threshold)
         self._check_ppt_settings()
+
+    def _check_setting_types(self) -> None:
+        # The PPT fields are annotated, but this module's `from __future__ import annotations` leaves the annotations
+        # as strings, which `@strict` does not type-check: the types are checked here, with a ValueError that says
+        # what each setting accepts (a bare TypeError from deep inside the checks or the model would not).
+        def fail(name: str, allowed: str) -> None:
+            raise ValueError(f"{name}={getattr(self, name)!r} is not valid: {name} must be {allowed}")
+
+        def is_int(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def is_int_list(value) -> bool:
+            return isinstance(value, (list, tuple)) and all(is_int(item) for item in value)
+
+        if not is_int_list(self.reduction_layers):
+            fail("reduction_layers", "a list of 0-based layer indices, e.g. [3, 6, 9] ([] = no compression)")
+        if not (is_int(self.tokens_removed) or is_int_list(self.tokens_removed)):
+            fail("tokens_removed", "an int >= 0, or a list of them with one entry per reduction layer")
+        if isinstance(self.prune_threshold, bool) or not isinstance(self.prune_threshold, (int, float)):
+            fail("prune_threshold", 'a number >= 0 (0 = always prune, float("inf") = always pool)')
+        if not isinstance(self.score_function, str):
+            fail("score_function", f"the name of a registered score function, one of {sorted(SCORE_FUNCTIONS)}")
+        for name in ("proportional_attention", "use_distillation_token", "distillation_head", "track_sources"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "True or False")
+        for name in ("image_size", "patch_size"):
+            value = getattr(self, name)
+            if not (is_int(value) and value > 0) and not (
+                is_int_list(value) and len(value) == 2 and all(side > 0 for side in value)
+            ):
+                fail(name, "a positive int, or a (height, width) pair of them")
+        if self.num_patches_for() == 0:
+            raise ValueError(
+                f"image_size={self.image_size!r} is smaller than patch_size={self.patch_size!r}: the image must hold "
+                "at least one patch"
+            )
 
     def _check_ppt_settings(self) -> None:
         layers = self.reduction_layers
@@ -148,13 +191,14 @@ class PPTDeiTConfig(DeiTConfig):
     def num_initial_tokens(self) -> int:
         return self.num_patches_for() + self.num_protected_tokens
 
+    def tokens_removed_per_layer(self) -> dict[int, int]:
+        """The configured r of each reduction layer, `{layer_index: r}`, before the run-time clamp."""
+        layers, removed = self.reduction_layers, self.tokens_removed
+        return dict(zip(layers, [removed] * len(layers) if isinstance(removed, int) else removed))
+
     def tokens_removed_at(self, layer_index: int) -> int:
         """The configured r of a layer (0 for layers that do not compress), before the run-time clamp."""
-        if layer_index not in self.reduction_layers:
-            return 0
-        if isinstance(self.tokens_removed, int):
-            return self.tokens_removed
-        return self.tokens_removed[self.reduction_layers.index(layer_index)]
+        return self.tokens_removed_per_layer().get(layer_index, 0)
 
     def token_schedule(self, image_size=None) -> list[tuple[int, int]]:
         """Per layer, `(tokens in attention, tokens in the MLP)` for one image of `image_size` (default: config)."""
@@ -203,18 +247,43 @@ class PPTDeiTConfig(DeiTConfig):
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
         # Adopt stock configs here, before `from_pretrained` compares model types and warns about a mismatch.
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        _check_is_object(config_dict, f"the config.json of {pretrained_model_name_or_path!r}")
         return _adopt_stock_config(config_dict), kwargs
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file):
+        # transformers reads config.json here and then looks keys up in it: a file holding a JSON list, number or
+        # null would fail there with a bare TypeError.
+        config_dict = super()._dict_from_json_file(json_file)
+        _check_is_object(config_dict, str(json_file))
+        return config_dict
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
         """Also accepts the config of a stock `vit` or `deit` checkpoint: a `deit` one has a DIST token (and a
         distillation head when saved as `DeiTForImageClassificationWithTeacher`), a `vit` one has neither."""
+        _check_is_object(config_dict, "config_dict")
         config_dict = _adopt_stock_config(config_dict)
         # from_dict would setattr these after construction, skipping validation: hand them to the constructor.
         for name in PPT_SETTINGS:
             if name in kwargs:
                 config_dict[name] = kwargs.pop(name)
-        return super().from_dict(config_dict, **kwargs)
+        config = super().from_dict(config_dict, **kwargs)
+        # Other keyword arguments (`patch_size`, `num_hidden_layers`, ...) were set after construction: check again.
+        (config[0] if isinstance(config, tuple) else config)._check_all()
+        return config
+
+    def _check_all(self) -> None:
+        self._check_setting_types()
+        self._check_ppt_settings()
+
+
+def _check_is_object(config_dict, what: str) -> None:
+    if not isinstance(config_dict, dict):
+        raise ValueError(
+            f"{what} must be a JSON object (a mapping of setting names to values), got a JSON "
+            f"{type(config_dict).__name__}"
+        )
 
 
 def _adopt_stock_config(config_dict: dict) -> dict:

@@ -1,19 +1,18 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
 """PPT-DeiT: DeiT / ViT with adaptive token Pruning & Pooling (Wu et al., arXiv 2310.01812).
 
-The classes subclass `transformers`' DeiT modules and override only what PPT changes:
+The classes subclass `transformers`' DeiT modules and override only what PPT changes (each docstring lists what
+differs from its parent, as transformers' `modular_*.py` files do):
 
 - `PPTDeiTEmbeddings`: DIST token optional, so the non-distilled DeiTs (stored on the Hub as `vit`) load as they are.
 - `PPTDeiTAttention`: log-size bias (proportional attention), and the CLS attention row / value norms / mean keys
   that the compression step needs; `scaled_dot_product_attention` unless full probabilities are asked for.
 - `PPTDeiTLayer`: `x += Attn(LN1(x)); x = compress(x); x += MLP(LN2(x))`, compression only at scheduled layers.
 - `PPTDeiTModel`, `PPTDeiTForImageClassification`: carry token sizes (and source maps) through the layers and
-  return the compression record.
+  return the compression records.
 
 The tensor work of scoring, choosing, pruning and pooling lives in `token_ops.py`.
 """
-
-from __future__ import annotations
 
 import contextlib
 import copy
@@ -33,10 +32,13 @@ from transformers.models.deit.modeling_deit import (
     DeiTPooler,
     DeiTPreTrainedModel,
 )
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_ppt_deit import PPTDeiTConfig
-from .token_ops import ScoreInputs, clamp_tokens_removed, compress, compute_scores, get_score_function
+from .token_ops import ScoreFunction, ScoreInputs, clamp_tokens_removed, compress, compute_scores, get_score_function
 
 
 # Checkpoint key names -> ours. Most Hub DeiT repos were written by transformers 4.x (`encoder.layer.N.attention.
@@ -76,6 +78,12 @@ class PPTCompressionRecord(ModelOutput):
         remove; then `tokens_after == tokens_before`.)
         layer_index (`int`): the layer (0-based).
         tokens_before (`int`) / tokens_after (`int`): sequence length entering and leaving the step.
+        token_sizes (`torch.FloatTensor` of shape `(batch_size, tokens_after)`):
+            How many input tokens each token leaving the step stands for (1 where nothing was merged into it).
+        token_sources (`torch.FloatTensor` of shape `(batch_size, tokens_after, initial_tokens)`, *optional*):
+            0/1 map of the input tokens (CLS, DIST, patches in raster order) that each token leaving the step covers;
+            input patches covered by no token were pruned at this step or before. Only with `config.track_sources`
+            (otherwise None, and nothing is computed for it).
     """
 
     scores: torch.FloatTensor | None = None
@@ -84,6 +92,8 @@ class PPTCompressionRecord(ModelOutput):
     layer_index: int | None = None
     tokens_before: int | None = None
     tokens_after: int | None = None
+    token_sizes: torch.FloatTensor | None = None
+    token_sources: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -103,7 +113,8 @@ class PPTDeiTModelOutput(BaseModelOutputWithPooling):
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Embeddings and every layer's output; their lengths shrink after each reduction layer.
         attentions (`tuple(torch.FloatTensor)`, *optional*):
-            Per layer `(batch_size, num_heads, tokens, tokens)` attention probabilities (with the log-size term).
+            Per layer `(batch_size, num_heads, tokens, tokens)` attention probabilities (with the log-size term),
+            `tokens` being the length entering that layer.
     """
 
     token_sizes: torch.FloatTensor | None = None
@@ -129,7 +140,14 @@ class PPTDeiTImageClassifierOutput(ImageClassifierOutput):
 
 
 class PPTDeiTEmbeddings(DeiTEmbeddings):
-    """DeiT embeddings whose DIST token is optional: without it they are exactly `ViTEmbeddings`."""
+    """DeiT embeddings whose DIST token is optional.
+
+    Differences from `DeiTEmbeddings`:
+    - no DIST token without `config.use_distillation_token`: then the position embeddings have one prefix slot
+      (CLS) instead of two and the embeddings are exactly `ViTEmbeddings`';
+    - `interpolate_pos_encoding` handles 1 or 2 prefix tokens;
+    - no mask token (no masked image modeling), and an image of the wrong size gets a message naming the fix.
+    """
 
     def __init__(self, config: PPTDeiTConfig) -> None:
         super().__init__(config, use_mask_token=False)
@@ -245,64 +263,114 @@ class TokenState(NamedTuple):
     sources: torch.Tensor | None  # [B, N, N0]
 
 
+class PPTLayerSchedule(NamedTuple):
+    """One layer's PPT settings for one forward pass.
+
+    `PPTDeiTModel` reads them from the config once, when the pass starts (`compression_schedule`), and hands them to
+    its layers, which never read PPT settings from the config: a `configure_compression` during a pass (from another
+    thread, or from a score function) takes effect at the next pass instead of mixing two schedules within one.
+    The defaults are a layer that does not compress.
+    """
+
+    layer_index: int | None = None
+    tokens_removed: int = 0  # the configured r (0: no compression here), before the run-time clamp
+    prune_threshold: float = 0.0
+    score_function: ScoreFunction | None = None  # resolved from the registry when the pass starts
+    proportional_attention: bool = True
+    num_protected: int = 1
+
+
+class PPTDeiTLayerOutput(NamedTuple):
+    """What a `PPTDeiTLayer` returns. Element 0 is the hidden states, as transformers' output capturing expects of a
+    layer (`_can_record_outputs["hidden_states"]`)."""
+
+    hidden_states: torch.Tensor  # [B, N_out, D], N_out = N_in - r at a reduction layer, N_in elsewhere
+    tokens: TokenState  # sizes and sources of those N_out tokens
+    compression: PPTCompressionRecord | None  # with output_compression, at a layer scheduled to compress (r > 0)
+
+
 class PPTDeiTLayer(DeiTLayer):
-    """`x = x + Attn(LN1(x))`, then (at reduction layers) `x = compress(x)`, then `x = x + MLP(LN2(x))`."""
+    """`x = x + Attn(LN1(x))`, then (at reduction layers) `x = compress(x)`, then `x = x + MLP(LN2(x))`.
+
+    Differences from `DeiTLayer`:
+    - the compression step between the attention residual and the MLP, at layers whose `schedule` removes tokens;
+    - it takes the token state (sizes, sources) and this pass's `PPTLayerSchedule` instead of an attention mask, and
+      returns a `PPTDeiTLayerOutput` (hidden states, token state, and with `output_compression` the compression
+      record) instead of a tensor;
+    - `PPTDeiTAttention`, with the log-size bias once tokens have been merged and the statistics the step needs.
+    """
 
     def __init__(self, config: PPTDeiTConfig):
         super().__init__(config)
-        self.config = config
         self.attention = PPTDeiTAttention(config)
 
     def forward(
         self,
         hidden_states: torch.Tensor,
-        tokens: TokenState,
-        tokens_removed: int = 0,
-        need_probs: bool = False,
-    ) -> tuple[torch.Tensor, TokenState, torch.Tensor | None, tuple | None]:
-        config = self.config
-        num_protected = config.num_protected_tokens
-        r = clamp_tokens_removed(tokens_removed, hidden_states.shape[1], num_protected)
-        score_fn = get_score_function(config.score_function) if r > 0 else None
-        use_log_sizes = config.proportional_attention and tokens.sizes is not None
+        tokens: TokenState | None = None,
+        schedule: PPTLayerSchedule = PPTLayerSchedule(),
+        output_attentions: bool = False,
+        output_compression: bool = False,
+    ) -> PPTDeiTLayerOutput:
+        tokens = TokenState(None, None) if tokens is None else tokens
+        num_protected = schedule.num_protected
+        r = clamp_tokens_removed(schedule.tokens_removed, hidden_states.shape[1], num_protected)
+        score_fn = schedule.score_function if r > 0 else None
+        use_log_sizes = schedule.proportional_attention and tokens.sizes is not None
         attention = self.attention(
             self.layernorm_before(hidden_states),
             key_bias=tokens.sizes.log() if use_log_sizes else None,
             need_stats=r > 0,
-            need_probs=need_probs or (score_fn is not None and score_fn.needs_full_attention),
+            need_probs=output_attentions or (score_fn is not None and score_fn.needs_full_attention),
         )
         hidden_states = self.dropout(attention.output) + hidden_states
 
-        step = None
+        record = None
+        tokens_before = hidden_states.shape[1]
         if r > 0:
             scores = compute_scores(
-                config.score_function,
-                ScoreInputs(attention.cls_attention, attention.value_norm, num_protected, attention.probs),
+                score_fn, ScoreInputs(attention.cls_attention, attention.value_norm, num_protected, attention.probs)
             )
             sizes = tokens.sizes
             if sizes is None:
                 sizes = hidden_states.new_ones(hidden_states.shape[:2])
-            tokens_before = hidden_states.shape[1]
             result = compress(
                 hidden_states,
                 sizes,
                 scores,
                 attention.key_mean,
                 r,
-                config.prune_threshold,
+                schedule.prune_threshold,
                 num_protected,
                 tokens.sources,
             )
             hidden_states, tokens = result.hidden_states, TokenState(result.sizes, result.sources)
-            step = (scores, result.score_variance, result.pruned, tokens_before, hidden_states.shape[1])
-        elif tokens_removed > 0:
+            if output_compression:
+                record = PPTCompressionRecord(
+                    scores=scores,
+                    score_variance=result.score_variance,
+                    pruned=result.pruned,
+                    layer_index=schedule.layer_index,
+                    tokens_before=tokens_before,
+                    tokens_after=hidden_states.shape[1],
+                    token_sizes=result.sizes,
+                    token_sources=result.sources,
+                )
+        elif schedule.tokens_removed > 0 and output_compression:
             # A scheduled layer whose r the clamp brought to 0 (too few tokens left): it still gets a record, with
             # no scores or policy, so that records and `reduction_layers` correspond one to one.
-            step = (None, None, None, hidden_states.shape[1], hidden_states.shape[1])
+            sizes = tokens.sizes if tokens.sizes is not None else hidden_states.new_ones(hidden_states.shape[:2])
+            record = PPTCompressionRecord(
+                layer_index=schedule.layer_index,
+                tokens_before=tokens_before,
+                tokens_after=tokens_before,
+                token_sizes=sizes,
+                token_sources=tokens.sources,
+            )
 
         residual = hidden_states
         hidden_states = self.dropout(self.mlp(self.layernorm_after(hidden_states))) + residual
-        return hidden_states, tokens, attention.probs if need_probs else None, step
+        return PPTDeiTLayerOutput(hidden_states, tokens, record)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -311,15 +379,37 @@ class PPTDeiTLayer(DeiTLayer):
 
 
 class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
+    """Base class of the PPT-DeiT models.
+
+    Differences from `DeiTPreTrainedModel`:
+    - `config_class` is `PPTDeiTConfig`; `_no_split_modules`, `_can_record_outputs` name the PPT modules;
+    - no flash / flex attention and no attention-backend registry (see the comment at the flags);
+    - `_init_weights` draws position embeddings and CLS/DIST from a truncated normal, as ViT does (stock DeiT zeroes
+      them);
+    - `from_pretrained` loads stock DeiT/ViT Hub checkpoints through `CHECKPOINT_KEY_MAPPING`, and
+      `save_pretrained` writes an `auto_map` for all three Auto classes;
+    - `configure_compression` / `compression_settings` change the PPT settings of a built model.
+    """
+
     config_class = PPTDeiTConfig
     config: PPTDeiTConfig
     base_model_prefix = "deit"
     _no_split_modules = ["PPTDeiTEmbeddings", "PPTDeiTLayer"]
     _supports_sdpa = True
+    # Proportional attention adds log(size) of each key token to the attention logits, a float bias per (sample, key)
+    # that changes after every pooling step. Flash attention kernels take no additive bias (only a 0/1 padding mask),
+    # so they cannot compute it; and the compression step needs the softmax statistics of the CLS query row under that
+    # same bias, which PPTDeiTAttention computes next to `scaled_dot_product_attention` (or from the eager
+    # probabilities) rather than through `ALL_ATTENTION_FUNCTIONS`. Flex attention could express the bias as a
+    # score_mod, but its backward and compile requirements are untested here. So only eager and SDPA are offered, and
+    # the attention does not go through the registry of attention backends.
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = False
-    _can_record_outputs = {}  # hidden states and attentions are collected by our own loop, not by hooks
+    # Hidden states are each layer's output[0] (their length shrinks after each reduction layer), attentions the
+    # attention module's output[1] (`probs`, materialised only when attentions are asked for); both are collected by
+    # transformers' `capture_outputs` hooks. Compression records are not hooks' business: the model loop gathers them.
+    _can_record_outputs = {"hidden_states": PPTDeiTLayer, "attentions": PPTDeiTAttention}
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, PPTDeiTEmbeddings):
@@ -334,16 +424,17 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, that also loads stock DeiT and ViT checkpoints as they are on the Hub
-        (old or new key names, `vit.` or `deit.` prefix), with PPT settings as keyword arguments:
+        (old or new key names, `vit.` or `deit.` prefix: `key_mapping` defaults to `CHECKPOINT_KEY_MAPPING`), with PPT
+        settings as keyword arguments.
+
+        Weight shapes are checked as usual: a checkpoint whose weights do not fit the config (another `num_labels`,
+        `image_size`, ...) raises, unless `ignore_mismatched_sizes=True`, which re-initialises the mismatched weights.
+        Fine-tuning for another label set is thus:
 
             PPTDeiTForImageClassification.from_pretrained("facebook/deit-small-patch16-224", num_labels=100,
-                                                          tokens_removed=50, prune_threshold=7e-5)
-
-        A `num_labels` different from the checkpoint's gives a new, randomly initialised head.
+                                                          ignore_mismatched_sizes=True, tokens_removed=50)
         """
         kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
-        if "num_labels" in kwargs or "id2label" in kwargs:
-            kwargs.setdefault("ignore_mismatched_sizes", True)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -362,10 +453,15 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
 
     def configure_compression(self, **settings) -> None:
         """Change the PPT settings of a built model in place, validated as the config validates them, e.g.
-        `model.configure_compression(tokens_removed=30, prune_threshold=float("inf"))`."""
+        `model.configure_compression(tokens_removed=30, prune_threshold=float("inf"))`.
+
+        Safe while another thread runs the model: a forward pass reads all settings once when it starts, and they are
+        replaced here in one dict update, so a pass runs entirely with the old or entirely with the new settings.
+        """
         checked = self.config.with_compression(**settings)  # raises ValueError on bad settings
-        for name in settings:
-            setattr(self.config, name, getattr(checked, name))
+        # One update of the attribute dict (atomic under the GIL) rather than a setattr per setting; the values are
+        # validated already (with_compression built a config from them).
+        vars(self.config).update({name: getattr(checked, name) for name in settings})
 
     @contextlib.contextmanager
     def compression_settings(self, **settings):
@@ -388,6 +484,16 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
 
     Input `pixel_values` `(batch_size, num_channels, height, width)`; output `last_hidden_state`
     `(batch_size, final_tokens, hidden_size)` with `[CLS, (DIST)]` first.
+
+    Differences from `DeiTModel`:
+    - `PPTDeiTEmbeddings` (optional DIST token) and `PPTDeiTLayer`s, which carry token sizes (and, with
+      `config.track_sources`, source maps) from layer to layer under a schedule read once per pass
+      (`compression_schedule`);
+    - returns `PPTDeiTModelOutput`: also `token_sizes`, `token_sources` and, with `output_compression=True`, one
+      `PPTCompressionRecord` per reduction layer; `hidden_states` / `attentions` shrink after each reduction layer;
+    - no `bool_masked_pos` and no `attention_mask` (there is no padding in an image, and a mask would not follow
+      the tokens through pruning and pooling); unknown keyword arguments raise a TypeError;
+    - integer, boolean or complex `pixel_values` and an empty batch are refused with a clear error.
     """
 
     def __init__(self, config: PPTDeiTConfig, add_pooling_layer: bool = True):
@@ -399,26 +505,59 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
         self.pooler = DeiTPooler(config) if add_pooling_layer else None
         self.post_init()
 
+    def settings_snapshot(self) -> PPTDeiTConfig:
+        """The config as it is now, read in one step: what one forward pass runs with."""
+        if torch.compiler.is_compiling():
+            # A compiled graph has the settings baked in as constants (guarded by dynamo): nothing to snapshot.
+            return self.config
+        # A shallow copy reads all attributes in one dict copy (atomic under the GIL), and configure_compression
+        # replaces them in one dict update: a pass sees the old settings or the new ones, never a mix.
+        return copy.copy(self.config)
+
+    def compression_schedule(self, config: PPTDeiTConfig | None = None) -> tuple[PPTLayerSchedule, ...]:
+        """Every layer's PPT settings for one forward pass, from `config` (default: a snapshot of `self.config`)."""
+        config = self.settings_snapshot() if config is None else config
+        # Each setting is read once (a config attribute read costs about a microsecond), not once per layer.
+        removed = config.tokens_removed_per_layer()
+        shared = {
+            "prune_threshold": config.prune_threshold,
+            "score_function": get_score_function(config.score_function),
+            "proportional_attention": config.proportional_attention,
+            "num_protected": config.num_protected_tokens,
+        }
+        return tuple(
+            PPTLayerSchedule(layer_index=index, tokens_removed=removed.get(index, 0), **shared)
+            for index in range(len(self.layers))
+        )
+
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         output_compression: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> PPTDeiTModelOutput | tuple:
-        config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            getattr(config, "output_hidden_states", False) if output_hidden_states is None else output_hidden_states
-        )
-        return_dict = getattr(config, "return_dict", True) if return_dict is None else return_dict
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> PPTDeiTModelOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Images as the model's image processor makes them (floating point, normalised).
+        interpolate_pos_encoding (`bool`, *optional*):
+            Resize the position embeddings to images of another size than `config.image_size`.
+        output_compression (`bool`, *optional*):
+            Return one `PPTCompressionRecord` per reduction layer in `compression`.
+        kwargs (`TransformersKwargs`):
+            `output_attentions` / `output_hidden_states` (collected by `capture_outputs`), and the other keyword
+            arguments transformers passes to every model (accepted, unused here); any other name raises a TypeError.
+        """
+        _check_forward_kwargs(self, kwargs)
+        config = self.settings_snapshot()  # the PPT settings are read here, once per pass, and nowhere else
         _check_pixel_values(pixel_values, config)
+        schedule = self.compression_schedule(config)
         expected_dtype = self.embeddings.patch_embeddings.projection.weight.dtype
         if pixel_values.dtype != expected_dtype:
             pixel_values = pixel_values.to(expected_dtype)
+        # The same default `capture_outputs` uses to decide whether attentions are collected.
+        output_attentions = bool(kwargs.get("output_attentions", getattr(config, "output_attentions", False)))
 
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
         batch_size, num_tokens, _ = hidden_states.shape
@@ -428,38 +567,36 @@ class PPTDeiTModel(PPTDeiTPreTrainedModel, DeiTModel):
             sources = sources.expand(batch_size, num_tokens, num_tokens)
         tokens = TokenState(None, sources)
 
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
         records = []
-        for index, layer in enumerate(self.layers):
-            hidden_states, tokens, probs, step = layer(
-                hidden_states, tokens, config.tokens_removed_at(index), bool(output_attentions)
+        for layer, layer_schedule in zip(self.layers, schedule):
+            hidden_states, tokens, record = layer(
+                hidden_states, tokens, layer_schedule, output_attentions, bool(output_compression)
             )
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (probs,)
-            if step is not None and output_compression:
-                scores, variance, pruned, before, after = step
-                records.append(PPTCompressionRecord(scores, variance, pruned, index, before, after))
+            if record is not None:
+                records.append(record)
 
         sequence_output = self.layernorm(hidden_states)
         sizes = tokens.sizes if tokens.sizes is not None else hidden_states.new_ones(hidden_states.shape[:2])
-        output = PPTDeiTModelOutput(
+        return PPTDeiTModelOutput(
             last_hidden_state=sequence_output,
             pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
             token_sizes=sizes,
             token_sources=tokens.sources,
             compression=tuple(records) if output_compression else None,
         )
-        return output if return_dict else output.to_tuple()
 
 
 class PPTDeiTForImageClassification(PPTDeiTPreTrainedModel, DeiTForImageClassification):
     """PPT-DeiT with a linear head on the final CLS token (and, with `config.distillation_head`, one on DIST,
-    averaged as `DeiTForImageClassificationWithTeacher` does). `logits`: `(batch_size, num_labels)`."""
+    averaged as `DeiTForImageClassificationWithTeacher` does). `logits`: `(batch_size, num_labels)`.
+
+    Differences from `DeiTForImageClassification`:
+    - a `PPTDeiTModel` inside, whose compression state (`token_sizes`, `token_sources`, `compression`) the output
+      `PPTDeiTImageClassifierOutput` carries;
+    - the optional distillation head (`cls_logits`, `distillation_logits`, `logits` their mean), so distilled DeiT
+      checkpoints need no separate `...WithTeacher` class;
+    - labels out of range raise a ValueError instead of a device-side assert in the loss.
+    """
 
     def __init__(self, config: PPTDeiTConfig):
         DeiTPreTrainedModel.__init__(self, config)
@@ -474,25 +611,30 @@ class PPTDeiTForImageClassification(PPTDeiTPreTrainedModel, DeiTForImageClassifi
             return nn.Linear(self.config.hidden_size, self.config.num_labels)
         return nn.Identity()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         output_compression: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> PPTDeiTImageClassifierOutput | tuple:
-        return_dict = getattr(self.config, "return_dict", True) if return_dict is None else return_dict
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> PPTDeiTImageClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices in `[0, num_labels)` for the loss (or float targets for regression / multi-label problems).
+        kwargs (`TransformersKwargs`):
+            As for `PPTDeiTModel.forward`; loss keyword arguments (`num_items_in_batch`, which `Trainer` passes with
+            gradient accumulation) go to `self.loss_function`.
+
+        The other arguments are those of `PPTDeiTModel.forward`.
+        """
+        _check_forward_kwargs(self, kwargs)
         outputs = self.deit(
             pixel_values,
             interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
             output_compression=output_compression,
-            return_dict=True,
+            **kwargs,
         )
         sequence_output = outputs.last_hidden_state
         cls_logits = self.classifier(sequence_output[:, 0])
@@ -505,8 +647,8 @@ class PPTDeiTForImageClassification(PPTDeiTPreTrainedModel, DeiTForImageClassifi
         loss = None
         if labels is not None:
             _check_labels(labels, self.config)
-            loss = self.loss_function(labels, logits, self.config)
-        output = PPTDeiTImageClassifierOutput(
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        return PPTDeiTImageClassifierOutput(
             loss=loss,
             logits=logits,
             hidden_states=outputs.hidden_states,
@@ -517,12 +659,25 @@ class PPTDeiTForImageClassification(PPTDeiTPreTrainedModel, DeiTForImageClassifi
             token_sources=outputs.token_sources,
             compression=outputs.compression,
         )
-        return output if return_dict else output.to_tuple()
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Input checks: clear messages before anything reaches torch's kernels
 # --------------------------------------------------------------------------------------------------------------------
+
+# The keyword arguments transformers may pass to any model's forward (`TransformersKwargs`): accepted, so that
+# Trainer, pipelines and generic tooling work; loss ones reach the loss function. Anything else is a mistake (a typo
+# such as `output_attention`, or an argument of another model such as `attention_mask`) and raises.
+_TRANSFORMERS_KWARGS = frozenset(TransformersKwargs.__required_keys__ | TransformersKwargs.__optional_keys__)
+
+
+def _check_forward_kwargs(model: nn.Module, kwargs: dict) -> None:
+    unknown = sorted(set(kwargs) - _TRANSFORMERS_KWARGS)
+    if unknown:
+        raise TypeError(
+            f"{type(model).__name__}.forward() got unexpected keyword argument(s) {unknown}; besides its own "
+            f"arguments it accepts only transformers' common keyword arguments {sorted(_TRANSFORMERS_KWARGS)}"
+        )
 
 
 def _check_pixel_values(pixel_values, config: PPTDeiTConfig) -> None:
@@ -534,6 +689,14 @@ def _check_pixel_values(pixel_values, config: PPTDeiTConfig) -> None:
             f"pixel_values must be a 4-d tensor (batch_size, num_channels, height, width), got {shape}; "
             "use the model's image processor to turn images into pixel_values"
         )
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values has dtype {pixel_values.dtype}, but the model takes floating-point pixel values normalised "
+            "by its image processor (raw 0-255 integer pixels give wrong predictions): use "
+            "AutoImageProcessor.from_pretrained(<checkpoint>)(images, return_tensors='pt').pixel_values"
+        )
+    if pixel_values.shape[0] == 0:
+        raise ValueError(f"pixel_values holds no image (shape {tuple(pixel_values.shape)}): pass at least one")
     if pixel_values.shape[1] != config.num_channels:
         raise ValueError(
             f"pixel_values has {pixel_values.shape[1]} channels (shape {tuple(pixel_values.shape)}) but the model "
@@ -558,7 +721,9 @@ __all__ = [
     "PPTCompressionRecord",
     "PPTDeiTForImageClassification",
     "PPTDeiTImageClassifierOutput",
+    "PPTDeiTLayerOutput",
     "PPTDeiTModel",
     "PPTDeiTModelOutput",
     "PPTDeiTPreTrainedModel",
+    "PPTLayerSchedule",
 ]

@@ -10,6 +10,8 @@ Nothing here holds model state; the model wires these in. Shapes use
 
 Every function is per sample and free of host-device syncs: no `.item()`, no `nonzero`, no Python loop over
 samples, and output shapes depend only on input shapes and `r`, so `torch.compile(fullgraph=True)` can trace them.
+(One exception: `check_scores` looks at the values a user-registered score function returned, and does so only in
+eager mode.)
 The algorithm follows `PPT_SPEC.md` (Wu et al., arXiv 2310.01812) and the released PPT/ToMe code where the spec
 defers to it.
 """
@@ -47,28 +49,51 @@ class ScoreInputs:
 
 
 class ScoreFunction(NamedTuple):
+    """A registered significance score: the function, whether it reads the full attention, its name, and whether its
+    output is checked (user-registered functions are; the built-ins are tested and stay off the checks)."""
+
     fn: Callable[[ScoreInputs], torch.Tensor]
     needs_full_attention: bool
+    name: str = ""
+    check_output: bool = True
 
 
 SCORE_FUNCTIONS: dict[str, ScoreFunction] = {}
 
 
 def register_score_function(
-    name: str, fn: Callable[[ScoreInputs], torch.Tensor] | None = None, *, needs_full_attention: bool = False
+    name: str,
+    fn: Callable[[ScoreInputs], torch.Tensor] | None = None,
+    *,
+    needs_full_attention: bool = False,
+    override: bool = False,
 ):
     """Register a significance-score function under `name`, so that `PPTDeiTConfig(score_function=name)` uses it.
 
-    `fn(inputs: ScoreInputs) -> Tensor[B, Np]` returns one non-negative value per non-protected token; it does not
-    need to normalise (the model normalises every score to sum to 1 per sample). Set `needs_full_attention=True`
-    if `fn` reads `inputs.attention_probs`; otherwise the layer only computes the CLS row of the attention.
-    Usable as a decorator: `@register_score_function("mine")`.
+    `fn(inputs: ScoreInputs) -> Tensor[B, Np]` returns one finite, non-negative value per non-protected token, in a
+    floating dtype, with a positive sum per sample; it does not need to normalise (the model normalises every score to
+    sum to 1 per sample). Set `needs_full_attention=True` if `fn` reads `inputs.attention_probs`; otherwise the layer
+    only computes the CLS row of the attention and `inputs.attention_probs` is None. Usable as a decorator:
+    `@register_score_function("mine")`.
+
+    A name that is already registered (a built-in such as `"ats"`, or your own) is replaced only with
+    `override=True`: the registry is process-wide, so a silent replacement would change every model using that name.
+
+    What a registered function returns is checked on every call (see `check_scores`): its type, dtype and shape
+    always, its values (finite, non-negative, positive sum per sample) in eager mode only: under `torch.compile`,
+    `torch.export`, ONNX export or `torch.jit` tracing that value check is skipped, as it needs a host sync. The
+    built-in functions are not checked.
     """
 
     def add(score_fn):
         if not callable(score_fn):
             raise TypeError(f"score function {name!r} must be callable, got {type(score_fn).__name__}")
-        SCORE_FUNCTIONS[name] = ScoreFunction(score_fn, needs_full_attention)
+        if name in SCORE_FUNCTIONS and not override:
+            raise ValueError(
+                f"a score function named {name!r} is already registered; pass override=True to replace it for the "
+                "whole process, or choose another name"
+            )
+        SCORE_FUNCTIONS[name] = ScoreFunction(score_fn, bool(needs_full_attention), name, check_output=True)
         return score_fn
 
     if not isinstance(name, str) or not name:
@@ -76,10 +101,18 @@ def register_score_function(
     return add if fn is None else add(fn)
 
 
+def _register_builtin(name: str, needs_full_attention: bool = False):
+    def add(score_fn):
+        SCORE_FUNCTIONS[name] = ScoreFunction(score_fn, needs_full_attention, name, check_output=False)
+        return score_fn
+
+    return add
+
+
 def get_score_function(name: str) -> ScoreFunction:
     try:
         return SCORE_FUNCTIONS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name
         raise ValueError(
             f"unknown score_function {name!r}; registered: {sorted(SCORE_FUNCTIONS)} "
             "(add your own with register_score_function)"
@@ -91,14 +124,14 @@ def normalize_scores(scores: torch.Tensor) -> torch.Tensor:
     return scores / scores.sum(dim=-1, keepdim=True)
 
 
-@register_score_function("ats")
+@_register_builtin("ats")
 def ats_score(inputs: ScoreInputs) -> torch.Tensor:
     """ATS significance (the paper's and thesis's baseline): `sum_h A[b,h,CLS,t] * ||V_t||`."""
     p = inputs.num_protected
     return inputs.cls_attention[:, :, p:].sum(dim=1) * inputs.value_norm[:, p:]
 
 
-@register_score_function("cls_attention")
+@_register_builtin("cls_attention")
 def cls_attention_score(inputs: ScoreInputs) -> torch.Tensor:
     """The thesis's "average": attention *from* CLS to each token, averaged over heads."""
     return inputs.cls_attention[:, :, inputs.num_protected :].mean(dim=1)
@@ -107,7 +140,7 @@ def cls_attention_score(inputs: ScoreInputs) -> torch.Tensor:
 ENTROPY_EPS = 1e-12
 
 
-@register_score_function("entropy", needs_full_attention=True)
+@_register_builtin("entropy", needs_full_attention=True)
 def entropy_score(inputs: ScoreInputs) -> torch.Tensor:
     """The thesis's "diversity": head-averaged entropy of token t's own attention row, times `||V_t||`."""
     p = inputs.num_protected
@@ -116,9 +149,65 @@ def entropy_score(inputs: ScoreInputs) -> torch.Tensor:
     return (row_entropy.mean(dim=1) * inputs.value_norm[:, p:].float()).to(inputs.value_norm.dtype)
 
 
-def compute_scores(name: str, inputs: ScoreInputs) -> torch.Tensor:
-    """Score the non-protected tokens with the registered function `name`, normalised: `[B, Np]`."""
-    return normalize_scores(get_score_function(name).fn(inputs))
+def compute_scores(score_function: str | ScoreFunction, inputs: ScoreInputs) -> torch.Tensor:
+    """Score the non-protected tokens with `score_function` (a registered name or entry), normalised: `[B, Np]`."""
+    entry = get_score_function(score_function) if isinstance(score_function, str) else score_function
+    if not entry.check_output:
+        return normalize_scores(entry.fn(inputs))
+    eager = not _is_traced()
+    try:
+        scores = entry.fn(inputs)
+    except (TypeError, AttributeError) as error:
+        if eager and inputs.attention_probs is None and "NoneType" in str(error):
+            raise type(error)(
+                f"score function {entry.name!r} failed ({error}); inputs.attention_probs is None because "
+                f"{entry.name!r} was registered without needs_full_attention=True. If it reads the full attention, "
+                f"register it again with register_score_function({entry.name!r}, fn, needs_full_attention=True, "
+                "override=True)"
+            ) from error
+        raise
+    check_scores(scores, entry.name, inputs, check_values=eager)
+    return normalize_scores(scores)
+
+
+def _is_traced() -> bool:
+    """True under torch.compile and torch.export (dynamo, also behind `torch.onnx.export(dynamo=True)`) and under
+    torch.jit tracing (also behind the TorchScript-based `torch.onnx.export`)."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def check_scores(scores, name: str, inputs: ScoreInputs, check_values: bool = True) -> None:
+    """Raise a clear error if what the score function `name` returned is not `[B, N - P]` non-negative finite
+    floating-point scores with a positive sum per sample (what the normalisation and the variance need).
+
+    Type, dtype and shape are checked from metadata (free, traceable). The values are checked only with
+    `check_values`: that costs one small reduction and a host sync, so the model does it in eager mode only.
+    """
+    batch, num_tokens = inputs.value_norm.shape
+    expected = (batch, num_tokens - inputs.num_protected)
+    contract = (
+        f"score function {name!r} must return a floating-point tensor of shape [batch, tokens - protected] = "
+        f"{list(expected)}: one finite, non-negative value per non-protected token, with a positive sum per sample"
+    )
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"{contract}; it returned {type(scores).__name__}")
+    if not scores.is_floating_point():
+        raise TypeError(f"{contract}; it returned dtype {scores.dtype} (convert with .float())")
+    if tuple(scores.shape) != expected:
+        raise ValueError(f"{contract}; it returned shape {list(scores.shape)}")
+    if not check_values:
+        return
+    finite = torch.isfinite(scores)
+    if bool(finite.all() & (scores >= 0).all() & (scores.sum(dim=-1) > 0).all()):
+        return
+    if not finite.all():
+        problem = f"{int((~finite).sum())} non-finite values (NaN or inf)"
+    elif (scores < 0).any():
+        problem = f"negative values (min {float(scores.min()):.3g})"
+    else:
+        samples = (scores.sum(dim=-1) <= 0).nonzero().flatten().tolist()
+        problem = f"all-zero scores for samples {samples}"
+    raise ValueError(f"{contract}; it returned {problem}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -131,7 +220,7 @@ def clamp_tokens_removed(r: int, num_tokens: int, num_protected: int) -> int:
     return max(0, min(int(r), (num_tokens - num_protected) // 2))
 
 
-def choose_pruning(scores: torch.Tensor, prune_threshold: float) -> torch.Tensor:
+def choose_pruning(scores: torch.Tensor, prune_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample policy: `True` = prune (score variance >= tau), `False` = pool. Returns `(prune [B], var [B])`."""
     variance = torch.var(scores.float(), dim=-1)  # unbiased, as torch.var's default and the authors' code
     return variance >= prune_threshold, variance
@@ -300,14 +389,6 @@ def weighted_keep_and_add(
     # also make the next layers' attention mask require grad, which rules out SDPA's flash kernel when training).
     new_sizes = out[..., hidden_size].detach().contiguous()
     return out[..., :hidden_size] / out[..., hidden_size:], new_sizes
-
-
-def merge_tokens(x: torch.Tensor, plan: MergePlan) -> torch.Tensor:
-    """Sum-merge `x` `[B, N, ...]` by `plan` -> `[B, N - r, ...]`: every merged A-token is added into its B-token.
-
-    Output order: `[CLS, (DIST), unmerged A-tokens in original order, B-tokens]`.
-    """
-    return keep_and_add(x, plan.order, plan.destination)
 
 
 def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple[torch.Tensor, torch.Tensor]:

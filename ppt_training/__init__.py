@@ -1,1 +1,2 @@
-"""Training support for train.py: datasets, transforms, metrics, the offline digits preset."""
+"""What train.py needs beyond the core: its options, the fine-tuning recipe and presets (`arguments`), and the model and
+image processor it fine-tunes (`modeling`)."""

@@ -20,7 +20,11 @@ import sys
 from dataclasses import dataclass, field, fields
 
 import torch
+import yaml
 from transformers import HfArgumentParser, TrainingArguments
+
+from ppt_eval.arguments import DatasetArguments, PPTArguments, check_at_least
+from ppt_eval.data import DIGITS, looks_like_local_path
 
 
 DEFAULT_MODEL = "facebook/deit-small-patch16-224"
@@ -33,11 +37,11 @@ SCRATCH_ARCHITECTURE = (
     "image_size",
     "patch_size",
 )
-PPT_OPTIONS = ("reduction_layers", "tokens_removed", "prune_threshold", "score_function")
+PPT_OPTIONS = tuple(item.name for item in fields(PPTArguments))
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(PPTArguments):
     """Which model to fine-tune (or build from scratch) and its PPT settings."""
 
     model_name_or_path: str | None = field(
@@ -55,18 +59,6 @@ class ModelArguments:
                   "loading a checkpoint."},
     )
     ppt: bool = field(default=True, metadata={"help": "Train with PPT compression on (False: plain DeiT)."})
-    reduction_layers: list[int] | None = field(
-        default=None, metadata={"help": "0-based layers that compress tokens (if not given: the model's, 3 6 9)."}
-    )
-    tokens_removed: list[int] | None = field(
-        default=None, metadata={"help": "Tokens removed per reduction layer: one value, or one per layer."}
-    )
-    prune_threshold: float | None = field(
-        default=None, metadata={"help": "tau: prune when var(scores) >= tau, else pool (0 = prune, inf = pool)."}
-    )
-    score_function: str | None = field(
-        default=None, metadata={"help": "Significance score: ats, cls_attention, entropy, or a registered one."}
-    )
     hidden_size: int | None = field(default=None, metadata={"help": "From scratch only: width."})
     num_hidden_layers: int | None = field(default=None, metadata={"help": "From scratch only: depth."})
     num_attention_heads: int | None = field(default=None, metadata={"help": "From scratch only: heads."})
@@ -78,32 +70,10 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class DataArguments(DatasetArguments):
     """Which dataset, which columns and splits, and the augmentation."""
 
-    dataset_name: str | None = field(
-        default=None,
-        metadata={
-            "help": f"Hub dataset id, save_to_disk folder or imagefolder directory (if not given: {DEFAULT_DATASET})."
-        },
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
-    image_column_name: str | None = field(
-        default=None, metadata={"help": "Image column (if not given: the only Image column)."}
-    )
-    label_column_name: str | None = field(
-        default=None, metadata={"help": "Label column (if not given: the only ClassLabel column, or 'label')."}
-    )
-    train_split_name: str = field(default="train", metadata={"help": "Split to train on."})
-    eval_split_name: str | None = field(
-        default=None, metadata={"help": "Split to evaluate on (if not given: test, else validation, else held out)."}
-    )
-    eval_split_ratio: float = field(
-        default=0.15, metadata={"help": "Fraction of train held out for evaluation when there is no eval split."}
-    )
-    split_seed: int = field(default=42, metadata={"help": "Seed of that hold-out split."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate train (debugging)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate eval (debugging)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N images only."})
     crop_scale_min: float = field(
         default=0.5,
         metadata={"help": "Smallest area fraction of the random resized crop (0.08 in ImageNet training; larger for "
@@ -127,6 +97,7 @@ class PPTTrainingArguments(TrainingArguments):
 def recipe_defaults() -> dict:
     """The fine-tuning recipe (see the module docstring). bf16 only where the GPU supports it."""
     return {
+        "dataset_name": DEFAULT_DATASET,
         "output_dir": "outputs/deit-small-ppt-cifar100",
         "learning_rate": 1e-4,
         "weight_decay": 0.05,
@@ -155,6 +126,7 @@ def recipe_defaults() -> dict:
 # r = 8 at layers 1, 2, 3: 65 -> 57 -> 49 -> 41 tokens (MLPs of layers 1-3 see 57, 49, 41).
 PRESETS = {
     "digits": {
+        "dataset_name": DIGITS,  # its own 20% test split (ppt_eval.data)
         "from_scratch": True,
         "hidden_size": 96,
         "num_hidden_layers": 4,
@@ -164,7 +136,6 @@ PRESETS = {
         "patch_size": 4,
         "horizontal_flip": False,  # a mirrored digit is another glyph
         "crop_scale_min": 0.7,
-        "eval_split_ratio": 0.2,
         "output_dir": "outputs/digits",
         "learning_rate": 1e-3,  # from scratch, small model: a large step is right here
         "weight_decay": 0.05,
@@ -189,12 +160,7 @@ def read_config_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise ValueError(f"config file {path!r} does not exist")
     with open(path, encoding="utf-8") as handle:
-        if path.endswith(".json"):
-            values = json.load(handle)
-        else:
-            import yaml
-
-            values = yaml.safe_load(handle)
+        values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -214,7 +180,9 @@ def _peek_preset(argv: list[str]) -> str | None:
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, PPTTrainingArguments]:
     """Parse `argv` (default `sys.argv[1:]`): an optional leading `config.json` / `config.yaml`, then options."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, PPTTrainingArguments))
+    # No abbreviations: `--learning_rat 0.1` is an error, never silently `--learning_rate`.
+    parser = HfArgumentParser((ModelArguments, DataArguments, PPTTrainingArguments), prog="train.py",
+                              allow_abbrev=False)
     file_values = {}
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         file_values = read_config_file(argv.pop(0))
@@ -236,7 +204,7 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
     other options (model, dataset)."""
     if model_args.preset is not None and model_args.preset not in PRESETS:
         raise ValueError(f"unknown preset {model_args.preset!r}; known presets: {sorted(PRESETS)}")
-    if model_args.preset == "digits" and data_args.dataset_name is not None:
+    if model_args.preset == "digits" and data_args.dataset_name != DIGITS:
         raise ValueError(
             f"--preset digits trains on scikit-learn's digits; it cannot be combined with "
             f"--dataset_name {data_args.dataset_name!r} (drop one of them)"
@@ -257,8 +225,6 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
         )
     else:
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_MODEL
-    if model_args.preset is None and data_args.dataset_name is None:
-        data_args.dataset_name = DEFAULT_DATASET
 
     compression_off = not model_args.ppt or model_args.reduction_layers == []
     if compression_off:
@@ -281,32 +247,14 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
             )
     if model_args.model_name_or_path is not None:
         check_model_source(model_args.model_name_or_path)
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(training_args, name) < 1:
-            raise ValueError(f"--{name} {getattr(training_args, name)} must be >= 1")
+    check_at_least(training_args, 1, "per_device_train_batch_size", "per_device_eval_batch_size",
+                   "gradient_accumulation_steps")
+    check_at_least(data_args, 1, "max_train_samples")
+    data_args.validate()
     if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
         raise ValueError(f"--output_dir {training_args.output_dir!r} exists and is not a directory")
     if not 0 < data_args.crop_scale_min <= 1:
         raise ValueError(f"crop_scale_min={data_args.crop_scale_min} must be in (0, 1]")
-    if training_args.push_to_hub:
-        check_publish_available()
-
-
-def looks_like_local_path(text: str) -> bool:
-    """True for what can only be a local path: it exists, starts with '.', '/' or '~', has a Windows separator, or
-    is not a valid Hub repo id ('name' or 'namespace/name'). Anything else is taken for a Hub id."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if os.path.exists(os.path.expanduser(text)) or text.startswith((".", "/", "~")) or any(
-        sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"
-    ):
-        return True
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return True
-    return False
 
 
 def check_model_source(name: str) -> None:
@@ -319,14 +267,3 @@ def check_model_source(name: str) -> None:
             f"--model_name_or_path {name!r} {problem}: give a folder written by save_pretrained (e.g. a train.py "
             f"--output_dir) or a Hub model id such as {DEFAULT_MODEL!r}"
         )
-
-
-def check_publish_available() -> None:
-    """`--push_to_hub` uploads through model_card.publish; make sure it is there before hours of training."""
-    try:
-        from model_card import publish
-    except ImportError as error:
-        raise ValueError(f"--push_to_hub needs model_card.publish, which cannot be imported: {error}") from error
-    missing = [name for name in ("export_folder", "push_folder", "HubPushError") if not hasattr(publish, name)]
-    if missing:
-        raise ValueError(f"--push_to_hub needs model_card.publish.{missing[0]}, which this install lacks")

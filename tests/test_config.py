@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
-from model_fixtures import pixels, tiny_config, tiny_model
+from model_fixtures import mixed_pixels, pixels, tiny_config, tiny_model
 from modeling_ppt_deit import SCORE_FUNCTIONS, PPTDeiTConfig, PPTDeiTForImageClassification, register_score_function
 
 
@@ -32,6 +33,63 @@ def test_invalid_settings_raise_value_error_naming_the_value(settings, needle):
     with pytest.raises(ValueError) as error:
         tiny_config(**settings)
     assert needle in str(error.value)
+
+
+# (setting, bad value, what the message must say the setting accepts). Each arrived as a raw TypeError,
+# ZeroDivisionError, or was stored as it was (a truthy "no").
+BAD_TYPES = [
+    ("proportional_attention", "no", "True or False"),
+    ("track_sources", 1, "True or False"),
+    ("use_distillation_token", "yes", "True or False"),
+    ("distillation_head", None, "True or False"),
+    ("tokens_removed", 8.0, "an int >= 0, or a list of them"),
+    ("tokens_removed", [8, "8"], "an int >= 0, or a list of them"),
+    ("reduction_layers", None, "a list of 0-based layer indices"),
+    ("reduction_layers", 3, "a list of 0-based layer indices"),
+    ("reduction_layers", "12", "a list of 0-based layer indices"),
+    ("prune_threshold", "abc", "a number >= 0"),
+    ("prune_threshold", None, "a number >= 0"),
+    ("prune_threshold", True, "a number >= 0"),
+    ("score_function", 3, "the name of a registered score function"),
+    ("score_function", ["ats"], "the name of a registered score function"),
+    ("patch_size", 0, "a positive int, or a (height, width) pair"),
+    ("image_size", -32, "a positive int, or a (height, width) pair"),
+    ("image_size", [32, 32, 3], "a positive int, or a (height, width) pair"),
+    ("image_size", 2, "at least one patch"),  # 4 px patches
+]
+
+
+@pytest.mark.parametrize("route", ["constructor", "config_from_pretrained", "model_from_pretrained", "config.json"])
+@pytest.mark.parametrize("name, value, allowed", BAD_TYPES, ids=lambda v: repr(v)[:20])
+def test_badly_typed_settings_raise_value_error_naming_the_setting(tmp_path, route, name, value, allowed):
+    if route == "constructor":
+        load = lambda: tiny_config(**{name: value})  # noqa: E731
+    else:
+        tiny_model().save_pretrained(tmp_path)
+        if route == "config.json":
+            config_json = json.loads((tmp_path / "config.json").read_text())
+            config_json[name] = value
+            (tmp_path / "config.json").write_text(json.dumps(config_json))
+            load = lambda: PPTDeiTForImageClassification.from_pretrained(tmp_path)  # noqa: E731
+        elif route == "config_from_pretrained":
+            load = lambda: PPTDeiTConfig.from_pretrained(tmp_path, **{name: value})  # noqa: E731
+        else:
+            load = lambda: PPTDeiTForImageClassification.from_pretrained(tmp_path, **{name: value})  # noqa: E731
+    with pytest.raises(ValueError) as error:
+        load()
+    message = str(error.value)
+    assert name in message and allowed in message, message
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"ppt_deit"', "3", "null"])
+def test_config_json_that_is_not_an_object(tmp_path, content):
+    tiny_model().save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(content)
+    for load in (PPTDeiTConfig.from_pretrained, PPTDeiTForImageClassification.from_pretrained):
+        with pytest.raises(ValueError, match=r"config.json.* must be a JSON object"):
+            load(tmp_path)
+    with pytest.raises(ValueError, match=r"config_dict must be a JSON object"):
+        PPTDeiTConfig.from_dict(json.loads(content))
 
 
 def test_unknown_score_lists_known_ones():
@@ -120,10 +178,37 @@ def test_configure_compression_validates_and_applies():
     assert [h.shape[1] for h in out.hidden_states] == [65, 61, 61, 61, 61]
 
 
-def test_custom_score_function_is_used(monkeypatch):
-    """A registered score preferring the LAST patches: with tau = 0 pruning must keep exactly those."""
-    monkeypatch.setitem(SCORE_FUNCTIONS, "_test_prefer_last", None)  # restored after the test
+def test_compression_settings_restores_the_previous_settings_also_on_error():
+    model = tiny_model()
+    x = pixels(1)
+    with torch.no_grad():
+        compressed = model(x, output_hidden_states=True)
+        with model.compression_settings(reduction_layers=[], prune_threshold=float("inf")):
+            assert model.config.reduction_layers == [] and model.config.prune_threshold == float("inf")
+            baseline = model(x, output_hidden_states=True)
+        with pytest.raises(KeyError), model.compression_settings(tokens_removed=[4, 2]):
+            raise KeyError("inside the block")
+        again = model(x, output_hidden_states=True)
+    assert [h.shape[1] for h in baseline.hidden_states] == [65] * 5
+    assert (model.config.reduction_layers, model.config.tokens_removed) == ([1, 2], 8)
+    assert model.config.prune_threshold == pytest.approx(7e-5)
+    assert torch.equal(again.logits, compressed.logits)
+    with pytest.raises(ValueError, match="-1"), model.compression_settings(tokens_removed=-1):
+        pass
+    assert model.config.tokens_removed == 8
 
+
+@pytest.fixture
+def score_registry():
+    """Score functions registered by a test are removed afterwards, and built-ins it replaced come back."""
+    saved = dict(SCORE_FUNCTIONS)
+    yield SCORE_FUNCTIONS
+    SCORE_FUNCTIONS.clear()
+    SCORE_FUNCTIONS.update(saved)
+
+
+def test_custom_score_function_is_used(score_registry):
+    """A registered score preferring the LAST patches: with tau = 0 pruning must keep exactly those."""
     calls = []
 
     @register_score_function("_test_prefer_last")
@@ -153,3 +238,129 @@ def test_register_score_function_rejects_bad_input():
     with pytest.raises(TypeError):
         register_score_function("_test_not_callable", 3)
     assert "_test_not_callable" not in SCORE_FUNCTIONS
+
+
+def _value_norm_score(inputs):
+    return inputs.value_norm[:, inputs.num_protected:]
+
+
+def _other_score(inputs):
+    return inputs.value_norm[:, inputs.num_protected:] ** 2
+
+
+@pytest.mark.parametrize("name", ["ats", "cls_attention", "entropy", "_test_mine"])
+@pytest.mark.parametrize("as_decorator", [False, True])
+def test_a_taken_name_is_replaced_only_with_override(score_registry, name, as_decorator):
+    if name == "_test_mine":
+        register_score_function(name, _value_norm_score)
+    before = SCORE_FUNCTIONS[name]
+    with pytest.raises(ValueError, match=rf"{name!r} is already registered; pass override=True"):
+        if as_decorator:
+            register_score_function(name)(_other_score)
+        else:
+            register_score_function(name, _other_score)
+    assert SCORE_FUNCTIONS[name] is before  # the process-wide registry is untouched
+    if as_decorator:
+        register_score_function(name, override=True)(_other_score)
+    else:
+        register_score_function(name, _other_score, override=True)
+    assert SCORE_FUNCTIONS[name].fn is _other_score
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# What a custom score function returns is checked
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _ones(inputs):
+    batch, tokens = inputs.value_norm.shape
+    return torch.ones(batch, tokens - inputs.num_protected, dtype=inputs.value_norm.dtype)
+
+
+def _alternating_sign(inputs):
+    scores = _ones(inputs)
+    scores[:, ::2] = -1.0
+    return scores
+
+
+def _one_value(value):
+    def score(inputs):
+        scores = _ones(inputs)
+        scores[1, 5] = value
+        return scores
+
+    return score
+
+
+# (what the function returns, needs_full_attention, error type, what the message must say besides the function name).
+# The tiny model at its first reduction layer: batch 2, 65 tokens, 1 protected -> the expected shape is [2, 64].
+BAD_SCORE_FUNCTIONS = {
+    "too_narrow": (lambda inputs: _ones(inputs)[:, :3], ValueError, "it returned shape [2, 3]"),
+    "one_dimensional": (lambda inputs: _ones(inputs)[:, 0], ValueError, "it returned shape [2]"),
+    "with_protected": (lambda inputs: torch.ones_like(inputs.value_norm), ValueError, "it returned shape [2, 65]"),
+    "mixed_sign": (_alternating_sign, ValueError, "negative values"),
+    "all_zero": (lambda inputs: 0 * _ones(inputs), ValueError, "all-zero scores for samples [0, 1]"),
+    "one_nan": (_one_value(float("nan")), ValueError, "1 non-finite values"),
+    "one_inf": (_one_value(float("inf")), ValueError, "1 non-finite values"),
+    "a_list": (lambda inputs: _ones(inputs).tolist(), TypeError, "it returned list"),
+    "none": (lambda inputs: None, TypeError, "it returned NoneType"),
+    "integers": (lambda inputs: _ones(inputs).long(), TypeError, "it returned dtype torch.int64"),
+    "complex": (lambda inputs: _ones(inputs).to(torch.complex64), TypeError, "it returned dtype torch.complex64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCORE_FUNCTIONS))
+def test_a_bad_custom_score_function_gets_a_clear_error(score_registry, case):
+    fn, error, needle = BAD_SCORE_FUNCTIONS[case]
+    name = f"_test_{case}"
+    register_score_function(name, fn)
+    model = tiny_model(score_function=name)
+    with pytest.raises(error) as raised, torch.no_grad():
+        model(pixels(2))
+    message = str(raised.value)
+    assert f"score function {name!r}" in message, message
+    assert "[2, 64]" in message and needle in message, message
+
+
+def test_reading_full_attention_without_registering_for_it_says_so(score_registry):
+    register_score_function("_test_reads_rows", lambda inputs: inputs.attention_probs[:, :, 1:, :].mean((1, 3)))
+    model = tiny_model(score_function="_test_reads_rows")
+    with pytest.raises(TypeError, match=r"'_test_reads_rows' was registered without needs_full_attention=True"):
+        with torch.no_grad():
+            model(pixels(2))
+    # registered as it should be, the same function works
+    register_score_function("_test_reads_rows", SCORE_FUNCTIONS["_test_reads_rows"].fn, needs_full_attention=True,
+                            override=True)
+    with torch.no_grad():
+        assert torch.isfinite(model(pixels(2)).logits).all()
+
+
+def test_valid_custom_scores_pass_the_checks_also_compiled(score_registry):
+    """Float64 scores in a float32 model are fine; under torch.compile(fullgraph=True) the checks add no graph break
+    (the value check, which needs a host sync, is eager-only) and the result equals eager."""
+    register_score_function("_test_value_norm_f64", lambda inputs: _value_norm_score(inputs).double() + 1e-3)
+    model = tiny_model(score_function="_test_value_norm_f64", initializer_range=0.5)
+    x = mixed_pixels(4)
+    with torch.no_grad():
+        expected = model(x, output_compression=True)
+        torch._dynamo.reset()
+        got = torch.compile(model, fullgraph=True, backend="eager")(x, output_compression=True)
+    torch.testing.assert_close(got.logits, expected.logits)
+    assert expected.compression[0].scores.dtype == torch.float64
+
+
+def test_builtin_scores_skip_the_checks(monkeypatch):
+    """The built-ins are tested here and stay off the per-call checks; a custom function is checked every call."""
+    from modeling_ppt_deit import token_ops
+
+    checked = []
+    monkeypatch.setattr(token_ops, "check_scores", lambda *args, **kwargs: checked.append(args[1]))
+    for name in ("ats", "cls_attention", "entropy"):
+        with torch.no_grad():
+            tiny_model(score_function=name)(pixels(1))
+    assert checked == []
+    monkeypatch.setitem(SCORE_FUNCTIONS, "_test_checked", SCORE_FUNCTIONS["ats"]._replace(
+        name="_test_checked", check_output=True))
+    with torch.no_grad():
+        tiny_model(score_function="_test_checked")(pixels(1))
+    assert checked == ["_test_checked", "_test_checked"]  # both reduction layers

@@ -136,6 +136,7 @@ RUN_CARD_SNIPPETS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_card_usage_code_runs_as_written_offline():
     """Each python block of the card runs in a fresh offline process, with only the repo id and the image URL
     pointed at local copies (the folder, a real photo)."""
@@ -173,8 +174,7 @@ def test_train_py_result_keys_are_read():
 def test_a_real_benchmark_report_fills_the_card(tmp_path):
     """benchmark.py's own JSON (models/<name>/throughput/median, machine) is read as written, and a report of
     another model is refused."""
-    from ppt_benchmark.cli import main as benchmark_main
-
+    from benchmark import main as benchmark_main
     from model_card.publish import export_folder
     from hub_fixtures import tiny_image_processor, tiny_trained_model
 

@@ -108,13 +108,6 @@ def test_weights_use_the_key_layout_stock_transformers_saves(tmp_path):
     assert "vit.encoder.layer.0.attention.attention.query.weight" in keys  # old 4.x names, `vit.` prefix
 
 
-def test_preprocessor_config_is_the_stock_vit_processor():
-    export = trained_export()
-    processor_config = json.loads((export.folder / "preprocessor_config.json").read_text())
-    assert processor_config["image_processor_type"] in ("ViTImageProcessor", "ViTImageProcessorFast")
-    assert processor_config["size"] == {"height": 32, "width": 32}
-
-
 LOAD_THREE_WAYS = textwrap.dedent(
     """
     import json, sys
@@ -152,6 +145,7 @@ LOAD_THREE_WAYS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_folder_loads_three_ways_offline_in_a_fresh_process():
     export = trained_export()
     workdir = make_tmpdir("ppt-hub-load-")

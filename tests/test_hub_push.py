@@ -28,6 +28,7 @@ def _cli(*args, **env):
     return run_python(args=["-m", "model_card.publish", *map(str, args)], env=offline_env(**env), timeout=120)
 
 
+@pytest.mark.slow
 def test_upload_without_token_fails_clearly_and_keeps_the_folder():
     folder = trained_export().folder
     before = folder_snapshot(folder)
@@ -40,6 +41,7 @@ def test_upload_without_token_fails_clearly_and_keeps_the_folder():
     assert folder_snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_upload_to_unreachable_endpoint_fails_clearly_and_keeps_the_folder():
     folder = trained_export().folder
     before = folder_snapshot(folder)
@@ -84,12 +86,10 @@ class RecordingApi:
 
 
 def test_push_uploads_the_folder_then_pins_the_card(monkeypatch):
-    import huggingface_hub
-
     folder = trained_export().folder
     before = folder_snapshot(folder)
     RecordingApi.calls = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    monkeypatch.setattr(publish, "HfApi", RecordingApi)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     url = push_folder(folder, "someone/tiny", token="hf_x", private=True, revision="v1", commit_message="msg")
 

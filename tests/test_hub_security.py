@@ -17,7 +17,7 @@ ALLOWED_THIRD_PARTY = {"torch", "transformers", "huggingface_hub"}
 # Pure-computation standard modules; anything else (os, sys, subprocess, socket, urllib, pickle, importlib, ...)
 # is refused.
 ALLOWED_STDLIB = {"__future__", "math", "dataclasses", "typing", "collections", "functools", "itertools", "enum",
-                  "numbers", "abc", "warnings", "re"}
+                  "numbers", "abc", "warnings", "re", "contextlib", "copy"}
 SIBLINGS = {name.removesuffix(".py") for name in CODE_FILES}
 FORBIDDEN_CALLS = {"open", "exec", "eval", "compile", "__import__", "input", "breakpoint"}
 

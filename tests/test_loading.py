@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor, DeiTForImageClassificationWithTeacher, ViTForImageClassification
 
-from model_fixtures import HUB_TINY, expected_ppt_name, pixels, write_hub_checkpoint
+from model_fixtures import HUB_TINY, expected_ppt_name, pixels, tiny_model, write_hub_checkpoint
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
 
 
@@ -74,7 +74,8 @@ def test_config_and_logits_match_stock(hub_checkpoint):
 def test_new_head_with_num_labels(hub_checkpoint):
     directory, model_type, written = hub_checkpoint
     model, info = PPTDeiTForImageClassification.from_pretrained(
-        directory, num_labels=100, reduction_layers=[0], tokens_removed=4, output_loading_info=True)
+        directory, num_labels=100, ignore_mismatched_sizes=True, reduction_layers=[0], tokens_removed=4,
+        output_loading_info=True)
     assert not info["unexpected_keys"]
     reinitialised = set(info["missing_keys"]) | {entry[0] if isinstance(entry, tuple) else entry
                                                  for entry in info["mismatched_keys"]}
@@ -93,6 +94,29 @@ def test_new_head_with_num_labels(hub_checkpoint):
     assert out.logits.shape == (2, 100)
     protected = 2 if model_type == "deit" else 1
     assert [h.shape[1] for h in out.hidden_states] == [16 + protected, 12 + protected, 12 + protected]
+
+
+@pytest.mark.parametrize("overrides, mismatched", [
+    (dict(num_labels=3), {"classifier.weight", "classifier.bias"}),
+    (dict(id2label={0: "a", 1: "b"}), {"classifier.weight", "classifier.bias"}),
+    (dict(image_size=32), {"deit.embeddings.position_embeddings"}),
+    (dict(num_labels=3, image_size=32), {"classifier.weight", "classifier.bias", "deit.embeddings.position_embeddings"}),
+])
+def test_shape_mismatch_raises_unless_ignored(tmp_path, overrides, mismatched):
+    """The transformers contract: weights that do not fit raise, unless ignore_mismatched_sizes=True re-initialises
+    them. (num_labels / id2label used to switch shape checking off for every weight: the trained position embeddings
+    of a 30 px model were silently replaced by random ones at image_size=32.)"""
+    saved = tiny_model(image_size=30)
+    saved.save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        PPTDeiTForImageClassification.from_pretrained(tmp_path, **overrides)
+    model, info = PPTDeiTForImageClassification.from_pretrained(
+        tmp_path, ignore_mismatched_sizes=True, output_loading_info=True, **overrides)
+    assert {entry[0] for entry in info["mismatched_keys"]} == mismatched
+    trained = saved.state_dict()
+    for name, tensor in model.state_dict().items():
+        if name not in mismatched:
+            assert torch.equal(tensor, trained[name]), name  # everything else is the checkpoint's
 
 
 def test_base_model_loads_hub_checkpoint(hub_checkpoint):

@@ -18,7 +18,16 @@ from transformers import (
 )
 
 from model_fixtures import DEIT_S, TINY, mixed_pixels, pixels, threshold_between, tiny_model
-from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
+from modeling_ppt_deit import (
+    SCORE_FUNCTIONS,
+    PPTCompressionRecord,
+    PPTDeiTConfig,
+    PPTDeiTForImageClassification,
+    PPTDeiTModel,
+    register_score_function,
+)
+from modeling_ppt_deit.modeling_ppt_deit import PPTDeiTLayerOutput
+from modeling_ppt_deit.token_ops import ats_score
 from reference_ppt import reference_logits
 
 
@@ -299,6 +308,173 @@ def test_model_source_maps(tau):
         assert sizes.eq(1).all() and sources.sum((1, 2)).eq(49).all()
 
 
+def test_layers_return_typed_outputs_with_records():
+    """Each layer returns a PPTDeiTLayerOutput: hidden states first (what output capturing records), the token state,
+    and a PPTCompressionRecord exactly at the layers scheduled to compress."""
+    model = tiny_model(track_sources=True)
+    seen = []
+    hooks = [layer.register_forward_hook(lambda module, args, output: seen.append(output)) for layer in model.deit.layers]
+    with torch.no_grad():
+        out = model(pixels(2), output_compression=True, output_hidden_states=True)
+    for hook in hooks:
+        hook.remove()
+    assert [type(output) for output in seen] == [PPTDeiTLayerOutput] * 4
+    for output, hidden in zip(seen, out.hidden_states[1:]):
+        assert output[0] is output.hidden_states and torch.equal(output.hidden_states, hidden)
+        assert output.tokens.sources.shape == (2, hidden.shape[1], 65)
+    assert [output.compression is not None for output in seen] == [False, True, True, False]
+    assert [output.compression for output in seen[1:3]] == list(out.compression)
+    assert all(isinstance(record, PPTCompressionRecord) for record in out.compression)
+
+
+@pytest.fixture
+def score_registry():
+    saved = dict(SCORE_FUNCTIONS)
+    yield SCORE_FUNCTIONS
+    SCORE_FUNCTIONS.clear()
+    SCORE_FUNCTIONS.update(saved)
+
+
+def test_per_layer_sources_by_hand(score_registry):
+    """Pruning only (tau = 0), with a score preferring the last positions of the current sequence, r = 20 at layer 1
+    and r = 10 at layer 2. Positions are 1-based among the 64 patches; input token t is patch t (CLS is 0).
+
+    Layer 1 keeps the 44 patches at positions 64..21, in descending score order: input tokens 64, 63, ..., 21.
+    Layer 2 sees them at positions 1..44 (position p holds input token 65 - p) and keeps positions 44..11:
+    input tokens 21, 22, ..., 54."""
+
+    @register_score_function("_test_prefer_last")
+    def prefer_last(inputs):
+        batch, tokens = inputs.value_norm.shape
+        return torch.arange(1, tokens - inputs.num_protected + 1, dtype=inputs.value_norm.dtype).expand(batch, -1)
+
+    model = tiny_model(score_function="_test_prefer_last", prune_threshold=0.0, reduction_layers=[1, 2],
+                       tokens_removed=[20, 10], track_sources=True)
+    with torch.no_grad():
+        out = model(pixels(3), output_compression=True)
+    first, second = out.compression
+    expected_first = [0, *range(64, 20, -1)]
+    expected_second = [0, *range(21, 55)]
+    for record, kept in ((first, expected_first), (second, expected_second)):
+        expected = torch.zeros(3, len(kept), 65)
+        expected[:, torch.arange(len(kept)), torch.tensor(kept)] = 1
+        assert torch.equal(record.token_sources, expected)
+        assert torch.equal(record.token_sizes, torch.ones(3, len(kept)))
+        assert record.token_sources.shape == (3, record.tokens_after, 65)
+    assert torch.equal(second.token_sources, out.token_sources)
+
+
+@pytest.mark.parametrize("tau", [0.0, math.inf, "mixed"])
+def test_per_layer_sources_and_sizes_are_consistent(tau):
+    """Every record's sources are those after its step: rows sum to its sizes, each input token is in at most one
+    token, a pooled sample keeps covering every input token, and the last record's are the model's final ones."""
+    model, x, mixed_tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=mixed_tau if tau == "mixed" else tau, track_sources=True,
+                                reduction_layers=[0, 1, 2], tokens_removed=[10, 8, 6])
+    with torch.no_grad():
+        out = model(x, output_compression=True)
+    ever_pruned = torch.zeros(8, dtype=torch.bool)
+    for record in out.compression:
+        ever_pruned |= record.pruned
+        assert record.token_sources.shape == (8, record.tokens_after, 65)
+        assert record.token_sizes.shape == (8, record.tokens_after)
+        torch.testing.assert_close(record.token_sources.sum(-1), record.token_sizes)
+        assert record.token_sources.sum(1).le(1).all()
+        covered = record.token_sources.sum((1, 2))
+        assert covered[~ever_pruned].eq(65).all() and covered[ever_pruned].lt(65).all()
+    assert torch.equal(out.compression[-1].token_sources, out.token_sources)
+    assert torch.equal(out.compression[-1].token_sizes, out.token_sizes)
+
+
+def test_records_carry_sizes_but_no_sources_without_tracking():
+    model = tiny_model(prune_threshold=math.inf)
+    with torch.no_grad():
+        out = model(pixels(2), output_compression=True)
+    assert out.token_sources is None
+    for record, after in zip(out.compression, (57, 49)):
+        assert record.token_sources is None
+        assert record.token_sizes.shape == (2, after) and record.token_sizes.sum(-1).eq(65).all()
+
+
+def test_configure_compression_during_a_pass_takes_effect_at_the_next_pass(score_registry):
+    """The model reads its PPT settings once per pass. A score function that reconfigures the model at the first
+    reduction layer must not change the rest of that pass, only the next one."""
+    model = tiny_model(initializer_range=0.5, prune_threshold=0.0, track_sources=True)
+    reference = tiny_model(initializer_range=0.5, prune_threshold=0.0, track_sources=True)  # same seed, weights
+    calls = []
+
+    @register_score_function("_test_reconfigures")
+    def reconfiguring_ats(inputs):
+        calls.append(inputs.value_norm.shape[1])
+        if len(calls) == 1:
+            model.configure_compression(reduction_layers=[1, 2, 3], tokens_removed=[8, 20, 4], prune_threshold=math.inf,
+                                        proportional_attention=False, score_function="cls_attention")
+        return ats_score(inputs)
+
+    model.configure_compression(score_function="_test_reconfigures")
+    x = mixed_pixels(4)
+    with torch.no_grad():
+        during = model(x, output_compression=True, output_hidden_states=True)
+        expected = reference(x, output_compression=True, output_hidden_states=True)
+    assert calls == [65, 57]  # the pass's own score function, at both of its reduction layers
+    assert [h.shape[1] for h in during.hidden_states] == [65, 65, 57, 49, 49]
+    assert torch.equal(during.logits, expected.logits)
+    assert torch.equal(during.token_sources, expected.token_sources)
+    for got, want in zip(during.compression, expected.compression, strict=True):
+        assert torch.equal(got.pruned, want.pruned) and got.pruned.all()
+    with torch.no_grad():
+        after = model(x, output_compression=True)
+    assert calls == [65, 57]  # cls_attention from now on
+    assert [(r.layer_index, r.tokens_before, r.tokens_after) for r in after.compression] == [
+        (1, 65, 57), (2, 57, 37), (3, 37, 33)]
+    assert not any(r.pruned.any() for r in after.compression)
+
+
+@pytest.mark.parametrize("model_class", [PPTDeiTModel, PPTDeiTForImageClassification])
+@pytest.mark.parametrize("name", ["output_attention", "attention_mask", "bool_masked_pos", "head_mask"])
+def test_unknown_keyword_arguments_raise(model_class, name):
+    torch.manual_seed(0)
+    model = model_class(PPTDeiTConfig(**TINY, reduction_layers=[1], tokens_removed=8)).eval()
+    with pytest.raises(TypeError, match=rf"{model_class.__name__}.forward\(\) got unexpected keyword argument\(s\) "
+                                        rf"\['{name}'\]"):
+        model(pixels(1), **{name: True})
+
+
+def test_num_items_in_batch_reaches_the_loss():
+    """Trainer passes num_items_in_batch to models whose forward takes **kwargs and then does not divide the loss by
+    the gradient-accumulation steps itself: the loss must be the summed cross-entropy over num_items_in_batch."""
+    model = tiny_model()
+    x, labels = pixels(4), torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        out = model(x, labels=labels, num_items_in_batch=torch.tensor(10))
+        plain = model(x, labels=labels)
+    expected = torch.nn.functional.cross_entropy(out.logits, labels, reduction="sum") / 10
+    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(plain.loss, torch.nn.functional.cross_entropy(plain.logits, labels))
+
+
+def test_output_flags_from_config_and_tuples():
+    """hidden_states / attentions are collected by transformers' capture_outputs: asked for by argument or by the
+    config, and in the tuple output in the usual order."""
+    model = tiny_model(initializer_range=0.4, prune_threshold=math.inf, attn_implementation="eager")
+    x = pixels(2)
+    with torch.no_grad():
+        by_argument = model(x, output_hidden_states=True, output_attentions=True)
+        model.config.output_hidden_states = True
+        model.config.output_attentions = True
+        by_config = model(x)
+        as_tuple = model(x, return_dict=False)
+    for outputs in (by_config.hidden_states, by_config.attentions):
+        assert outputs is not None
+    for got, want in zip(by_config.hidden_states + by_config.attentions,
+                         by_argument.hidden_states + by_argument.attentions, strict=True):
+        assert torch.equal(got, want)
+    logits, hidden_states, attentions = as_tuple[:3]
+    assert torch.equal(logits, by_argument.logits)
+    assert [h.shape[1] for h in hidden_states] == [65, 65, 57, 49, 49]
+    assert [a.shape[-1] for a in attentions] == [65, 65, 57, 49]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # 8. Batch sizes, dtypes, training, inputs
 # --------------------------------------------------------------------------------------------------------------------
@@ -382,6 +558,33 @@ def test_wrong_inputs_raise_clear_errors():
         model(pixels(2), labels=torch.tensor([-1, 0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.bool, torch.complex64])
+@pytest.mark.parametrize("model_class", [PPTDeiTModel, PPTDeiTForImageClassification])
+def test_non_float_pixel_values_point_to_the_image_processor(dtype, model_class):
+    """Raw 0-255 pixels used to be cast silently and give wrong predictions."""
+    torch.manual_seed(0)
+    model = model_class(PPTDeiTConfig(**TINY, reduction_layers=[1], tokens_removed=8)).eval()
+    raw = (torch.rand(2, 3, 32, 32) * 255).to(dtype) if dtype != torch.bool else torch.rand(2, 3, 32, 32) > 0.5
+    with pytest.raises(ValueError, match=rf"pixel_values has dtype {dtype}.*floating-point.*image processor"):
+        model(raw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_other_float_pixel_values_are_cast(dtype):
+    model = tiny_model()
+    x = pixels(2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x.to(dtype)).logits, model(x.to(dtype).float()).logits)
+
+
+@pytest.mark.parametrize("model_class", [PPTDeiTModel, PPTDeiTForImageClassification])
+def test_empty_batch_gets_a_clear_error(model_class):
+    torch.manual_seed(0)
+    model = model_class(PPTDeiTConfig(**TINY, reduction_layers=[1], tokens_removed=8)).eval()
+    with pytest.raises(ValueError, match=r"pixel_values holds no image \(shape \(0, 3, 32, 32\)\)"):
+        model(torch.zeros(0, 3, 32, 32))
+
+
 @pytest.mark.parametrize("tau", [0.0, math.inf])
 def test_distilled_model_protects_dist_token(tau):
     torch.manual_seed(0)
@@ -417,3 +620,19 @@ def test_torch_compile_fullgraph_mixed_batch(backend):
     torch.testing.assert_close(got.logits, expected.logits, rtol=1e-5, atol=1e-5)
     assert [r.pruned.tolist() for r in got.compression] == [r.pruned.tolist() for r in expected.compression]
     assert expected.compression[0].pruned.any() and not expected.compression[0].pruned.all()
+
+
+def test_torch_compile_fullgraph_with_captured_outputs():
+    """capture_outputs' hooks trace under fullgraph=True: hidden states and attentions equal the eager ones."""
+    model, x, tau = _model_and_mixed_tau()
+    model.configure_compression(prune_threshold=tau)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    kwargs = dict(output_hidden_states=True, output_attentions=True, output_compression=True)
+    with torch.no_grad():
+        expected = model(x, **kwargs)
+        got = compiled(x, **kwargs)
+    assert [h.shape[1] for h in got.hidden_states] == [65, 65, 57, 49, 49]
+    for a, b in zip(got.hidden_states + got.attentions, expected.hidden_states + expected.attentions, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.logits, expected.logits, rtol=1e-5, atol=1e-5)

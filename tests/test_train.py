@@ -9,16 +9,12 @@ import os
 import random
 import subprocess
 import sys
-import types
 from pathlib import Path
 
-import evaluate
-import model_card  # noqa: F401  (the push tests swap its publish module)
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from train_fixtures import (
+from helpers import (
     CIFAR100_FINE_NAMES,
     FAST_TRAINING_ARGS,
     TINY_MODEL_ARGS,
@@ -30,16 +26,16 @@ from train_fixtures import (
     save_with_out_of_range_labels,
     save_without_label_feature,
 )
+from PIL import Image
 from transformers import AutoImageProcessor, TrainerCallback
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
+from ppt_eval.accuracy import TopKAccuracy
+from ppt_eval.preprocessing import TrainTransform, random_resized_crop_box, whole_image_processor
 from ppt_training.arguments import DEFAULT_DATASET, DEFAULT_MODEL, parse_args, validate_args
-from ppt_training.modeling import compression_off
-from ppt_training.transforms import ImageTransform, random_resized_crop_box
 
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC_PATH = ROOT / "ppt_training" / "metrics" / "topk_accuracy.py"
 
 
 def load_train_module():
@@ -54,8 +50,8 @@ train = load_train_module()
 
 
 @pytest.fixture(scope="module")
-def cifar_like(tmp_path_factory):
-    return save_cifar100_like(tmp_path_factory.mktemp("data"))
+def cifar_like(cifar100_path):
+    return cifar100_path
 
 
 def run_train(dataset, output_dir, *extra, callbacks=None):
@@ -74,7 +70,7 @@ def accuracy_by_hand(model_dir, dataset_path, split="test"):
     pixel_values = processor([image.convert("RGB") for image in data["img"]], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         compressed = model(pixel_values).logits.argmax(-1)
-        with compression_off(model):
+        with model.compression_settings(reduction_layers=[]):
             plain = model(pixel_values).logits.argmax(-1)
     labels = torch.tensor(list(data["fine_label"]))
     return (compressed == labels).float().mean().item(), (plain == labels).float().mean().item()
@@ -201,11 +197,8 @@ def test_push_goes_through_model_card_publish_only(cifar_like, tmp_path, monkeyp
         calls["push"] = {"files": sorted(os.listdir(folder)), "repo_id": repo_id, "private": private}
         return f"https://huggingface.co/{repo_id}/commit/0"
 
-    fake = types.ModuleType("model_card.publish")
-    fake.export_folder, fake.push_folder, fake.HubPushError = export_folder, push_folder, RuntimeError
-    monkeypatch.setitem(sys.modules, "model_card.publish", fake)
-    monkeypatch.setattr(sys.modules["model_card"], "publish", fake, raising=False)
-
+    monkeypatch.setattr(train, "export_folder", export_folder)
+    monkeypatch.setattr(train, "push_folder", push_folder)
     run_train(cifar_like, tmp_path / "pushed", *TINY_PPT_ARGS, "--push_to_hub", "True",
               "--hub_model_id", "someone/ppt-tiny", "--hub_private_repo", "True")
     assert calls["push"]["repo_id"] == "someone/ppt-tiny" and calls["push"]["private"] is True
@@ -229,12 +222,13 @@ def test_a_failed_push_keeps_the_run_and_says_how_to_retry(cifar_like, tmp_path,
     assert f"python -m model_card.publish {export} --repo_id someone/ppt-tiny --upload_only" in str(error.value)
 
 
+@pytest.mark.slow
 def test_digits_preset_learns(tmp_path):
     """The README's first command, shortened (the full preset, 30 epochs, reaches ~97%; see the report)."""
     out = tmp_path / "digits"
     results = train.main(["--preset", "digits", "--output_dir", str(out), "--num_train_epochs", "5",
                           "--disable_tqdm", "True"])
-    assert results["eval_split"] == "train (held out 20%)" and results["eval_samples"] == 360
+    assert results["eval_split"] == "test" and results["eval_samples"] == 360  # digits' own 20% test split
     assert results["ppt_tokens_per_layer"] == [[65, 65], [65, 57], [57, 49], [49, 41]]
     assert results["eval_accuracy"] > 0.3 and results["eval_baseline_accuracy"] > 0.3  # chance: 0.1
     processor = json.loads((out / "preprocessor_config.json").read_text())
@@ -251,7 +245,7 @@ def test_digits_preset_learns(tmp_path):
     [
         (lambda tmp: str(tmp / "missing"), [], "does not exist"),
         (save_with_corrupt_image, [], "cannot be decoded"),
-        (save_with_out_of_range_labels, [], "outside [0, 2]"),
+        (save_with_out_of_range_labels, [], "split 'test' has labels outside the classes 0 to 2 (num_labels=3): 7"),
         (save_without_label_feature, [], "no ClassLabel column"),
         (save_cifar100_like, ["--label_column_name", "label"], "fine_label (ClassLabel)"),
         (save_cifar100_like, ["--eval_split_name", "validation"], "splits: ['train', 'test']"),
@@ -311,7 +305,7 @@ def test_a_plain_integer_label_column_is_found_by_name_and_counts_classes_of_all
     """With this seed the held-out half takes every label-2 row: the classes still come from both splits."""
     from datasets import Dataset, DatasetDict, Features, Image as ImageFeature, Value
 
-    from ppt_training.data import prepare_data
+    from ppt_eval.data import prepare_data
 
     features = Features({"image": ImageFeature(), "label": Value("int64"), "weight": Value("int64")})
     rows = {"image": random_images(6, 8, seed=1), "label": [0, 1, 2, 0, 1, 2], "weight": [1] * 6}
@@ -319,6 +313,7 @@ def test_a_plain_integer_label_column_is_found_by_name_and_counts_classes_of_all
     assert data.label_column == "label" and data.label_names == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     completed = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "--dataset_name", str(tmp_path / "nope"), "--output_dir",
@@ -349,16 +344,10 @@ def parsed(argv):
     return model_args, data_args, training_args
 
 
-def test_no_arguments_mean_deit_small_on_cifar100_with_the_recipe():
-    model_args, data_args, training_args = parsed([])
-    assert model_args.model_name_or_path == DEFAULT_MODEL == "facebook/deit-small-patch16-224"
-    assert data_args.dataset_name == DEFAULT_DATASET == "uoft-cs/cifar100"
-    assert model_args.ppt and model_args.reduction_layers is None  # the checkpoint's default schedule
-    assert training_args.learning_rate == 1e-4 and training_args.weight_decay == 0.05
-    assert training_args.label_smoothing_factor == 0.1 and training_args.warmup_steps == 0.1
-    assert str(training_args.lr_scheduler_type.value) == "cosine" and training_args.optim.value.startswith("adamw")
-    assert training_args.per_device_train_batch_size == 128
-    assert training_args.bf16 == bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+def test_no_arguments_mean_the_default_model_and_dataset_with_its_own_schedule():
+    model_args, data_args, _ = parsed([])
+    assert model_args.model_name_or_path == DEFAULT_MODEL and data_args.dataset_name == DEFAULT_DATASET
+    assert model_args.ppt and model_args.reduction_layers is None  # the checkpoint's default schedule applies
 
 
 def test_config_file_sits_between_preset_and_command_line(tmp_path):
@@ -380,14 +369,6 @@ def test_preset_with_ppt_off_is_not_a_conflict():
     assert model_args.reduction_layers is None and model_args.tokens_removed is None
 
 
-def test_push_needs_model_card_publish_before_training(monkeypatch):
-    fake = types.ModuleType("model_card.publish")  # lacks export_folder / push_folder
-    monkeypatch.setitem(sys.modules, "model_card.publish", fake)
-    monkeypatch.setattr(sys.modules["model_card"], "publish", fake, raising=False)
-    with pytest.raises(ValueError, match="model_card.publish.export_folder"):
-        parsed(["--preset", "digits", "--push_to_hub", "True"])
-
-
 # ---- pure parts --------------------------------------------------------------------------------------------------
 
 
@@ -402,21 +383,23 @@ def test_random_resized_crop_box_respects_scale_and_bounds():
     assert random_resized_crop_box(100, 10, (0.99, 1.0), (1.0, 1.0), rng) == (45, 0, 55, 10)
 
 
-def test_eval_transform_matches_the_image_processor():
-    from ppt_training.modeling import scratch_image_processor
-
-    processor = scratch_image_processor(32, [0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
-    images = random_images(3, 24, seed=3) + [Image.new("RGB", (17, 40), (10, 128, 250))]
+def test_train_transform_without_augmentation_is_the_saved_processor():
+    """Training and evaluation normalise alike: with the crop covering the whole image and no flip, the training
+    transform gives what the image processor saved with the model gives."""
+    processor = whole_image_processor(32, [0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
+    images = random_images(3, 24, seed=3)
     expected = processor(images, return_tensors="pt")["pixel_values"]
-    ours = torch.stack([ImageTransform(32, processor.image_mean, processor.image_std)(image) for image in images])
-    assert ours.shape == (4, 3, 32, 32)
+    transform = TrainTransform(32, processor.image_mean, processor.image_std, crop_scale=(1.0, 1.0),
+                               crop_ratio=(1.0, 1.0), horizontal_flip=False, rng=random.Random(0))
+    ours = torch.stack([transform(image) for image in images])
+    assert ours.shape == (3, 3, 32, 32)
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
 
 
 def test_train_transform_flips_and_crops():
     image = Image.fromarray(np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3)))  # left dark
-    full_crop = ImageTransform(32, [0, 0, 0], [1, 1, 1], train=True, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
-                               horizontal_flip=True, seed=0)
+    full_crop = TrainTransform(32, [0, 0, 0], [1, 1, 1], crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                               horizontal_flip=True, rng=random.Random(0))
     outputs = [full_crop(image) for _ in range(40)]
     flipped = [bool(out[0, 0, 0] > out[0, 0, -1]) for out in outputs]
     assert 5 < sum(flipped) < 35  # both orientations occur
@@ -425,20 +408,8 @@ def test_train_transform_flips_and_crops():
         torch.testing.assert_close(out, reference.flip(-1) if was_flipped else reference)
 
 
-def test_topk_accuracy_module_loads_offline_and_counts():
-    metric = evaluate.load(str(METRIC_PATH))
+def test_topk_accuracy_metric_counts():
+    metric = TopKAccuracy()
     scores = metric.compute(predictions=[[3, 1, 7], [0, 2, 5], [4, 6, 8], [9, 0, 1]], references=[3, 2, 5, 0])
     assert scores == {"accuracy": 0.25, "top3_accuracy": 0.75}
     assert metric.compute(predictions=[1, 2, 2], references=[1, 2, 0]) == {"accuracy": pytest.approx(2 / 3)}
-
-
-def test_compression_off_restores_the_settings():
-    config = PPTDeiTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                           image_size=32, patch_size=4, num_labels=10, reduction_layers=[1, 2], tokens_removed=[8, 6])
-    model = PPTDeiTForImageClassification(config)
-    with compression_off(model):
-        assert not model.config.compression_enabled
-        assert model(torch.zeros(1, 3, 32, 32), output_compression=True).token_sizes.shape[1] == 65
-    assert model.config.reduction_layers == [1, 2] and model.config.tokens_removed == [8, 6]
-
-

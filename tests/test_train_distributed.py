@@ -15,28 +15,30 @@ import subprocess
 import sys
 from pathlib import Path
 
-from train_fixtures import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, free_port, save_cifar100_like
+import pytest
+from ddp_probe import weights_digest
+from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, free_port
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
-from ppt_training.modeling import weights_digest
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_two_processes_train_one_model(tmp_path):
-    dataset = save_cifar100_like(tmp_path)
+@pytest.mark.slow
+def test_two_processes_train_one_model(tmp_path, cifar100_path):
+    dataset = cifar100_path
     out, digests = tmp_path / "out", tmp_path / "digests"
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
         "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(ROOT / "train.py"),
+        str(ROOT / "tests" / "ddp_probe.py"), str(digests),
         "--dataset_name", dataset, "--output_dir", str(out), *TINY_MODEL_ARGS, *TINY_PPT_ARGS, *FAST_TRAINING_ARGS,
         "--max_steps", "4", "--gradient_accumulation_steps", "2",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PPT_TRAIN_DIGEST_DIR": str(digests), "CUDA_VISIBLE_DEVICES": "",
+           "CUDA_VISIBLE_DEVICES": "",
            "TMPDIR": str(tmp_path)}  # torchelastic's run folders go here, not into /tmp for good
     completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -45,7 +47,7 @@ def test_two_processes_train_one_model(tmp_path):
     assert [rank["world_size"] for rank in ranks] == [2, 2]
     assert [rank["global_step"] for rank in ranks] == [4, 4]
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
-    assert [rank["wrote_output"] for rank in ranks] == [True, False]
+    assert [rank["is_world_process_zero"] for rank in ranks] == [True, False]
 
     # The folder rank 0 wrote holds those very weights, and is complete.
     saved = PPTDeiTForImageClassification.from_pretrained(out)

@@ -1,35 +1,52 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Bad input to benchmark.py: one line `benchmark.py <command>: error: <message>` naming the bad value, exit code 2,
-no traceback, nothing written. The CLI runs in-process (`ppt_benchmark.cli.main`) on a tiny model."""
+"""Bad input to benchmark.py and to `python -m ppt_analysis <command>`: one line `<prog>: error: <message>` naming
+the bad value, exit code 2, no traceback, nothing written. The CLIs run in-process on the tiny model.
+
+Commands are named as in the table `COMMANDS`: "run" and "step-cost" are benchmark.py (inference, `--mode
+step_cost`), the others are analysis commands."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
+from helpers import save_labelled
 from model_fixtures import tiny_model
-from ppt_benchmark.cli import main
+
+import benchmark
+from ppt_analysis import __main__ as analysis
+
+
+ANALYSIS = ("sweep", "score-table", "policy-stats", "calibrate", "visualize")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """The tiny PPT-DeiT (4 layers, 32 px, patch 4, 10 classes, r=8 at layers 1 and 2), saved with save_pretrained."""
-    path = tmp_path_factory.mktemp("ckpt")
-    tiny_model().save_pretrained(path)
-    return str(path)
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
-def rejected(capsys, argv: list[str], *expected: str, output_dir=None) -> str:
-    """Run the CLI; assert it fails as bad input should, with every `expected` text in its message. Returns it."""
+def command_line(command: str, options: list[str]) -> tuple:
+    """(main, argv, the prefix of its error line) for one of the COMMANDS."""
+    if command in ANALYSIS:
+        return analysis.main, [command, *options], f"ppt_analysis {command}: error: "
+    mode = ["--mode", "step_cost"] if command == "step-cost" else []
+    return benchmark.main, [*mode, *options], "benchmark.py: error: "
+
+
+def rejected(capsys, argv: list[str], *expected: str, output_dir=None, command: str | None = None) -> str:
+    """Run a CLI; assert it fails as bad input should, with every `expected` text in its message. Returns it.
+    `argv` starting with an analysis command runs that; otherwise benchmark.py (`command` "step-cost" adds
+    `--mode step_cost`)."""
+    if command is None:
+        command = argv[0] if argv and argv[0] in (*ANALYSIS, "step-cost", "run") else "run"
+        argv = argv[1:] if argv and argv[0] == command else argv
+    main, argv, prefix = command_line(command, argv)
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("benchmark.py ")]
+    errors = [line for line in lines if ": error: " in line]
     assert len(errors) == 1 and lines[-1] == errors[0], err
-    command = argv[0] if argv and not argv[0].startswith("-") else "run"
-    prefix = f"benchmark.py {command}: error: "
     assert errors[0].startswith(prefix), errors[0]
     message = errors[0][len(prefix):]
     for text in expected:
@@ -78,14 +95,13 @@ def test_run_cuda_without_cuda(checkpoint, capsys):
 
 def test_internal_errors_keep_their_traceback(checkpoint, monkeypatch):
     """Only bad input is turned into one line: a bug (here a RuntimeError) still raises."""
-    import ppt_benchmark.runner as runner
 
-    def broken(options):
+    def broken(args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(runner, "run_benchmark", broken)
+    monkeypatch.setattr(benchmark, "benchmark", broken)
     with pytest.raises(RuntimeError, match="a bug"):
-        main(["--checkpoint", checkpoint, "--cost_only"])
+        benchmark.main(["--checkpoint", checkpoint, "--cost_only"])
 
 
 # ---- 3, 4, 8. the options every subcommand shares are checked by one function, for every subcommand ---------------
@@ -97,7 +113,7 @@ SUBCOMMANDS = {
     "step-cost": ["--rounds", "1", "--warmup", "0"],
     "policy-stats": ["--num_samples", "2"],
     "calibrate": ["--num_samples", "2"],
-    "score-table": ["--dataset", "digits", "--max_eval_samples", "2"],
+    "score-table": ["--dataset_name", "digits", "--max_eval_samples", "2"],
 }
 
 
@@ -107,7 +123,7 @@ SUBCOMMANDS = {
 def test_batch_size_must_be_positive(checkpoint, tmp_path, capsys, command, value):
     out = tmp_path / "out"
     argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--batch_size", value, "--output_dir", str(out)]
-    rejected(capsys, argv if command != "run" else argv[1:], f"--batch_size {value}", ">= 1", output_dir=out)
+    rejected(capsys, argv, f"--batch_size {value}", ">= 1", output_dir=out)
 
 
 @pytest.mark.timeout(60)
@@ -123,8 +139,7 @@ def test_num_samples_must_be_positive(checkpoint, tmp_path, capsys, command):
 def test_cuda_without_cuda_in_every_subcommand(checkpoint, tmp_path, capsys, command):
     out = tmp_path / "out"
     argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--device", "cuda", "--output_dir", str(out)]
-    rejected(capsys, argv if command != "run" else argv[1:], "--device 'cuda'", "CUDA is not available",
-             output_dir=out)
+    rejected(capsys, argv, "--device 'cuda'", "CUDA is not available", output_dir=out)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +151,7 @@ def test_cuda_without_cuda_in_every_subcommand(checkpoint, tmp_path, capsys, com
 def test_counts_are_checked_in_every_subcommand(checkpoint, tmp_path, capsys, command, flag, value):
     out = tmp_path / "out"
     argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
-    rejected(capsys, argv if command != "run" else argv[1:], f"{flag} {value}", output_dir=out)
+    rejected(capsys, argv, f"{flag} {value}", output_dir=out)
 
 
 def test_device_must_be_a_known_name(checkpoint, capsys):
@@ -154,9 +169,9 @@ def test_output_dir_below_a_file(checkpoint, tmp_path, capsys):
 @pytest.mark.parametrize("command", ["run", "sweep", "score-table"])
 def test_max_eval_samples_names_the_flag(checkpoint, tmp_path, capsys, command):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset", "digits",
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset_name", "digits",
             "--max_eval_samples", "-3", "--output_dir", str(out)]
-    rejected(capsys, argv if command != "run" else argv[1:], "--max_eval_samples -3", ">= 1", output_dir=out)
+    rejected(capsys, argv, "--max_eval_samples -3", ">= 1", output_dir=out)
 
 
 # ---- 2. --checkpoint: a local path is checked as one, a Hub id goes to from_pretrained ----------------------------
@@ -190,7 +205,7 @@ def test_bad_checkpoint_path_is_named(tmp_path, capsys, monkeypatch, case, expec
 
 def test_hub_ids_still_go_to_from_pretrained(monkeypatch, tmp_path):
     from modeling_ppt_deit import PPTDeiTForImageClassification
-    from ppt_benchmark.models import build_model
+    from ppt_eval.models import load_checkpoint as build_model
 
     monkeypatch.chdir(tmp_path)
     asked = []
@@ -201,10 +216,10 @@ def test_hub_ids_still_go_to_from_pretrained(monkeypatch, tmp_path):
 
     monkeypatch.setattr(PPTDeiTForImageClassification, "from_pretrained", fake_from_pretrained)
     for repo_id in ("facebook/deit-small-patch16-224", "deit-tiny"):
-        build_model(checkpoint=repo_id)
+        build_model(repo_id)
     assert asked == ["facebook/deit-small-patch16-224", "deit-tiny"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        build_model(checkpoint="./facebook/deit-small-patch16-224")
+        build_model("./facebook/deit-small-patch16-224")
     assert len(asked) == 2
 
 
@@ -216,7 +231,7 @@ def test_hub_ids_still_go_to_from_pretrained(monkeypatch, tmp_path):
 def test_arch_image_size_is_checked(tmp_path, capsys, command, value, expected):
     out = tmp_path / "out"
     argv = [command, "--arch", "deit-tiny", "--image_size", value, "--output_dir", str(out)]
-    rejected(capsys, argv if command != "run" else argv[1:], f"--image_size {value}", expected, output_dir=out)
+    rejected(capsys, argv, f"--image_size {value}", expected, output_dir=out)
 
 
 @pytest.mark.parametrize("command", ["run", "sweep", "policy-stats", "calibrate", "score-table", "step-cost"])
@@ -225,7 +240,7 @@ def test_arch_image_size_is_checked(tmp_path, capsys, command, value, expected):
 def test_checkpoint_keeps_its_image_size_and_classes(checkpoint, tmp_path, capsys, command, flag, value, expected):
     out = tmp_path / "out"
     argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
-    rejected(capsys, argv if command != "run" else argv[1:], f"{flag} {value}", expected, output_dir=out)
+    rejected(capsys, argv, f"{flag} {value}", expected, output_dir=out)
 
 
 def test_num_labels_zero_is_refused(capsys):
@@ -233,13 +248,13 @@ def test_num_labels_zero_is_refused(capsys):
 
 
 def test_checkpoint_with_its_own_num_labels_and_image_size_runs(checkpoint, capsys):
-    assert main(["--checkpoint", checkpoint, "--num_labels", "10", "--image_size", "32", "--cost_only",
+    assert benchmark.main(["--checkpoint", checkpoint, "--num_labels", "10", "--image_size", "32", "--cost_only",
                  "--no_stock", "--no_flop_check", "--no_progress"]) == 0
     assert "image_size=32" in capsys.readouterr().out
 
 
 def test_arch_image_size_is_used(capsys):
-    assert main(["--arch", "deit-tiny", "--image_size", "64", "--num_labels", "7", "--reduction_layers", "1",
+    assert benchmark.main(["--arch", "deit-tiny", "--image_size", "64", "--num_labels", "7", "--reduction_layers", "1",
                  "--tokens_removed", "4", "--cost_only", "--no_stock", "--no_flop_check", "--no_progress"]) == 0
     assert "image_size=64" in capsys.readouterr().out
 
@@ -283,7 +298,7 @@ def test_visualize_bad_paths(checkpoint, image_dir, capsys, image, output, expec
 @pytest.mark.parametrize("flag", [["--output_dir", "somewhere"], ["--no_progress"]])
 def test_visualize_does_not_offer_what_it_ignores(checkpoint, image_dir, capsys, flag):
     with pytest.raises(SystemExit) as exit_info:
-        main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), *flag])
+        analysis.main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), *flag])
     assert exit_info.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
 
@@ -292,19 +307,19 @@ def test_visualize_honours_dtype_and_device(checkpoint, image_dir, capsys, monke
     """The tiny checkpoint has no preprocessor_config.json: visualize falls back to a ViT processor at its size."""
     from PIL import Image
 
-    import ppt_benchmark.models as models
+    import ppt_analysis.visualize as visualize
 
     used = []
-    original = models.apply_dtype_device
+    original = visualize.load_placed_model
 
-    def spy(model, args):
-        model, device = original(model, args)
+    def spy(args):
+        model, device = original(args)
         used.append((next(model.parameters()).dtype, device.type))
         return model, device
 
-    monkeypatch.setattr(models, "apply_dtype_device", spy)
+    monkeypatch.setattr(visualize, "load_placed_model", spy)
     output = image_dir / "map.jpg"
-    assert main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), "--output", str(output),
+    assert analysis.main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), "--output", str(output),
                  "--dtype", "bf16", "--device", "cpu"]) == 0
     assert used == [(torch.bfloat16, "cpu")]
     assert Image.open(output).format == "JPEG"
@@ -318,81 +333,48 @@ def test_visualize_honours_dtype_and_device(checkpoint, image_dir, capsys, monke
 # ---- 6. dataset labels the model cannot predict ------------------------------------------------------------------
 
 
-def _save_dataset(path, train_labels, validation_labels) -> str:
-    import datasets
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=20)})
-
-    def split(labels):
-        images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in labels]
-        return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
-
-    datasets.DatasetDict({"train": split(train_labels), "validation": split(validation_labels)}).save_to_disk(str(path))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def label_datasets(tmp_path_factory):
     """20-class datasets for the 10-class tiny model: labels 12 and 15 in validation, or 11 in train."""
     root = tmp_path_factory.mktemp("labels")
-    return {"eval": _save_dataset(root / "bad_eval", [0, 1, 2, 3], [1, 12, 15, 12]),
-            "train": _save_dataset(root / "bad_train", [0, 11, 2, 3], [1, 2, 3, 4])}
+    return {"eval": save_labelled(root / "bad_eval", [0, 1, 2, 3], [1, 12, 15, 12], num_classes=20),
+            "train": save_labelled(root / "bad_train", [0, 11, 2, 3], [1, 2, 3, 4], num_classes=20)}
 
 
 @pytest.mark.parametrize("command", ["run", "sweep", "score-table"])
 def test_eval_labels_outside_the_model_are_named(checkpoint, label_datasets, tmp_path, capsys, command):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset", label_datasets["eval"],
+    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset_name", label_datasets["eval"],
             "--no_progress", "--output_dir", str(out)]
-    if command == "run":
-        argv = argv[1:]
-    elif command == "sweep":
+    if command == "sweep":
         argv.append("--no_speed")
-    else:
+    elif command == "score-table":
         argv[argv.index("--max_eval_samples") + 1] = "4"
-    rejected(capsys, argv, "labels outside the model's classes: 12, 15", "3 of 4", "num_labels=10", output_dir=out)
+    rejected(capsys, argv, "the evaluation split has labels outside the classes 0 to 9 (num_labels=10): 12, 15",
+             "3 of 4 rows", output_dir=out)
 
 
 def test_train_labels_outside_the_model_are_named(checkpoint, label_datasets, tmp_path, capsys):
     out = tmp_path / "out"
-    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset", label_datasets["train"],
+    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset_name", label_datasets["train"],
                       "--finetune_steps", "1", "--finetune_batch_size", "2", "--no_progress", "--output_dir", str(out)],
-             "the training split", "11", "num_labels=10", output_dir=out)
+             "the training split has labels outside the classes 0 to 9 (num_labels=10): 11", output_dir=out)
 
 
 def test_check_labels_accepts_labels_in_range():
-    from ppt_benchmark.accuracy import check_labels
+    from ppt_eval.data import check_labels
 
-    check_labels(torch.tensor([0, 9, 3]), 10)
+    check_labels(torch.tensor([0, 9, 3]), 10, "labels")
     with pytest.raises(ValueError, match="-1"):
-        check_labels([0, -1], 10)
+        check_labels([0, -1], 10, "labels")
 
 
-# ---- 9. --dataset: what is promised is what loads ----------------------------------------------------------------
+# ---- 9. --dataset_name: a folder that holds no dataset is named -----------------------------------------------------
 
 
-def test_dataset_help_promises_only_what_loads():
-    from ppt_benchmark.cli import build_parser
-
-    parser = build_parser()
-    subparsers = next(action for action in parser._actions if action.dest == "command").choices
-    for command in ("run", "sweep", "score-table", "policy-stats", "calibrate"):
-        help_text = next(a.help for a in subparsers[command]._actions if a.dest == "dataset")
-        assert "digits" in help_text and "save_to_disk" in help_text and "dataset/" in help_text, command
-        assert "train.py's output" not in help_text, command
-
-
-def test_dataset_in_a_subfolder_loads_and_a_model_folder_is_refused(checkpoint, tmp_path, capsys):
-    from ppt_benchmark.accuracy import load_eval_dataset
-
-    _save_dataset(tmp_path / "holder" / "dataset", [0, 1], [2, 3, 4])
-    assert load_eval_dataset(str(tmp_path / "holder"))["label"] == [2, 3, 4]
-    rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--dataset", checkpoint],
-             f"no dataset saved with save_to_disk found at {checkpoint!r}")
-
+def test_a_model_folder_is_no_dataset(checkpoint, capsys):
+    rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--dataset_name", checkpoint],
+             f"dataset folder {checkpoint!r} is neither a save_to_disk folder nor a folder of data files")
 
 
 # ---- 10. run --cost_only times nothing, so it says nothing about timing -------------------------------------------
@@ -402,8 +384,8 @@ def test_cost_only_prints_no_timing_line(checkpoint, tmp_path, capsys):
     import json
 
     out = tmp_path / "out"
-    assert main(["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--warmup", "3", "--no_progress",
-                 "--output_dir", str(out)]) == 0
+    assert benchmark.main(["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--warmup", "3", "--no_progress",
+                           "--output_dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "timing:" not in printed and "warm-up" not in printed
     assert "ppt_vs_baseline: MACs" in printed
@@ -414,8 +396,8 @@ def test_cost_only_prints_no_timing_line(checkpoint, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def good_dataset(tmp_path_factory):
-    return _save_dataset(tmp_path_factory.mktemp("good") / "data", [0, 1, 2, 3], [4, 5, 6, 7])
+def good_dataset(labelled_dataset):
+    return labelled_dataset
 
 
 @pytest.mark.parametrize(
@@ -425,36 +407,32 @@ def good_dataset(tmp_path_factory):
     ids=["policy-stats", "score-table"],
 )
 def test_long_loops_show_progress(checkpoint, good_dataset, capsys, argv, bar):
-    argv = [*argv, "--checkpoint", checkpoint, "--dataset", good_dataset]
-    assert main(argv) == 0
+    argv = [*argv, "--checkpoint", checkpoint, "--dataset_name", good_dataset]
+    assert analysis.main(argv) == 0
     err = capsys.readouterr().err
     assert bar in err and "it/s" in err
-    assert main([*argv, "--no_progress"]) == 0
+    assert analysis.main([*argv, "--no_progress"]) == 0
     assert bar not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("word, hint", [("sweeep", "did you mean 'sweep'?"), ("frobnicate", "")])
 def test_mistyped_command_lists_the_commands(capsys, word, hint):
-    with pytest.raises(SystemExit) as exit_info:
-        main([word, "--arch", "deit-tiny"])
-    assert exit_info.value.code == 2
+    assert analysis.main([word, "--arch", "deit-tiny"]) == 2
     err = capsys.readouterr().err
     assert f"unknown command {word!r}" in err and hint in err
-    assert "run, sweep, score-table, policy-stats, calibrate, step-cost, visualize" in err
+    assert "sweep, score-table, policy-stats, calibrate, visualize" in err
     assert "Traceback" not in err
 
 
 
-def test_step_cost_never_leaves_half_a_json(checkpoint, tmp_path, capsys, monkeypatch):
+def test_a_failed_write_never_leaves_half_a_result_file(checkpoint, tmp_path, monkeypatch):
     import json
 
-    import ppt_benchmark.step_cost as step_cost
-
     out = tmp_path / "out"
-    argv = ["step-cost", "--checkpoint", checkpoint, "--batch_size", "2", "--rounds", "1", "--warmup", "0",
+    argv = ["--checkpoint", checkpoint, "--mode", "step_cost", "--batch_size", "2", "--rounds", "1", "--warmup", "0",
             "--no_progress", "--output_dir", str(out)]
-    assert main(argv) == 0
-    assert json.loads((out / "step_cost.json").read_text())["tokens"] == 65
+    assert benchmark.main(argv) == 0
+    assert json.loads((out / "benchmark_step_cost.json").read_text())["step_cost"]["tokens"] == 65
 
     class Unwritable:  # fails half way through serialising the result
         def __str__(self):
@@ -462,16 +440,16 @@ def test_step_cost_never_leaves_half_a_json(checkpoint, tmp_path, capsys, monkey
 
     for name in list(out.iterdir()):
         name.unlink()
-    monkeypatch.setattr(step_cost, "measure_step_cost", lambda *a, **k: {"tokens": 65, "broken": Unwritable()})
-    monkeypatch.setattr(step_cost, "format_step_cost", lambda result: "")
+    real = benchmark.measure_step_cost
+    monkeypatch.setattr(benchmark, "measure_step_cost", lambda *a: {**real(*a), "broken": Unwritable()})
     with pytest.raises(RuntimeError, match="cannot write this"):
-        main(argv)
+        benchmark.main(argv)
     assert not any(out.iterdir())
 
 
 def test_score_table_checks_the_calibration_fraction_before_loading_data(checkpoint, tmp_path, capsys):
     """Not after loading the model and preprocessing the evaluation split (here a missing dataset would fail first)."""
-    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset", str(tmp_path / "nowhere"),
+    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset_name", str(tmp_path / "nowhere"),
                       "--calibrate_prune_fraction", "1.5"], "--calibrate_prune_fraction 1.5", "[0, 1]")
-    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset", str(tmp_path / "nowhere"),
+    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset_name", str(tmp_path / "nowhere"),
                       "--finetune_steps", "-1"], "--finetune_steps -1", ">= 0")

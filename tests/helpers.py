@@ -1,5 +1,7 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Tiny local datasets and model options for the train.py tests (offline, CPU, seconds)."""
+"""Plain helpers of the test suite (the fixtures built from them are in conftest.py): the command-line options of
+the tiny model, and writers of small local datasets in the real formats (CIFAR-100's columns, an imagefolder,
+save_to_disk folders)."""
 
 from __future__ import annotations
 
@@ -9,23 +11,21 @@ import socket
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
+from model_fixtures import TINY, TINY_PPT
 from PIL import Image
 
 
-CIFAR100_FINE_NAMES = [f"fine_{index:03d}" for index in range(100)]
-CIFAR100_COARSE_NAMES = [f"coarse_{index:02d}" for index in range(20)]
+def cli_options(settings: dict) -> list[str]:
+    """`{"hidden_size": 32, "reduction_layers": [1, 2]}` -> `["--hidden_size", "32", "--reduction_layers", "1", "2"]`."""
+    options = []
+    for name, value in settings.items():
+        options += [f"--{name}", *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    return options
 
-# A 4-layer PPT-DeiT from scratch at 32 px, patch 4: 65 tokens -> 57 -> 49 with r = 8 at layers 1 and 2.
-TINY_MODEL_ARGS = [
-    "--from_scratch", "True",
-    "--hidden_size", "32",
-    "--num_hidden_layers", "4",
-    "--num_attention_heads", "2",
-    "--intermediate_size", "64",
-    "--image_size", "32",
-    "--patch_size", "4",
-]
-TINY_PPT_ARGS = ["--reduction_layers", "1", "2", "--tokens_removed", "8"]
+
+# train.py options that build the tiny model from scratch, and its PPT schedule (65 -> 57 -> 49 tokens).
+TINY_MODEL_ARGS = ["--from_scratch", "True", *cli_options({k: v for k, v in TINY.items() if k != "num_labels"})]
+TINY_PPT_ARGS = cli_options(TINY_PPT)
 # Few steps, no checkpoints unless a test asks, no per-epoch evaluation, CPU.
 FAST_TRAINING_ARGS = [
     "--max_steps", "3",
@@ -41,6 +41,9 @@ FAST_TRAINING_ARGS = [
     "--report_to", "none",
 ]
 
+CIFAR100_FINE_NAMES = [f"fine_{index:03d}" for index in range(100)]
+CIFAR100_COARSE_NAMES = [f"coarse_{index:02d}" for index in range(20)]
+
 
 def random_images(count: int, size: int, seed: int) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
@@ -49,22 +52,14 @@ def random_images(count: int, size: int, seed: int) -> list[Image.Image]:
 
 def cifar100_like(n_train: int = 48, n_test: int = 24, size: int = 24, seed: int = 0) -> DatasetDict:
     """CIFAR-100's schema: `img` (Image), `fine_label` (ClassLabel, 100 names), `coarse_label` (ClassLabel, 20)."""
-    features = Features(
-        {
-            "img": ImageFeature(),
-            "fine_label": ClassLabel(names=CIFAR100_FINE_NAMES),
-            "coarse_label": ClassLabel(names=CIFAR100_COARSE_NAMES),
-        }
-    )
+    features = Features({"img": ImageFeature(), "fine_label": ClassLabel(names=CIFAR100_FINE_NAMES),
+                         "coarse_label": ClassLabel(names=CIFAR100_COARSE_NAMES)})
     rng = np.random.default_rng(seed + 1)
 
     def split(count, offset):
         fine = rng.integers(0, 100, count).tolist()
-        return Dataset.from_dict(
-            {"img": random_images(count, size, seed + offset), "fine_label": fine,
-             "coarse_label": [label // 5 for label in fine]},
-            features=features,
-        )
+        return Dataset.from_dict({"img": random_images(count, size, seed + offset), "fine_label": fine,
+                                  "coarse_label": [label // 5 for label in fine]}, features=features)
 
     return DatasetDict({"train": split(n_train, 10), "test": split(n_test, 20)})
 
@@ -73,6 +68,20 @@ def save_cifar100_like(directory, **kwargs) -> str:
     path = os.path.join(str(directory), "cifar100_like")
     cifar100_like(**kwargs).save_to_disk(path)
     return path
+
+
+def save_labelled(path, train_labels: list[int], validation_labels: list[int], num_classes: int = 10,
+                  size: int = 32) -> str:
+    """A save_to_disk DatasetDict with `image` / `label` (ClassLabel of `num_classes`), train and validation."""
+    rng = np.random.default_rng(0)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(num_classes=num_classes)})
+
+    def split(labels):
+        images = [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in labels]
+        return Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+    DatasetDict({"train": split(train_labels), "validation": split(validation_labels)}).save_to_disk(str(path))
+    return str(path)
 
 
 def save_imagefolder(directory, classes=("cat", "dog", "fish"), per_class: int = 6, size: int = 20) -> str:
@@ -97,14 +106,11 @@ def save_with_corrupt_image(directory) -> str:
 def save_with_out_of_range_labels(directory) -> str:
     """train has 3 classes, test (another ClassLabel with 10 names) has label 7: outside the 3 the model gets."""
     images = random_images(8, 16, seed=5)
-    train = Dataset.from_dict(
-        {"image": images[:6], "label": [0, 1, 2, 0, 1, 2]},
-        features=Features({"image": ImageFeature(), "label": ClassLabel(names=["a", "b", "c"])}),
-    )
-    test = Dataset.from_dict(
-        {"image": images[6:], "label": [1, 7]},
-        features=Features({"image": ImageFeature(), "label": ClassLabel(names=[str(i) for i in range(10)])}),
-    )
+    train = Dataset.from_dict({"image": images[:6], "label": [0, 1, 2, 0, 1, 2]},
+                              features=Features({"image": ImageFeature(), "label": ClassLabel(names=["a", "b", "c"])}))
+    test = Dataset.from_dict({"image": images[6:], "label": [1, 7]},
+                             features=Features({"image": ImageFeature(),
+                                                "label": ClassLabel(names=[str(i) for i in range(10)])}))
     path = os.path.join(str(directory), "bad_labels")
     DatasetDict({"train": train, "test": test}).save_to_disk(path)
     return path
@@ -112,10 +118,8 @@ def save_with_out_of_range_labels(directory) -> str:
 
 def save_without_label_feature(directory) -> str:
     """An Image column and a float column: nothing that can be a label."""
-    dataset = Dataset.from_dict(
-        {"picture": random_images(4, 16, seed=7), "score": [0.1, 0.2, 0.3, 0.4]},
-        features=Features({"picture": ImageFeature(), "score": Value("float32")}),
-    )
+    dataset = Dataset.from_dict({"picture": random_images(4, 16, seed=7), "score": [0.1, 0.2, 0.3, 0.4]},
+                                features=Features({"picture": ImageFeature(), "score": Value("float32")}))
     path = os.path.join(str(directory), "no_labels")
     DatasetDict({"train": dataset}).save_to_disk(path)
     return path

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-from .report import fmt, format_table, write_csv, write_json
+from ppt_eval.arguments import check_at_least
+from ppt_eval.results import fmt, format_table, write_csv, write_json
+
+from .common import AnalysisArguments, load_data, load_placed_model, noise_batches, preprocessed
+from .plots import policy_stats_plot
 
 
 @torch.inference_mode()
@@ -99,55 +103,52 @@ def calibrate_threshold(
 ) -> CalibrationResult:
     """Find tau such that about `target_prune_fraction` of all (sample, reduction layer) decisions prune.
 
-    The model's other PPT settings are used as they are; its prune_threshold is restored afterwards.
+    The model's other PPT settings are used as they are; each trial tau is set only for its pass
+    (`compression_settings`), so the model leaves as it came.
     Returns a `CalibrationResult` whose `prune_threshold` is usable as the config's `prune_threshold`.
     """
     if not 0.0 <= target_prune_fraction <= 1.0:
         raise ValueError(f"target_prune_fraction={target_prune_fraction} must be in [0, 1]")
     if not model.config.compression_enabled:
         raise ValueError("the model has no reduction layers: set reduction_layers / tokens_removed first")
-    original = model.config.prune_threshold
     model.eval()
 
     def evaluate(tau: float):
-        model.configure_compression(prune_threshold=tau)
-        records = collect_policy_records(model, batches, device)
+        with model.compression_settings(prune_threshold=tau):
+            records = collect_policy_records(model, batches, device)
         return overall_prune_fraction(records), records
 
-    try:
-        if target_prune_fraction >= 1.0:
-            tau, steps = 0.0, 0
+    if target_prune_fraction >= 1.0:
+        tau, steps = 0.0, 0
+        fraction, records = evaluate(tau)
+    elif target_prune_fraction <= 0.0:
+        tau, steps = math.inf, 0
+        fraction, records = evaluate(tau)
+    else:
+        # Bracket: all variances observed with tau = 0 (always prune) and tau = inf (always pool).
+        observed = []
+        for tau in (0.0, math.inf):
+            observed += [entry["variance"] for entry in evaluate(tau)[1].values()]
+        observed = torch.cat(observed)
+        positive = observed[observed > 0]
+        low = float(positive.min()) / 2 if positive.numel() else 1e-12
+        high = float(observed.max()) * 2 if observed.numel() else 1.0
+        best = None
+        steps = 0
+        for steps in tqdm(range(1, max_steps + 1), desc="calibrating tau", disable=not progress, leave=False):
+            tau = math.sqrt(low * high)  # bisection in log space
             fraction, records = evaluate(tau)
-        elif target_prune_fraction <= 0.0:
-            tau, steps = math.inf, 0
-            fraction, records = evaluate(tau)
-        else:
-            # Bracket: all variances observed with tau = 0 (always prune) and tau = inf (always pool).
-            observed = []
-            for tau in (0.0, math.inf):
-                observed += [entry["variance"] for entry in evaluate(tau)[1].values()]
-            observed = torch.cat(observed)
-            positive = observed[observed > 0]
-            low = float(positive.min()) / 2 if positive.numel() else 1e-12
-            high = float(observed.max()) * 2 if observed.numel() else 1.0
-            best = None
-            steps = 0
-            for steps in tqdm(range(1, max_steps + 1), desc="calibrating tau", disable=not progress, leave=False):
-                tau = math.sqrt(low * high)  # bisection in log space
-                fraction, records = evaluate(tau)
-                if best is None or abs(fraction - target_prune_fraction) < abs(best[1] - target_prune_fraction):
-                    best = (tau, fraction, records)
-                if fraction > target_prune_fraction:
-                    low = tau  # too many prune: raise tau
-                elif fraction < target_prune_fraction:
-                    high = tau
-                else:
-                    break
-                if high / low < 1.0001:
-                    break
-            tau, fraction, records = best
-    finally:
-        model.configure_compression(prune_threshold=original)
+            if best is None or abs(fraction - target_prune_fraction) < abs(best[1] - target_prune_fraction):
+                best = (tau, fraction, records)
+            if fraction > target_prune_fraction:
+                low = tau  # too many prune: raise tau
+            elif fraction < target_prune_fraction:
+                high = tau
+            else:
+                break
+            if high / low < 1.0001:
+                break
+        tau, fraction, records = best
 
     stats = policy_statistics(records)
     quantiles = {
@@ -165,25 +166,39 @@ def calibrate_threshold(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# CLI
+# Commands
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def calibration_batches(args, config) -> list:
-    """Calibration images from --dataset (preprocessed by the model's processor), or seeded noise."""
-    if args.dataset:
-        from .accuracy import default_image_processor, load_eval_dataset, preprocess
+@dataclass
+class PolicyStatsArguments(AnalysisArguments):
+    """Per reduction layer: score variances and the fraction of images pruned vs pooled, on the evaluation split
+    of --dataset_name (without one: random noise, for smoke tests only)."""
 
-        dataset = load_eval_dataset(args.dataset, args.split, args.num_samples, config.image_size)
-        return preprocess(dataset, default_image_processor(config, args.checkpoint), args.batch_size)
-    generator = torch.Generator().manual_seed(0)
-    batches, left = [], args.num_samples
-    while left > 0:
-        size = min(left, args.batch_size)
-        batches.append((torch.randn(size, config.num_channels, config.image_size, config.image_size, generator=generator),
-                        torch.zeros(size, dtype=torch.long)))
-        left -= size
-    return batches
+    num_samples: int = field(default=64, metadata={"help": "Images to run."})
+    batch_size: int = field(default=32, metadata={"help": "Images per forward pass."})
+
+    def validate(self) -> None:
+        check_at_least(self, 1, "num_samples", "batch_size")
+
+
+@dataclass
+class CalibrateArguments(PolicyStatsArguments):
+    """The tau that prunes --target_prune_fraction of the (image, reduction layer) decisions, searched on the
+    training split of --dataset_name (never on the evaluation split; without a dataset: random noise)."""
+
+    target_prune_fraction: float = field(default=0.5, metadata={"help": "Fraction of decisions that should prune."})
+
+    def validate(self) -> None:
+        if not 0.0 <= self.target_prune_fraction <= 1.0:
+            raise ValueError(f"--target_prune_fraction {self.target_prune_fraction} must be in [0, 1]")
+
+
+def policy_batches(args, model, split: str) -> list:
+    if args.dataset_name is None:
+        return noise_batches(model.config, args.num_samples, args.batch_size, args.seed)
+    data, processor = load_data(args, model, need_train=split == "train")
+    return preprocessed(getattr(data, split), data, processor, args.batch_size, limit=args.num_samples)
 
 
 def _stats_table(stats: list[dict]) -> str:
@@ -195,39 +210,30 @@ def _stats_table(stats: list[dict]) -> str:
     return format_table(headers, rows)
 
 
-def main_policy_stats(args) -> int:
-    from .models import apply_dtype_device, model_from_args
-    from .plots import policy_stats_plot
-
-    model = model_from_args(args)
-    if not model.config.compression_enabled:
-        raise ValueError("the model has no reduction layers: pass --reduction_layers / --tokens_removed")
-    model, device = apply_dtype_device(model, args)
-    batches = calibration_batches(args, model.config)
-    stats = policy_statistics(collect_policy_records(model, batches, device, progress=not args.no_progress))
+def run_policy_stats(args: PolicyStatsArguments) -> int:
+    model, device = load_placed_model(args)
     config = model.config
+    if not config.compression_enabled:
+        raise ValueError("the model has no reduction layers: pass --reduction_layers / --tokens_removed")
+    batches = policy_batches(args, model, "eval")
+    stats = policy_statistics(collect_policy_records(model, batches, device, progress=args.progress))
     print(f"policy statistics: tau={config.prune_threshold:g} score_function={config.score_function} "
-          f"on {'random noise' if not args.dataset else args.dataset}")
+          f"on {args.dataset_name or 'random noise'}")
     print(_stats_table(stats))
     if args.output_dir:
         write_json(os.path.join(args.output_dir, "policy_stats.json"),
                    {"prune_threshold": config.prune_threshold, "score_function": config.score_function, "layers": stats})
         write_csv(os.path.join(args.output_dir, "policy_stats.csv"), stats)
         path = policy_stats_plot(stats, os.path.join(args.output_dir, "policy_stats.png"), config.prune_threshold,
-                                 title=f"{args.arch or args.checkpoint}: {config.score_function}")
+                                 title=f"{args.model_name}: {config.score_function}")
         print(f"wrote {args.output_dir}/policy_stats.json, .csv, {path}")
     return 0
 
 
-def main_calibrate(args) -> int:
-    from .models import apply_dtype_device, model_from_args
-
-    if not 0.0 <= args.target_prune_fraction <= 1.0:
-        raise ValueError(f"--target_prune_fraction {args.target_prune_fraction} must be in [0, 1]")
-    model = model_from_args(args)
-    model, device = apply_dtype_device(model, args)
-    batches = calibration_batches(args, model.config)
-    result = calibrate_threshold(model, batches, args.target_prune_fraction, device, progress=not args.no_progress)
+def run_calibrate(args: CalibrateArguments) -> int:
+    model, device = load_placed_model(args)
+    batches = policy_batches(args, model, "train")
+    result = calibrate_threshold(model, batches, args.target_prune_fraction, device, progress=args.progress)
     print(f"prune_threshold = {result.prune_threshold:.6g}  (pruned {result.achieved_prune_fraction:.1%} of decisions, "
           f"target {result.target_prune_fraction:.1%}, {result.steps} search steps)")
     for layer in result.per_layer_fraction_pruned:
@@ -240,4 +246,14 @@ def main_calibrate(args) -> int:
     return 0
 
 
-__all__ = ["CalibrationResult", "calibrate_threshold", "collect_policy_records", "overall_prune_fraction", "policy_statistics"]
+__all__ = [
+    "CalibrateArguments",
+    "CalibrationResult",
+    "PolicyStatsArguments",
+    "calibrate_threshold",
+    "collect_policy_records",
+    "overall_prune_fraction",
+    "policy_statistics",
+    "run_calibrate",
+    "run_policy_stats",
+]

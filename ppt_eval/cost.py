@@ -29,8 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula  # noqa: F401  (documented API)
-from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from modeling_ppt_deit import PPTDeiTConfig
 from modeling_ppt_deit.token_ops import get_score_function
@@ -218,8 +217,14 @@ def relative_difference(measured: float, expected: float) -> float:
     return abs(measured - expected) / expected
 
 
+def baseline_macs(config: PPTDeiTConfig, image_size: int | None = None) -> int:
+    """MACs of the same model with compression off (the stock DeiT/ViT)."""
+    return analytic_cost(config.with_compression(reduction_layers=[]), image_size).macs
+
+
 __all__ = [
     "FlopCount",
+    "baseline_macs",
     "LayerCost",
     "ModelCost",
     "analytic_cost",

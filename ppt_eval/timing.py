@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Wall-clock measurements: interleaved throughput, batch-1 latency, peak memory, training-step throughput.
+"""Wall-clock and memory measurements: interleaved timing of several models, peak memory of one call.
 
 Timings of the models being compared are *interleaved* (A B C, B C A, C A B, ...): each round times every model
 once, in an order rotated every round, so slow drift of the machine (thermal throttling, other processes, frequency
@@ -212,29 +212,12 @@ def inference_step(model: torch.nn.Module, pixel_values: torch.Tensor) -> Callab
     return step
 
 
-def training_step(
-    model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, learning_rate: float = 1e-5
-) -> Callable[[], object]:
-    """One optimisation step: forward with labels, backward, AdamW step, zero_grad. Puts `model` in train mode."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-
-    def step():
-        loss = model(pixel_values=pixel_values, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
-
-    return step
-
-
 __all__ = [
     "MemoryMeasurement",
     "TensorMemoryTracker",
     "TimingStats",
     "inference_step",
     "peak_memory",
+    "synchronize",
     "time_interleaved",
-    "training_step",
 ]

@@ -8,17 +8,20 @@ import copy
 import itertools
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
 from modeling_ppt_deit import PPTDeiTConfig
+from ppt_eval.accuracy import evaluate_accuracy
+from ppt_eval.arguments import check_at_least
+from ppt_eval.cost import analytic_cost
+from ppt_eval.results import fmt, format_table, machine_info, markdown_table, write_csv, write_json, write_text
+from ppt_eval.timing import inference_step, time_interleaved
 
-from .cost import analytic_cost
+from .common import AnalysisArguments, load_data, load_placed_model, preprocessed
 from .plots import pareto_plot
-from .report import fmt, machine_info, markdown_table, write_csv, write_json, atomic_write_text
-from .speed import inference_step, time_interleaved
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,8 @@ def validate_points(config: PPTDeiTConfig, points: list[SweepPoint]) -> None:
     for point in points:
         if point.policy == "baseline":
             continue
-        merged = {**config.to_dict(), **point.settings()}
-        merged.pop("model_type", None)
         try:
-            PPTDeiTConfig(**merged)
+            config.with_compression(**point.settings())
         except ValueError as error:
             raise ValueError(f"sweep setting {point.label!r} is invalid for this model: {error}") from None
 
@@ -107,51 +108,54 @@ def run_sweep(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> list[dict]:
-    """Measure every point. Throughput is timed interleaved against an uncompressed copy of the model in the same
-    loop, so each row's speed-up is against a baseline measured at the same time."""
-    from .accuracy import accuracy_on_batches
-
+    """Measure every point; the model leaves with its own settings. Throughput is timed interleaved against an
+    uncompressed copy of the model in the same loop, so each row's speed-up is against a baseline measured at the
+    same time."""
     validate_points(model.config, points)
     model = model.eval()
     baseline = copy.deepcopy(model)
     baseline.configure_compression(reduction_layers=[])
-    dtype = next(model.parameters()).dtype
     config = model.config
     pixel_values = torch.randn(
         batch_size, config.num_channels, config.image_size, config.image_size, generator=torch.Generator().manual_seed(0)
-    ).to(device=device, dtype=dtype)
+    ).to(device=device, dtype=next(model.parameters()).dtype)
     rows = []
     for point in tqdm(points, desc="sweep", disable=not progress):
-        if point.policy == "baseline":
-            model.configure_compression(reduction_layers=[])
-        else:
-            model.configure_compression(**point.settings())
-        cost = analytic_cost(model.config)
-        row = {
-            "label": point.label,
-            "policy": point.policy,
-            "reduction_layers": " ".join(map(str, point.reduction_layers)),
-            "tokens_removed": point.tokens_removed,
-            "prune_threshold": point.prune_threshold,
-            "score_function": point.score_function if point.policy not in ("baseline", "pool only (ToMe)") else "",
-            "gmacs": cost.macs / 1e9,
-            "gflops": cost.flops / 1e9,
-            "final_tokens": cost.tokens_per_layer[-1][1],
-        }
-        if eval_batches is not None:
-            accuracy = accuracy_on_batches(model, eval_batches, device)
-            row["top1"] = 100 * accuracy.top1
-            row["top5"] = None if accuracy.top5 is None else 100 * accuracy.top5
-        if speed:
-            timing = time_interleaved(
-                {"baseline": inference_step(baseline, pixel_values), "point": inference_step(model, pixel_values)},
-                batch_size, device, warmup, rounds, 1, progress=False,
-            )
-            row["images_per_second"] = timing["point"].median
-            row["baseline_images_per_second"] = timing["baseline"].median
-            row["speedup"] = timing["point"].median / timing["baseline"].median
-        rows.append(row)
+        settings = {"reduction_layers": []} if point.policy == "baseline" else point.settings()
+        with model.compression_settings(**settings):
+            rows.append(measure_point(model, baseline, point, eval_batches, speed, pixel_values, warmup, rounds,
+                                      device))
     return rows
+
+
+def measure_point(model, baseline, point: SweepPoint, eval_batches, speed: bool, pixel_values, warmup: int,
+                  rounds: int, device) -> dict:
+    cost = analytic_cost(model.config)
+    row = {
+        "label": point.label,
+        "policy": point.policy,
+        "reduction_layers": " ".join(map(str, point.reduction_layers)),
+        "tokens_removed": point.tokens_removed,
+        "prune_threshold": point.prune_threshold,
+        "score_function": point.score_function if point.policy not in ("baseline", "pool only (ToMe)") else "",
+        "gmacs": cost.macs / 1e9,
+        "gflops": cost.flops / 1e9,
+        "final_tokens": cost.tokens_per_layer[-1][1],
+    }
+    if eval_batches is not None:
+        accuracy = evaluate_accuracy({"point": model}, eval_batches, model.config.num_labels, device, False)["point"]
+        row["top1"] = 100 * accuracy.top1
+        row["top5"] = None if accuracy.top5 is None else 100 * accuracy.top5
+    if speed:
+        batch_size = pixel_values.shape[0]
+        timing = time_interleaved(
+            {"baseline": inference_step(baseline, pixel_values), "point": inference_step(model, pixel_values)},
+            batch_size, device, warmup, rounds, 1, progress=False,
+        )
+        row["images_per_second"] = timing["point"].median
+        row["baseline_images_per_second"] = timing["baseline"].median
+        row["speedup"] = timing["point"].median / timing["baseline"].median
+    return row
 
 
 TABLE_COLUMNS = [
@@ -177,7 +181,7 @@ def save_sweep(rows: list[dict], output_dir: str, metadata: dict, title: str = "
     write_csv(paths["csv"], rows)
     write_json(paths["json"], {"metadata": metadata, "rows": rows})
     headers, body = table_rows(rows)
-    atomic_write_text(paths["md"], markdown_table(headers, body) + "\n")
+    write_text(paths["md"], markdown_table(headers, body) + "\n")
     has_accuracy = any(row.get("top1") is not None for row in rows)
     has_speed = any(row.get("images_per_second") is not None for row in rows)
     y_key, y_label = ("top1", "top-1 accuracy (%)") if has_accuracy else ("images_per_second", "throughput (images/s)")
@@ -194,31 +198,68 @@ def save_sweep(rows: list[dict], output_dir: str, metadata: dict, title: str = "
     return paths
 
 
-def main_sweep(args) -> int:
-    from .accuracy import default_image_processor, load_eval_dataset, preprocess
-    from .models import apply_dtype_device, model_from_args
+def _default(name: str):
+    """The config's default of a schedule setting, as a one-value list (a sweep over that value alone)."""
+    return lambda: [PPTDeiTConfig.compression_defaults()[name]]
 
-    points = sweep_grid(args.tokens_removed_values, args.prune_threshold_values, args.reduction_layer_sets,
-                        args.score_functions, reference_policies=not args.no_reference_policies)
-    model = model_from_args(args)
+
+@dataclass
+class SweepArguments(AnalysisArguments):
+    """Accuracy (with --dataset_name), MACs and measured speed over a grid of PPT settings, with the reference
+    policies pool-only (tau = inf, ToMe) and prune-only (tau = 0, top-k); table and Pareto plots."""
+
+    tokens_removed_values: list[int] = field(default_factory=_default("tokens_removed"), metadata={
+        "help": "Values of r to sweep."})
+    prune_threshold_values: list[float] = field(default_factory=_default("prune_threshold"), metadata={
+        "help": "Values of tau to sweep (0 and inf are added, see --reference_policies)."})
+    reduction_layer_sets: list[str] = field(
+        default_factory=lambda: [",".join(map(str, PPTDeiTConfig.compression_defaults()["reduction_layers"]))],
+        metadata={"help": "Sets of reduction layers, each comma-separated: 3,6,9 2,5,8."})
+    score_functions: list[str] = field(default_factory=_default("score_function"), metadata={
+        "help": "Score functions to sweep."})
+    reference_policies: bool = field(default=True, metadata={
+        "help": "Add pooling only (tau = inf) and pruning only (tau = 0) for every (r, layers, score)."})
+    speed: bool = field(default=True, metadata={"help": "Time every setting (--no_speed: cost and accuracy only)."})
+    batch_size: int = field(default=32, metadata={"help": "Images per timed call."})
+    warmup: int = field(default=1, metadata={"help": "Untimed calls per setting."})
+    rounds: int = field(default=3, metadata={"help": "Timed rounds per setting."})
+
+    def validate(self) -> None:
+        check_at_least(self, 1, "batch_size", "rounds")
+        check_at_least(self, 0, "warmup")
+        for value in self.prune_threshold_values:
+            if math.isnan(value) or value < 0:
+                raise ValueError(f"--prune_threshold_values {value} must be >= 0 (or inf)")
+        self.layer_sets()
+
+    def layer_sets(self) -> list[list[int]]:
+        """'3,6,9' -> [3, 6, 9]."""
+        try:
+            return [[int(part) for part in text.replace(" ", "").split(",") if part] for text in self.reduction_layer_sets]
+        except ValueError:
+            raise ValueError(f"--reduction_layer_sets {self.reduction_layer_sets}: each set is comma-separated ints, "
+                             "e.g. 3,6,9") from None
+
+
+def run(args: SweepArguments) -> int:
+    points = sweep_grid(args.tokens_removed_values, args.prune_threshold_values, args.layer_sets(),
+                        args.score_functions, reference_policies=args.reference_policies)
+    model, device = load_placed_model(args)
     validate_points(model.config, points)  # before loading data or timing anything
-    model, device = apply_dtype_device(model, args)
     eval_batches = None
-    if args.dataset:
-        dataset = load_eval_dataset(args.dataset, args.split, args.max_eval_samples, model.config.image_size)
-        eval_batches = preprocess(dataset, default_image_processor(model.config, args.checkpoint), args.eval_batch_size)
-    rows = run_sweep(model, points, eval_batches, speed=not args.no_speed, batch_size=args.batch_size,
-                     warmup=args.warmup, rounds=args.rounds, device=device, progress=not args.no_progress)
+    if args.dataset_name is not None:
+        data, processor = load_data(args, model)
+        eval_batches = preprocessed(data.eval, data, processor, args.eval_batch_size)
+    rows = run_sweep(model, points, eval_batches, speed=args.speed, batch_size=args.batch_size, warmup=args.warmup,
+                     rounds=args.rounds, device=device, progress=args.progress)
     headers, body = table_rows(rows)
-    from .report import format_table
-
     print(format_table(headers, body, align_left=2))
     if args.output_dir:
-        metadata = {"model": args.arch or args.checkpoint, "machine": machine_info(device), "batch_size": args.batch_size,
-                    "dtype": args.dtype, "dataset": args.dataset, "points": [asdict(p) for p in points]}
-        paths = save_sweep(rows, args.output_dir, metadata, title=f"{args.arch or args.checkpoint}")
+        metadata = {"model": args.model_name, "machine": machine_info(device), "batch_size": args.batch_size,
+                    "dtype": args.dtype, "dataset": args.dataset_name, "points": [asdict(p) for p in points]}
+        paths = save_sweep(rows, args.output_dir, metadata, title=args.model_name)
         print("wrote " + ", ".join(paths.values()))
     return 0
 
 
-__all__ = ["SweepPoint", "run_sweep", "save_sweep", "sweep_grid", "validate_points"]
+__all__ = ["SweepArguments", "SweepPoint", "run", "run_sweep", "save_sweep", "sweep_grid", "validate_points"]

@@ -5,18 +5,23 @@
 token carries it (or -1 when it was pruned). `draw_token_map` paints that grid over the image: each final token's
 patches in their mean colour, pruned patches dark, borders between tokens.
 
-    python benchmark.py visualize --checkpoint outputs/digits --image photo.png --output token_map.png
+    python -m ppt_analysis visualize --checkpoint outputs/digits --image photo.png --output token_map.png
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .report import atomic_path
+from ppt_eval.arguments import MachineArguments, ModelSourceArguments, PPTArguments
+from ppt_eval.preprocessing import load_image_processor
+from ppt_eval.results import atomic_path
+
+from .common import load_placed_model
 
 
 def patch_owners(sources: torch.Tensor, num_protected: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -133,23 +138,27 @@ def save_image_atomically(image: Image.Image, path: str, image_format: str) -> N
         image.save(temporary, format=image_format)
 
 
-def main_visualize(args) -> int:
-    from .accuracy import default_image_processor
-    from .models import apply_dtype_device, model_from_args
+@dataclass
+class VisualizeArguments(MachineArguments, PPTArguments, ModelSourceArguments):
+    """Draw which patches one image pruned and which it pooled together, beside the image."""
 
-    image_format = check_output(args.output)  # bad input fails here, before the model loads
+    image: str | None = field(default=None, metadata={"help": "An image file.", "required": True})
+    output: str = field(default="token_map.png", metadata={
+        "help": "The picture to write, side by side: the image | its token map (.png, .jpg, ...)."})
+
+    def validate(self) -> None:
+        check_output(self.output)  # bad paths fail here, before the model loads
+        load_image(self.image)
+
+
+def run(args: VisualizeArguments) -> int:
+    image_format = check_output(args.output)
     image = load_image(args.image)
-    model = model_from_args(args)
+    model, device = load_placed_model(args)
     model.configure_compression(track_sources=True)
-    model, device = apply_dtype_device(model, args)
     config = model.config
-    side = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-    if args.checkpoint:  # its own processor, or a ViT one at its size when it has none
-        pixel_values = default_image_processor(config, args.checkpoint)(images=image, return_tensors="pt").pixel_values
-    else:  # a named architecture with random weights: plain resize, ImageNet statistics
-        array = np.asarray(image.resize((side, side), Image.BICUBIC), dtype=np.float32) / 255.0
-        mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-        pixel_values = torch.from_numpy(((array - mean) / std).transpose(2, 0, 1)).float().unsqueeze(0)
+    processor = load_image_processor(args.checkpoint, config.image_size)  # its own, or resize + ImageNet stats
+    pixel_values = processor(images=image, return_tensors="pt").pixel_values
     with torch.no_grad():
         outputs = model(pixel_values.to(device=device, dtype=next(model.parameters()).dtype), output_compression=True)
     patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]

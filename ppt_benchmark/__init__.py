@@ -1,1 +1,0 @@
-"""Measurement of PPT-DeiT: parameters, MACs/FLOPs, throughput, memory, accuracy, sweeps and plots."""

@@ -1,0 +1,215 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Images to `pixel_values`, for training and evaluation, with PIL, numpy and torch only (no torchvision).
+
+- Evaluation preprocesses with the model's **image processor**, the one saved beside its weights: what a user of
+  the published model runs is what every figure here was measured with.
+- Training adds the random augmentation (`TrainTransform`: random resized crop, horizontal flip) and normalises
+  with that processor's mean and std, so that the statistics the checkpoint was pre-trained with are the ones it
+  is fine-tuned with.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import AutoImageProcessor
+
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]  # DeiT's (and ViT processors') default statistics
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+# ---- image processors ---------------------------------------------------------------------------------------------
+
+
+def _side(size) -> int | None:
+    if size is None:
+        return None
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    return get("height") or get("shortest_edge")
+
+
+def processor_resolution(processor) -> int | None:
+    """The side of the square the processor feeds the model (its crop when it crops, else its resize)."""
+    if getattr(processor, "do_center_crop", False):
+        return _side(getattr(processor, "crop_size", None))
+    return _side(getattr(processor, "size", None))
+
+
+def whole_image_processor(size: int, mean, std):
+    """A `ViTImageProcessor`: resize the whole image to `size` x `size` (bicubic, no crop), normalise with `mean` /
+    `std`."""
+    # Imported on use: without torchvision, importing this name logs a fallback warning on every run.
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(do_resize=True, size={"height": size, "width": size}, resample=Image.BICUBIC,
+                             do_rescale=True, do_normalize=True, image_mean=list(mean), image_std=list(std))
+
+
+def load_image_processor(source: str | None, image_size: int, **from_pretrained_kwargs):
+    """The image processor saved with the checkpoint `source`; a checkpoint without one (or `source` None: a named
+    architecture with random weights) gets `whole_image_processor` at `image_size` with ImageNet statistics."""
+    if source is not None:
+        try:
+            return AutoImageProcessor.from_pretrained(source, **from_pretrained_kwargs)
+        except (OSError, ValueError):  # no preprocessor_config.json there
+            logger.info("%s has no image processor: resizing to %d px with ImageNet mean/std", source, image_size)
+    return whole_image_processor(image_size, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def resized_to(processor, image_size: int):
+    """`processor`'s statistics, set to resize whole images to `image_size` (bicubic, no crop): the evaluation
+    preprocessing of a fine-tuned model, saved with it so that its folder reproduces the reported figures."""
+    resolution = processor_resolution(processor)
+    if resolution is not None and resolution != image_size:
+        logger.warning("the image processor produces %d px but the model expects %d px; using %d px",
+                       resolution, image_size, image_size)
+    processor.do_resize = True
+    processor.size = {"height": image_size, "width": image_size}
+    processor.do_center_crop = False
+    processor.resample = Image.BICUBIC
+    return processor
+
+
+def channel_mean_std(images, size: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] of RGB `images` resized to `size` (a from-scratch model's processor)."""
+    total, total_sq, count = np.zeros(3), np.zeros(3), 0
+    for image in tqdm(images, desc="image statistics", leave=False):
+        pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float64) / 255.0
+        flat = pixels.reshape(-1, 3)
+        total += flat.sum(0)
+        total_sq += (flat**2).sum(0)
+        count += flat.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+    return [round(float(value), 4) for value in mean], [round(float(value), 4) for value in std]
+
+
+# ---- training augmentation ----------------------------------------------------------------------------------------
+
+
+def random_resized_crop_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
+                            rng: random.Random, attempts: int = 10) -> tuple[int, int, int, int]:
+    """A crop box `(left, top, right, bottom)` covering a random fraction `scale` of the area with a random aspect
+    ratio in `ratio` (sampled log-uniformly); falls back to the largest centred box of a valid aspect ratio."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        crop_w = round(math.sqrt(target_area * aspect))
+        crop_h = round(math.sqrt(target_area / aspect))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            left = rng.randint(0, width - crop_w)
+            top = rng.randint(0, height - crop_h)
+            return left, top, left + crop_w, top + crop_h
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        crop_w, crop_h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        crop_w, crop_h = round(height * ratio[1]), height
+    else:
+        crop_w, crop_h = width, height
+    left, top = (width - crop_w) // 2, (height - crop_h) // 2
+    return left, top, left + crop_w, top + crop_h
+
+
+def to_normalized_tensor(image: Image.Image, mean, std) -> torch.Tensor:
+    """RGB PIL image -> float tensor `(3, height, width)`, `(pixel / 255 - mean) / std`."""
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    pixels = (pixels - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+@dataclass
+class TrainTransform:
+    """One PIL image -> `pixel_values` `(3, size, size)`: random resized crop, random horizontal flip, normalise.
+
+    The random draws come from `random`, which Trainer seeds (and DataLoader workers reseed, so that workers do
+    not repeat each other's crops); `rng` replaces it, e.g. a seeded `random.Random` in tests.
+    """
+
+    size: int
+    mean: list[float]
+    std: list[float]
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    horizontal_flip: bool = True
+    resample: int = Image.BICUBIC
+    rng: random.Random | None = None
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        rng = self.rng or random
+        image = image.convert("RGB")
+        box = random_resized_crop_box(image.width, image.height, self.crop_scale, self.crop_ratio, rng)
+        image = image.resize((self.size, self.size), self.resample, box=box)
+        if self.horizontal_flip and rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return to_normalized_tensor(image, self.mean, self.std)
+
+
+# ---- batches ----------------------------------------------------------------------------------------------------------
+
+
+def train_batch_transform(transform: TrainTransform, image_column: str, label_column: str):
+    """For `Dataset.set_transform`: rows -> `{"pixel_values": [...], "labels": [...]}`, augmented."""
+
+    def apply(batch):
+        return {"pixel_values": [transform(image) for image in batch[image_column]],
+                "labels": list(batch[label_column])}
+
+    return apply
+
+
+def eval_batch_transform(processor, image_column: str, label_column: str):
+    """For `Dataset.set_transform`: rows -> `{"pixel_values": [...], "labels": [...]}` through `processor`."""
+
+    def apply(batch):
+        images = [image.convert("RGB") for image in batch[image_column]]
+        return {"pixel_values": list(processor(images, return_tensors="pt")["pixel_values"]),
+                "labels": list(batch[label_column])}
+
+    return apply
+
+
+def collate_image_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """`pixel_values` `(batch_size, 3, size, size)` float, `labels` `(batch_size,)` long."""
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        "labels": torch.tensor([example["labels"] for example in examples], dtype=torch.long),
+    }
+
+
+def eval_batches(dataset, processor, image_column: str, label_column: str, batch_size: int):
+    """Yield `(pixel_values [B, 3, H, W], labels [B])` over `dataset` (map-style or a stream) in order, preprocessed
+    by `processor` one batch at a time."""
+    for rows in dataset.select_columns([image_column, label_column]).iter(batch_size=batch_size):
+        images = [image.convert("RGB") for image in rows[image_column]]
+        yield processor(images, return_tensors="pt")["pixel_values"], torch.as_tensor(rows[label_column])
+
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TrainTransform",
+    "channel_mean_std",
+    "collate_image_batch",
+    "eval_batch_transform",
+    "eval_batches",
+    "load_image_processor",
+    "processor_resolution",
+    "random_resized_crop_box",
+    "resized_to",
+    "to_normalized_tensor",
+    "train_batch_transform",
+    "whole_image_processor",
+]

@@ -1,0 +1,115 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Dependencies run one way. Every import of the project's own code (function-local ones included) is read from
+the source and held against the layers:
+
+    1. modeling_ppt_deit      the shipped model: torch + transformers only
+    2. ppt_eval               the evaluation / cost core
+    3. model_card             the Hub export (train.py uses it for --push_to_hub)
+    4. train.py + ppt_training, benchmark.py, ppt_analysis: the entry points, side by side
+
+A file may import its own package and lower layers, never a higher layer nor a sibling entry point; and the graph
+of module imports has no cycle, so no function-local import can be hiding one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# component -> (layer, the components it may import besides itself)
+COMPONENTS = {
+    "modeling_ppt_deit": (1, set()),
+    "ppt_eval": (2, {"modeling_ppt_deit"}),
+    "model_card": (3, {"modeling_ppt_deit", "ppt_eval"}),
+    "train": (4, {"modeling_ppt_deit", "ppt_eval", "model_card"}),
+    "benchmark": (4, {"modeling_ppt_deit", "ppt_eval"}),
+    "ppt_analysis": (4, {"modeling_ppt_deit", "ppt_eval"}),
+}
+PACKAGE_OF_COMPONENT = {"ppt_training": "train", "train": "train", "benchmark": "benchmark"}
+
+
+def component_of(module: str) -> str | None:
+    top = module.split(".")[0]
+    top = PACKAGE_OF_COMPONENT.get(top, top)
+    return top if top in COMPONENTS else None
+
+
+def source_files() -> dict[str, Path]:
+    """Module name -> file, for the project's code (tests excluded)."""
+    modules = {"train": ROOT / "train.py", "benchmark": ROOT / "benchmark.py"}
+    for package in ("modeling_ppt_deit", "ppt_eval", "ppt_training", "ppt_analysis", "model_card"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def project_imports(module: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules `module` imports, anywhere in the file, relative imports resolved."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for name in names:
+            # the longest known module the name refers to (a module, or a name inside one)
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                found.add(name)
+    return found
+
+
+MODULES = source_files()
+GRAPH = {module: project_imports(module, path, set(MODULES)) for module, path in MODULES.items()}
+
+
+def test_the_layers_cover_every_file():
+    assert {component_of(module) for module in MODULES} == set(COMPONENTS)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_only_its_own_component_and_lower_layers(module):
+    component = component_of(module)
+    allowed = COMPONENTS[component][1] | {component}
+    wrong = sorted(target for target in GRAPH[module] if component_of(target) not in allowed)
+    assert not wrong, f"{module} ({component}, layer {COMPONENTS[component][0]}) imports {wrong}"
+
+
+def test_the_module_graph_has_no_cycle():
+    state: dict[str, str] = {}
+
+    def visit(module, trail):
+        state[module] = "open"
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == "open":
+                cycle = trail[trail.index(target):] + [target]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target, trail + [target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_check_sees_a_wrong_import(tmp_path):
+    """The reader resolves relative and function-local imports, so a lower layer reaching up is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from .sweep import run\n    import benchmark\n")
+    found = project_imports("ppt_eval.bad", bad, set(MODULES) | {"ppt_eval.sweep"})
+    assert found == {"ppt_eval.sweep", "benchmark"}
+    assert component_of("benchmark") not in COMPONENTS["ppt_eval"][1]

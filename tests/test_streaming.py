@@ -1,0 +1,152 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Streaming and several processes: the code path of the ImageNet evaluation (`--streaming` over parquet shards
+with ImageNet's columns `image` / `label`), here on local shards, and evaluation shared by two CPU processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import ClassLabel, Dataset, Features
+from datasets import Image as ImageFeature
+from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, free_port
+from PIL import Image
+
+import benchmark
+import ppt_eval.accuracy as accuracy_module
+
+
+ROOT = Path(__file__).resolve().parents[1]
+VALIDATION_ROWS = 23  # not a multiple of 2 processes x batch 4: the last batches are partial
+
+
+def imagenet_like_split(rows: int, seed: int) -> Dataset:
+    """ImageNet's schema (`image`, `label` ClassLabel), shrunk to the tiny model's 10 classes and 40 px JPEGs."""
+    rng = np.random.default_rng(seed)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=[f"n0{index}" for index in range(10)])})
+    images = [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(rows)]
+    return Dataset.from_dict({"image": images, "label": rng.integers(0, 10, rows).tolist()}, features=features)
+
+
+def write_imagenet_like(root: Path) -> str:
+    """Parquet shards in the Hub's layout (`data/<split>-0000i-of-0000n.parquet`): 3 validation shards, 2 train."""
+    (root / "data").mkdir(parents=True)
+    for split, rows, shards in (("validation", VALIDATION_ROWS, 3), ("train", 32, 2)):
+        dataset = imagenet_like_split(rows, seed=len(split))
+        for index in range(shards):
+            dataset.shard(shards, index, contiguous=True).to_parquet(
+                root / "data" / f"{split}-{index:05d}-of-{shards:05d}.parquet")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def imagenet_like(tmp_path_factory) -> str:
+    return write_imagenet_like(tmp_path_factory.mktemp("imagenet-like"))
+
+
+def accuracy_report(out: Path) -> dict:
+    models = json.loads((out / "benchmark_inference.json").read_text())["models"]
+    return {name: entry["accuracy"] for name, entry in models.items()}
+
+
+def test_a_stream_gives_the_numbers_of_the_whole_split(tiny_checkpoint, imagenet_like, tmp_path, monkeypatch):
+    common = ["--checkpoint", tiny_checkpoint, "--dataset_name", imagenet_like, "--cost_only", "--no_flop_check",
+              "--eval_batch_size", "4"]
+    assert benchmark.main([*common, "--no_progress", "--output_dir", str(tmp_path / "whole")]) == 0
+    bars = []
+
+    class RecordedBar(accuracy_module.tqdm):
+        def __exit__(self, *exc):
+            bars.append((self.n, self.total, getattr(self, "unit", None), self.disable))
+            return super().__exit__(*exc)
+
+    # The bar itself, not its rendering: tqdm redraws at most every 0.1 s, so what reaches stderr depends on speed.
+    monkeypatch.setattr(accuracy_module, "tqdm", RecordedBar)
+    assert benchmark.main([*common, "--streaming", "--output_dir", str(tmp_path / "stream")]) == 0
+    whole, stream = accuracy_report(tmp_path / "whole"), accuracy_report(tmp_path / "stream")
+    assert whole == stream
+    assert whole["ppt"]["num_samples"] == VALIDATION_ROWS and whole["ppt"]["split"] == "validation"
+    # The bar counts images (6 batches of 4 would count 6), against the split size from the dataset info.
+    assert bars == [(VALIDATION_ROWS, VALIDATION_ROWS, "img", False)]  # shown, in images, against the total
+
+    assert benchmark.main([*common, "--streaming", "--max_eval_samples", "10", "--no_progress",
+                           "--output_dir", str(tmp_path / "first10")]) == 0
+    assert accuracy_report(tmp_path / "first10")["ppt"]["num_samples"] == 10
+
+
+def test_a_stream_without_an_evaluation_split_is_refused(tiny_checkpoint, tmp_path, capsys):
+    path = tmp_path / "train-only"
+    (path / "data").mkdir(parents=True)
+    imagenet_like_split(8, seed=1).to_parquet(path / "data" / "train-00000-of-00001.parquet")
+    assert benchmark.main(["--checkpoint", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
+                           "--cost_only", "--no_progress"]) == 2
+    assert "a stream cannot be split at random: name one with --eval_split_name" in capsys.readouterr().err
+
+
+def test_an_unlabelled_split_is_named(tiny_checkpoint, tmp_path, capsys):
+    """ImageNet's test split has label -1 everywhere; the split rule would pick it before validation."""
+    path = tmp_path / "unlabelled"
+    (path / "data").mkdir(parents=True)
+    split = imagenet_like_split(6, seed=2).cast_column("label", ClassLabel(names=[f"n0{i}" for i in range(10)]))
+    split.map(lambda row: {"label": -1}).to_parquet(path / "data" / "test-00000-of-00001.parquet")
+    imagenet_like_split(6, seed=3).to_parquet(path / "data" / "validation-00000-of-00001.parquet")
+    assert benchmark.main(["--checkpoint", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
+                           "--cost_only", "--no_progress"]) == 2
+    assert "-1 marks an unlabelled split" in capsys.readouterr().err
+    assert benchmark.main(["--checkpoint", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
+                           "--eval_split_name", "validation", "--cost_only", "--no_progress"]) == 0
+
+
+def load_train_module():
+    spec = importlib.util.spec_from_file_location("train_for_stream_test", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_py_streams_its_data(tmp_path):
+    """Fresh shards: `datasets` knows no split sizes for them (a map-style load would have cached some)."""
+    train = load_train_module()
+    argv = ["--dataset_name", write_imagenet_like(tmp_path / "shards"), "--streaming", *TINY_MODEL_ARGS, *TINY_PPT_ARGS, *FAST_TRAINING_ARGS]
+    without_steps = [option for option in argv if option not in ("--max_steps", "3")]
+    with pytest.raises(ValueError, match="size of the training split is unknown"):
+        train.main([*without_steps, "--output_dir", str(tmp_path / "no-steps")])
+    assert not (tmp_path / "no-steps").exists()
+
+    results = train.main([*argv, "--output_dir", str(tmp_path / "run")])
+    assert results["train_global_step"] == 3 and results["train_samples"] == 3 * 8
+    assert results["eval_split"] == "validation" and results["eval_samples"] == VALIDATION_ROWS
+    assert results["eval_baseline_samples"] == VALIDATION_ROWS
+    assert json.loads((tmp_path / "run" / "all_results.json").read_text())["eval_accuracy"] == results["eval_accuracy"]
+
+
+def launch(script_args: list[str], tmp_path: Path, processes: int) -> subprocess.CompletedProcess:
+    """benchmark.py under `accelerate launch` with `processes` CPU processes (torchrun, DDP over gloo)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()), str(ROOT / "benchmark.py"), *script_args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp_path)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
+def test_two_processes_report_exactly_the_single_process_accuracy(tiny_checkpoint, imagenet_like, tmp_path,
+                                                                  streaming):
+    common = ["--checkpoint", tiny_checkpoint, "--dataset_name", imagenet_like, "--cost_only", "--no_flop_check",
+              "--eval_batch_size", "4", "--no_progress", *(["--streaming"] if streaming else [])]
+    assert benchmark.main([*common, "--output_dir", str(tmp_path / "one")]) == 0
+    done = launch([*common, "--output_dir", str(tmp_path / "two")], tmp_path, processes=2)
+    assert done.stdout.count("PPT-DeiT benchmark") == 1  # one process reports
+    one, two = accuracy_report(tmp_path / "one"), accuracy_report(tmp_path / "two")
+    assert two == one and two["ppt"]["num_samples"] == VALIDATION_ROWS
