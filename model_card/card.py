@@ -49,7 +49,6 @@ training_info: keys read (all optional; missing ones print as "not recorded")
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping

@@ -246,7 +246,8 @@ def select_splits(dataset, train_split_name: str = "train", eval_split_name: str
         eval_split_name = next((name for name in EVAL_SPLIT_CANDIDATES if name in dataset and name != train_split_name),
                                None)
     if eval_split_name is not None:
-        if need_train and train_split_name not in dataset:
+        # Evaluation alone may go without a training split, but one named on purpose must exist.
+        if train_split_name not in dataset and (need_train or train_split_name != "train"):
             raise ValueError(f"train split {train_split_name!r} not found; the dataset has splits: {splits}")
         return dataset.get(train_split_name), dataset[eval_split_name], eval_split_name
     if train_split_name not in dataset:
@@ -314,7 +315,14 @@ def prepare_data(
     candidates = [dataset.get(train_split_name), dataset.get(eval_split_name), next(iter(dataset.values()))]
     reference = next(split for split in candidates if split is not None)
     features = _features(reference)
-    image_column = choose_column(features, image_column_name or known_image, "image", ImageFeature)
+    try:
+        image_column = choose_column(features, image_column_name or known_image, "image", ImageFeature)
+    except ValueError as error:
+        if dataset_name and os.path.isdir(dataset_name) and image_column_name is None:
+            # datasets read a local folder without image files as another kind (text, csv...): say what it wants
+            raise ValueError(f"{error} (the local folder {dataset_name!r} holds no images: an image folder has one "
+                             "folder of images per class, e.g. train/cat/1.png)") from error
+        raise
     label_column = choose_column(
         features, label_column_name or known_label, "label", ClassLabel, preferred=PREFERRED_LABEL_NAMES
     )

@@ -194,6 +194,8 @@ def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs)
         with reading_weights(source, what):
             model, info = PPTDeiTForImageClassification.from_pretrained(
                 source, output_loading_info=True, ignore_mismatched_sizes=new_head, **kwargs)
+    except ValueError as error:  # the config's own check of a field (from config.json or from `kwargs`)
+        raise ValueError(f"{what}: {_one_line(error)}") from error
     except CHECKPOINT_CONTENT_ERRORS as error:
         raise ValueError(f"{what} cannot be loaded, most likely because its config.json or weights do not describe a "
                          f"PPT-DeiT/ViT classifier ({type(error).__name__}: {_one_line(error)})") from error

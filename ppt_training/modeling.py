@@ -29,7 +29,7 @@ def loading_from(source: str, what: str):
     names what was being loaded from where, which train.py reports as one line."""
     try:
         yield
-    except (OSError, *CHECKPOINT_CONTENT_ERRORS) as error:
+    except (OSError, ValueError, *CHECKPOINT_CONTENT_ERRORS) as error:  # ValueError: the config's check of a field
         raise ValueError(f"could not load the {what} of {source!r}: {error}") from error
 
 

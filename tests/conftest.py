@@ -23,6 +23,8 @@ import pytest  # noqa: E402
 from helpers import BATTERY_OUTCOMES, save_cifar100_like, save_labelled  # noqa: E402
 from model_fixtures import tiny_model  # noqa: E402
 
+from modeling_ppt_deit import SCORE_FUNCTIONS  # noqa: E402
+
 
 # ---- fixtures -------------------------------------------------------------------------------------------------------
 
@@ -47,6 +49,16 @@ def labelled_dataset(tmp_path_factory) -> str:
     """A save_to_disk folder for the tiny model's 10 classes: 16 train and 8 validation images of 32 px."""
     return save_labelled(tmp_path_factory.mktemp("labelled") / "data", [i % 10 for i in range(16)],
                          [i % 10 for i in range(16, 24)])
+
+
+@pytest.fixture
+def score_registry():
+    """The score-function registry; functions a test registers are removed afterwards, and built-ins it replaced
+    come back."""
+    saved = dict(SCORE_FUNCTIONS)
+    yield SCORE_FUNCTIONS
+    SCORE_FUNCTIONS.clear()
+    SCORE_FUNCTIONS.update(saved)
 
 
 def pytest_terminal_summary(terminalreporter, config):

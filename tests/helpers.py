@@ -17,6 +17,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from model_fixtures import TINY, TINY_PPT
 from PIL import Image
+from transformers import TrainerCallback
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +150,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class CrashAfterCheckpoint(TrainerCallback):
+    """Dies like a killed job right after the checkpoint of `step` is on disk."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt(f"simulated kill after checkpoint-{state.global_step}")

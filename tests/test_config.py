@@ -198,15 +198,6 @@ def test_compression_settings_restores_the_previous_settings_also_on_error():
     assert model.config.tokens_removed == 8
 
 
-@pytest.fixture
-def score_registry():
-    """Score functions registered by a test are removed afterwards, and built-ins it replaced come back."""
-    saved = dict(SCORE_FUNCTIONS)
-    yield SCORE_FUNCTIONS
-    SCORE_FUNCTIONS.clear()
-    SCORE_FUNCTIONS.update(saved)
-
-
 def test_custom_score_function_is_used(score_registry):
     """A registered score preferring the LAST patches: with tau = 0 pruning must keep exactly those."""
     calls = []

@@ -19,7 +19,6 @@ from transformers import (
 
 from model_fixtures import DEIT_S, TINY, mixed_pixels, pixels, threshold_between, tiny_model
 from modeling_ppt_deit import (
-    SCORE_FUNCTIONS,
     PPTCompressionRecord,
     PPTDeiTConfig,
     PPTDeiTForImageClassification,
@@ -325,14 +324,6 @@ def test_layers_return_typed_outputs_with_records():
     assert [output.compression is not None for output in seen] == [False, True, True, False]
     assert [output.compression for output in seen[1:3]] == list(out.compression)
     assert all(isinstance(record, PPTCompressionRecord) for record in out.compression)
-
-
-@pytest.fixture
-def score_registry():
-    saved = dict(SCORE_FUNCTIONS)
-    yield SCORE_FUNCTIONS
-    SCORE_FUNCTIONS.clear()
-    SCORE_FUNCTIONS.update(saved)
 
 
 def test_per_layer_sources_by_hand(score_registry):

@@ -20,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from datasets import Dataset, Features
 from datasets import Image as ImageFeature
 from datasets import Value
-from helpers import ROOT, TINY_MODEL_ARGS, TINY_PPT_ARGS, random_images, train_script
+from helpers import ROOT, TINY_MODEL_ARGS, TINY_PPT_ARGS, CrashAfterCheckpoint, random_images, train_script
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 from transformers.trainer_callback import TrainerState
@@ -73,17 +72,6 @@ class StepRecorder(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.steps.append(state.global_step)
-
-
-class CrashAfterCheckpoint(TrainerCallback):
-    """Dies like a killed job right after the checkpoint of `step` is on disk."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            raise KeyboardInterrupt(f"simulated kill after checkpoint-{state.global_step}")
 
 
 @pytest.fixture(scope="module")

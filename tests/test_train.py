@@ -15,6 +15,7 @@ import pytest
 import torch
 from helpers import (
     CIFAR100_FINE_NAMES,
+    CrashAfterCheckpoint,
     FAST_TRAINING_ARGS,
     TINY_MODEL_ARGS,
     TINY_PPT_ARGS,
@@ -27,7 +28,7 @@ from helpers import (
     train_script,
 )
 from PIL import Image
-from transformers import AutoImageProcessor, TrainerCallback
+from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 from ppt_eval.accuracy import TopKAccuracy
@@ -145,17 +146,6 @@ def test_fine_tunes_a_stock_vit_checkpoint_with_its_own_processor_statistics(cif
     processor = json.loads((out / "preprocessor_config.json").read_text())
     assert processor["image_mean"] == [0.485, 0.456, 0.406] and processor["image_std"] == [0.229, 0.224, 0.225]
     assert processor["size"] == {"height": 32, "width": 32} and processor["do_center_crop"] is False
-
-
-class CrashAfterCheckpoint(TrainerCallback):
-    """Dies like a killed job right after the checkpoint of `step` is on disk."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            raise KeyboardInterrupt(f"simulated kill after checkpoint-{state.global_step}")
 
 
 def test_killed_run_resumes_to_the_same_step_count(cifar_like, tmp_path):
