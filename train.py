@@ -22,6 +22,13 @@ evaluate top-1 (and top-5) accuracy with compression off (the stock DeiT, same w
 The output folder holds the model (safetensors + config + modeling code, loadable with trust_remote_code=True),
 its image processor, train/eval/all_results.json and trainer_state.json. `all_results.json` is written last:
 a folder without it is an unfinished run.
+
+Nothing is lost and a resumed run is the run that was never interrupted:
+- A run refuses an output_dir that holds another run's results or checkpoints, unless told to resume or overwrite.
+- Checkpoints appear complete or not at all (`ppt_training.checkpoints.AtomicCheckpoints`); resuming skips, and
+  names, checkpoint folders that lack something.
+- The augmentation of each image is seeded by (seed, epoch, row) (`ppt_eval.preprocessing.AugmentedDataset`), so
+  resuming (which skips the batches already trained) ends with the weights of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -36,15 +43,17 @@ from dataclasses import dataclass
 import torch
 import transformers
 from datasets import IterableDataset
-from transformers import Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from safetensors import SafetensorError, safe_open
+from transformers import Trainer, TrainerCallback, set_seed
 
 from model_card.publish import HubPushError, export_folder, push_folder
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_eval.accuracy import TopKAccuracy, ranked_predictions, top_k_for
+from ppt_eval.arguments import one_line
 from ppt_eval.cost import analytic_cost, baseline_macs
 from ppt_eval.data import DIGITS, ImageClassificationData, load_prepared, num_rows
 from ppt_eval.preprocessing import (
+    AugmentedDataset,
     TrainTransform,
     channel_mean_std,
     collate_image_batch,
@@ -62,6 +71,13 @@ from ppt_eval.results import (
     write_json,
 )
 from ppt_training.arguments import DataArguments, ModelArguments, PPTTrainingArguments, parse_args, validate_args
+from ppt_training.checkpoints import (
+    CHECKPOINT_STAGING_DIR,
+    AtomicCheckpoints,
+    checkpoint_folders,
+    checkpoint_problem,
+    find_resume_checkpoint,
+)
 from ppt_training.modeling import build_config, build_model, pretrained_image_processor, scratch_image_processor
 
 
@@ -75,31 +91,71 @@ STAGING_DIR_NAME = ".incomplete-final"
 
 
 def resolve_resume(training_args) -> str | None:
-    """`--resume_from_checkpoint True` -> the last checkpoint in output_dir; a path -> that checkpoint."""
+    """`--resume_from_checkpoint True` -> the last complete checkpoint in output_dir (incomplete ones after it are
+    skipped, and named); a path -> that checkpoint, if it is complete."""
     wanted = training_args.resume_from_checkpoint
     if wanted is None or str(wanted).lower() in ("", "false", "none"):
         return None
     if str(wanted).lower() == "true":
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint True, but {training_args.output_dir!r} holds no checkpoint-*")
-        return last
-    if not os.path.isfile(os.path.join(wanted, "trainer_state.json")):
-        raise ValueError(f"--resume_from_checkpoint {wanted!r} is not a checkpoint folder (no trainer_state.json)")
+        output_dir = training_args.output_dir
+        found, skipped = find_resume_checkpoint(output_dir)
+        lacking = "; ".join(f"{os.path.basename(path)}: {problem}" for path, problem in skipped)
+        if found is None:
+            raise ValueError(
+                f"--resume_from_checkpoint True, but {output_dir!r} holds no complete checkpoint-*"
+                + (f" (incomplete: {lacking})" if skipped else "")
+            )
+        for path, problem in skipped:
+            logger.warning("skipping the incomplete checkpoint %s (%s); resuming from %s", path, problem, found)
+        return found
+    problem = checkpoint_problem(wanted)
+    if problem is not None:
+        raise ValueError(f"--resume_from_checkpoint {wanted!r} cannot be resumed from: {problem}")
     return wanted
 
 
 def check_output_dir(training_args, resume: str | None) -> None:
-    finished = os.path.isfile(os.path.join(training_args.output_dir, ALL_RESULTS_FILE))
-    if finished and resume is None and not training_args.overwrite_output_dir:
+    """A new run (neither resuming nor overwriting) refuses an output_dir that holds a finished run or another
+    run's checkpoints: training there would replace the finished model, or mix two runs, and Trainer's rotation
+    (`save_total_limit`) would delete the other run's checkpoints."""
+    output_dir = training_args.output_dir
+    if training_args.overwrite_output_dir:
+        return
+    ways = ("pass another --output_dir, --resume_from_checkpoint True to continue that run, or "
+            "--overwrite_output_dir True to start over (which deletes them)")
+    checkpoints = [os.path.basename(path) for path in checkpoint_folders(output_dir)]
+    shown = ", ".join(checkpoints[-5:]) + (f" and {len(checkpoints) - 5} more" if len(checkpoints) > 5 else "")
+    if resume is not None:
+        # Resuming a checkpoint of another folder into this one would mix two runs here (and rotate theirs away).
+        elsewhere = os.path.realpath(os.path.dirname(os.path.normpath(resume))) != os.path.realpath(output_dir)
+        if elsewhere and checkpoints:
+            raise ValueError(f"--resume_from_checkpoint {resume!r} is not in output_dir {output_dir!r}, which holds "
+                             f"checkpoints of another run ({shown}); {ways}")
+        return
+    if os.path.isfile(os.path.join(output_dir, ALL_RESULTS_FILE)):
+        raise ValueError(f"output_dir {output_dir!r} already holds a finished run ({ALL_RESULTS_FILE}); {ways}")
+    if checkpoints:
+        raise ValueError(f"output_dir {output_dir!r} already holds checkpoints of a run ({shown}); {ways}")
+
+
+def check_resume_matches(model, checkpoint: str) -> None:
+    """The checkpoint's weights must fit the model this run builds (Trainer would fail deep in load_state_dict
+    on another architecture, or silently keep random weights for missing keys)."""
+    path = os.path.join(checkpoint, "model.safetensors")
+    if not os.path.isfile(path):
+        return  # other formats (sharded, .bin) are left to Trainer
+    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    with safe_open(path, framework="pt") as handle:
+        saved = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    missing = sorted(set(expected) - set(saved))
+    differing = sorted(key for key in set(expected) & set(saved) if expected[key] != saved[key])
+    if missing or differing:
+        details = [f"{key}: {saved[key]} in the checkpoint, {expected[key]} here" for key in differing[:3]]
+        details += [f"{len(missing)} weights missing, e.g. {missing[0]}"] if missing else []
         raise ValueError(
-            f"output_dir {training_args.output_dir!r} already holds a finished run ({ALL_RESULTS_FILE}); "
-            "pass another --output_dir, --overwrite_output_dir True, or --resume_from_checkpoint"
+            f"--resume_from_checkpoint {checkpoint!r} holds another model than the one these options build "
+            f"({'; '.join(details)}); resume with the options of the run that wrote it"
         )
-    if resume is None and os.path.isdir(training_args.output_dir):
-        last = get_last_checkpoint(training_args.output_dir)
-        if last is not None:
-            logger.warning("%s exists; pass --resume_from_checkpoint True to continue from it", last)
 
 
 def total_batch_size(training_args) -> int:
@@ -170,15 +226,28 @@ def ppt_summary(config) -> dict:
     }
 
 
-class ImageTrainer(Trainer):
-    """`Trainer` whose `total_flos` counts images with the spec's cost model. Trainer's own estimate,
-    6 x input elements x parameters, is meant for text tokens: for pixels it is off by about 40x, and it cannot see
-    the tokens PPT removes."""
+class ImageTrainer(AtomicCheckpoints, Trainer):
+    """`Trainer` whose checkpoints appear complete or not at all (`AtomicCheckpoints`), and whose `total_flos`
+    counts images with the spec's cost model. Trainer's own estimate, 6 x input elements x parameters, is meant for
+    text tokens: for pixels it is off by about 40x, and it cannot see the tokens PPT removes."""
 
     def floating_point_ops(self, inputs) -> int:
         # forward = 2 x MACs FLOPs and backward about twice the forward: 6 x MACs per image and step
         pixel_values = inputs["pixel_values"]
         return 6 * pixel_values.shape[0] * analytic_cost(self.model.config, tuple(pixel_values.shape[-2:])).macs
+
+
+class EpochCallback(TrainerCallback):
+    """Tells the augmented training set which epoch starts, before its DataLoader is iterated. (accelerate's
+    DataLoader forwards `set_epoch` to the dataset only when its sampler has none, which Trainer's has.)"""
+
+    def __init__(self, dataset: AugmentedDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is `epoch + finished steps / steps per epoch`: a whole number at an epoch's start, and the
+        # checkpoint's fraction when a run resumes inside an epoch. The epsilon guards float rounding.
+        self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
 
 
 def format_tokens(schedule: list[tuple[int, int]]) -> str:
@@ -208,6 +277,23 @@ def results_table(results: dict, config, output_dir: str) -> str:
         markdown_table(header, table),
         f"model saved to {os.path.abspath(output_dir)}",
     ])
+
+
+def start_output_dir(training_args, resume: str | None) -> None:
+    """Before training: the folder no longer claims to be a finished run, and --overwrite_output_dir (without
+    resuming) deletes the previous run's checkpoints, which a later `--resume_from_checkpoint True` would
+    otherwise take for this run's."""
+    output_dir = training_args.output_dir
+    marker = os.path.join(output_dir, ALL_RESULTS_FILE)
+    if os.path.exists(marker):  # --overwrite_output_dir or resuming
+        os.remove(marker)
+    if resume is None and training_args.overwrite_output_dir:
+        for path in checkpoint_folders(output_dir):
+            logger.warning("--overwrite_output_dir: deleting %s of the previous run", path)
+            shutil.rmtree(path)
+    staging = os.path.join(output_dir, CHECKPOINT_STAGING_DIR)
+    if os.path.isdir(staging):  # a checkpoint whose save was interrupted
+        shutil.rmtree(staging)
 
 
 def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict, info: dict) -> None:
@@ -329,9 +415,25 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     Raises `InputError` (a `ValueError`) for bad options or data, before anything is written."""
     try:
         run = prepare(argv, callbacks)
-    except ValueError as error:
-        raise InputError(str(error)) from error
+    except (ValueError, OSError, SafetensorError) as error:
+        # ValueError: our checks and the config's; OSError: reading a dataset, a model or a folder;
+        # SafetensorError: a weights file that safetensors rejects (and that the checks did not catch).
+        raise InputError(one_line(error)) from error
     return train_and_evaluate(run)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: bad input prints one `train.py: error:` line and returns 2 (nothing was written); a failed
+    upload after a finished run prints how to retry it and returns 1."""
+    try:
+        main(argv)
+    except InputError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    except UploadError as error:  # the results are saved; the message says how to retry the upload
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
@@ -375,16 +477,22 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     else:
         image_processor = pretrained_image_processor(model_args, config.image_size)
     model = build_model(model_args, config)
+    if resume_from is not None:
+        check_resume_matches(model, resume_from)
 
-    # Training augments; evaluation runs the image processor that is saved with the model, so that the folder
-    # reproduces the figures reported here.
+    # Training augments, each image with its own seeded generator (reproducible across resumes and workers);
+    # evaluation runs the image processor that is saved with the model, so that the folder reproduces the figures
+    # reported here.
     train_transform = TrainTransform(config.image_size, image_processor.image_mean, image_processor.image_std,
                                      crop_scale=(data_args.crop_scale_min, 1.0),
                                      horizontal_flip=data_args.horizontal_flip)
     columns = [data.image_column, data.label_column]
-    train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns)
     if data.streaming:
+        # A stream has no row index to seed each image's augmentation by (AugmentedDataset): it draws from `random`.
+        train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns)
         train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+    else:
+        train_dataset = AugmentedDataset(data.train, train_transform, *columns, seed=training_args.seed)
     eval_dataset = with_transform(data.eval, eval_batch_transform(image_processor, *columns), columns)
     preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
 
@@ -397,16 +505,15 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
         processing_class=image_processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=callbacks,
+        callbacks=[EpochCallback(train_dataset), *(callbacks or [])],
     )
     return TrainingRun(model_args, data_args, training_args, data, model, image_processor, trainer, resume_from, publish)
 
 
 def train_and_evaluate(run: TrainingRun) -> dict:
     trainer, training_args, model, data = run.trainer, run.training_args, run.model, run.data
-    marker = os.path.join(training_args.output_dir, ALL_RESULTS_FILE)
-    if trainer.is_world_process_zero() and os.path.exists(marker):  # --overwrite_output_dir or resuming
-        os.remove(marker)
+    if trainer.is_world_process_zero():
+        start_output_dir(training_args, run.resume_from)
 
     # ---- train, then evaluate with PPT on and off ----
     train_result = trainer.train(resume_from_checkpoint=run.resume_from)
@@ -437,11 +544,4 @@ def train_and_evaluate(run: TrainingRun) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except InputError as error:  # bad input: one clear line, no traceback
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except UploadError as error:  # the results are saved; the message says how to retry the upload
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(cli())

@@ -187,8 +187,14 @@ def normalize_results(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     return results
 
 
+def is_export_results(content: Mapping[str, Any]) -> bool:
+    """True for the `results.json` of an export (`{"results": normalized, "raw": {file name: content}, ...}`)."""
+    return isinstance(content.get("results"), Mapping) and isinstance(content.get("raw"), Mapping)
+
+
 def load_results(paths) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read and merge result JSON files (later files win on the same key).
+    """Read and merge result JSON files (later files win on the same key). An export's own `results.json` counts
+    as the files it was made from, so that re-exporting an export keeps its numbers.
 
     Returns `(normalized, raw)` where `raw` maps each file name to its content.
     """
@@ -197,8 +203,12 @@ def load_results(paths) -> tuple[dict[str, Any], dict[str, Any]]:
     for path in paths:
         path = Path(path)
         content = read_json_object(path, "results file")
-        raw[path.name] = content
-        merged.update(normalize_results(content))
+        if is_export_results(content):
+            raw.update(content["raw"])
+            merged.update(normalize_results(content["results"]))
+        else:
+            raw[path.name] = content
+            merged.update(normalize_results(content))
     return merged, raw
 
 

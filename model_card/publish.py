@@ -22,14 +22,23 @@ The folder holds exactly what is uploaded:
 - `configuration_ppt_deit.py`, `modeling_ppt_deit.py`, `token_ops.py`: the remote code;
 - `preprocessor_config.json`: the image processor;
 - `README.md`: the model card (see `model_card.card`, which documents the result keys it reads);
-- `results.json`: the measured results the card was filled from (normalized, and each source file as given).
+- `results.json`: the measured results the card was filled from (normalized, and each source file as given), and
+  the training information.
+
+Nothing measured is lost without saying so: an export that would replace a previous export whose results hold
+numbers the new one lacks is refused (`allow_fewer_results` / `--allow_fewer_results` to do it anyway), and the
+command line exports an export with the numbers and training information it holds. The command line also refuses
+a training run that has not finished (no `all_results.json`, or a `checkpoint-N` folder) unless given
+`--allow_unfinished`.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -41,11 +50,12 @@ import torch
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError
 from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from modeling_ppt_deit.configuration_ppt_deit import PPT_SETTINGS
-from ppt_eval.models import build_stock_model
+from ppt_eval.models import build_stock_model, load_pretrained
 from ppt_eval.results import (
     ALL_RESULTS_FILE,
     EVAL_RESULTS_FILE,
@@ -55,7 +65,7 @@ from ppt_eval.results import (
     write_json,
 )
 
-from .card import build_model_card, load_results, normalize_results, pin_usage
+from .card import build_model_card, is_export_results, load_results, normalize_results, pin_usage
 
 
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
@@ -65,6 +75,9 @@ EXPORT_FILES = (*REQUIRED_FILES, RESULTS_FILE)  # everything export_folder write
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # Result files a training run leaves in its output_dir (HF examples' names), read by the CLI when present.
 RUN_RESULT_FILES = (ALL_RESULTS_FILE, TRAIN_RESULTS_FILE, EVAL_RESULTS_FILE)
+# What Trainer leaves in a run folder or checkpoint that has not finished (train.py writes all_results.json last).
+TRAINING_STATE_FILES = ("trainer_state.json", "optimizer.pt")
+PROG = "python -m model_card.publish"
 
 
 class HubPushError(RuntimeError):
@@ -126,13 +139,51 @@ def _is_previous_export(folder: Path) -> bool:
     return set(REQUIRED_FILES) <= names <= set(EXPORT_FILES)
 
 
+def _resolve_output_dir(output_dir) -> Path:
+    """A symlink is followed: the export replaces the folder it points to (and the link keeps pointing at it)."""
+    output_dir = Path(output_dir)
+    return Path(os.path.realpath(output_dir)) if output_dir.is_symlink() else output_dir
+
+
 def _check_output_dir(output_dir: Path) -> None:
+    output_dir = _resolve_output_dir(output_dir)
+    parent = output_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"output_dir {str(output_dir)!r} cannot be created: {str(parent)!r} is not a directory")
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"output_dir {str(output_dir)!r} exists and is not a directory")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not _is_previous_export(output_dir):
         raise ValueError(
             f"output_dir {str(output_dir)!r} is not empty and is not a previous export (which holds only "
             f"{list(EXPORT_FILES)}): choose an empty or new folder, since an export replaces the folder's content"
+        )
+
+
+def previous_export_contents(folder: Path) -> dict[str, Any]:
+    """The results.json of a previous export in `folder` ({} when there is none or it cannot be read)."""
+    try:
+        content = json.loads((Path(folder) / RESULTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) and is_export_results(content) else {}
+
+
+def _check_nothing_dropped(output_dir: Path, results: Mapping[str, Any], training_info: Mapping[str, Any]) -> None:
+    """Refuse to replace a previous export whose results (or training information) hold entries this export lacks."""
+    previous = previous_export_contents(output_dir)
+    if not previous:
+        return
+    lost = sorted(set(previous["results"]) - set(results))
+    lost_info = sorted(set(previous.get("training_info") or {}) - set(training_info) - {"repo_id"})
+    if lost or lost_info:
+        what = ", ".join(filter(None, [f"results {lost}" if lost else "", f"training info {lost_info}" if lost_info
+                                       else ""]))
+        raise ValueError(
+            f"output_dir {str(output_dir)!r} holds an export with {what} that this export would drop: pass the "
+            "result files that hold them (--results), or allow_fewer_results=True (--allow_fewer_results) to replace "
+            "them anyway"
         )
 
 
@@ -161,6 +212,7 @@ def export_folder(
     *,
     repo_id: str | None = None,
     verify: bool = True,
+    allow_fewer_results: bool = False,
 ) -> Path:
     """Write the folder that `push_folder` uploads (contents in the module docstring) and return its path.
 
@@ -168,19 +220,22 @@ def export_folder(
         model (`PPTDeiTForImageClassification`): the trained model; its current PPT settings are exported.
         image_processor: its image processor (`save_pretrained` writes `preprocessor_config.json`).
         output_dir: the folder to write. It must be new, empty, or a previous export, whose content is replaced.
-            The folder is built next to it and moved in place at the end: an error leaves nothing half-written.
+            The folder is built next to it and moved in place at the end: an error leaves nothing half-written. A
+            symlink is followed.
         results: measured results, a dict with the keys documented in `model_card.card` (e.g. `eval_accuracy`,
             `baseline_accuracy`, `macs`, `throughput`, `hardware`), or a list of JSON result files to merge.
         training_info: how the model was trained (`dataset`, `base_model`, `epochs`, ...: see `model_card.card`).
         repo_id: target repo, for the usage code in the card (default `training_info["repo_id"]`).
         verify: reload the written folder and check weights and settings are exactly the model's.
+        allow_fewer_results: replace a previous export in `output_dir` even though its results (or training info)
+            hold entries that this export lacks; without it that raises `ValueError` naming them.
     """
     _check_model(model)
     if image_processor is None or not hasattr(image_processor, "save_pretrained"):
         raise ValueError(
             f"image_processor must be an image processor with save_pretrained, got {type(image_processor).__name__}"
         )
-    output_dir = Path(output_dir)
+    output_dir = _resolve_output_dir(output_dir)
     _check_output_dir(output_dir)
     if isinstance(results, (list, tuple)):
         normalized, raw = load_results(results)
@@ -195,6 +250,8 @@ def export_folder(
             "parameters: they were measured on another model"
         )
     training_info = dict(training_info or {})
+    if not allow_fewer_results:
+        _check_nothing_dropped(output_dir, normalized, training_info)
     code_dir = _code_dir(model)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +264,7 @@ def export_folder(
         for name in CODE_FILES:
             shutil.copyfile(code_dir / name, staging / name)
         image_processor.save_pretrained(staging)
-        write_json(staging / RESULTS_FILE, {"results": normalized, "raw": raw})
+        write_json(staging / RESULTS_FILE, {"results": normalized, "raw": raw, "training_info": training_info})
         card = build_model_card(
             model.config,
             normalized,
@@ -338,25 +395,30 @@ def push_folder(
 
 def _parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m model_card.publish",
+        prog=PROG,
         description="Export a PPT-DeiT checkpoint folder as a Hub repo (stock-loadable weights, remote code, model "
         "card with measured results) and upload it.",
+        allow_abbrev=False,  # `--result x.json` is an error, never silently `--results`
     )
     parser.add_argument("checkpoint_dir", type=Path, help="a folder written by save_pretrained (e.g. train.py's "
-                        "output_dir), or with --upload_only an exported folder")
+                        "output_dir, or a previous export), or with --upload_only an exported folder")
     parser.add_argument("--repo_id", required=True, help="target Hub repo, 'user-or-org/name'")
     parser.add_argument("--output_dir", type=Path, default=None,
                         help="where to write the export (default: outputs/hub/<repo name>)")
     parser.add_argument("--results", type=Path, nargs="*", default=None,
                         help="result JSON files (default: all_results.json, train_results.json, eval_results.json "
-                        "found in checkpoint_dir); later files win on the same key")
+                        "found in checkpoint_dir, or the results.json of an export); later files win on the same key")
     parser.add_argument("--training_info", type=Path, default=None,
                         help=f"JSON with dataset, base_model, epochs, ... (default: checkpoint_dir/{TRAINING_INFO_FILE} "
-                        "if present)")
+                        "if present, or what an export recorded)")
     parser.add_argument("--dataset", default=None, help="Hub dataset id the model was trained/evaluated on")
     parser.add_argument("--base_model", default=None, help="Hub id of the fine-tuned checkpoint")
     parser.add_argument("--dry_run", action="store_true", help="write the folder, do not upload")
     parser.add_argument("--upload_only", action="store_true", help="checkpoint_dir is an export: upload it as is")
+    parser.add_argument("--allow_unfinished", action="store_true",
+                        help="export a training run that has not finished (no all_results.json) or a checkpoint-N")
+    parser.add_argument("--allow_fewer_results", action="store_true",
+                        help="replace a previous export in output_dir although it holds results this export lacks")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", default=None, help="branch to upload to (default: main)")
     parser.add_argument("--commit_message", default=None)
@@ -364,7 +426,14 @@ def _parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
+
+
 def main(argv=None) -> int:
+    """The command line; any failure is one `python -m model_card.publish: error:` line and exit code 1 (argparse's
+    own usage errors: 2). The export folder is replaced only once the new one is complete."""
     args = _parse_args(argv)
     try:
         check_repo_id(args.repo_id)  # also with --dry_run: the card's usage code names the repo
@@ -378,38 +447,78 @@ def main(argv=None) -> int:
             return 0
         url = push_folder(folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
                           commit_message=args.commit_message)
-    except (ValueError, HubPushError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, SafetensorError, HubPushError) as error:
+        # ValueError: our checks and the config's; OSError: reading the checkpoint or writing the export (a
+        # permission, a full disk); SafetensorError: a weights file that safetensors rejects.
+        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     print(f"Uploaded: {url}")
     return 0
 
 
+def unfinished_run_problem(folder: Path) -> str | None:
+    """What shows that `folder` is a training run (or one of its checkpoints) that has not finished: Trainer's
+    state files without the all_results.json that train.py writes last. None for a finished run, an export, or a
+    folder written by save_pretrained alone."""
+    if (folder / ALL_RESULTS_FILE).is_file():
+        return None
+    is_checkpoint = re.fullmatch(r"checkpoint-\d+", folder.name) is not None
+    state_files = [name for name in TRAINING_STATE_FILES if (folder / name).is_file()]
+    if not is_checkpoint and not state_files:
+        return None
+    progress = ""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        progress = f", stopped at step {int(state['global_step'])} of {int(state['max_steps'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    what = "a mid-training checkpoint" if is_checkpoint else "a training run that has not finished"
+    return f"{str(folder)!r} is {what} (no {ALL_RESULTS_FILE}, which train.py writes last{progress})"
+
+
 def _export_checkpoint(args) -> Path:
     checkpoint = args.checkpoint_dir
     if not (checkpoint / "config.json").is_file():
-        raise ValueError(f"{str(checkpoint)!r} is not a checkpoint folder (no config.json)")
+        runs = sorted(entry.name for entry in checkpoint.iterdir() if re.fullmatch(r"checkpoint-\d+", entry.name)) \
+            if checkpoint.is_dir() else []
+        hint = (f"; it holds {', '.join(runs[-3:])}: an unfinished run, resume it with train.py "
+                f"--resume_from_checkpoint True --output_dir {checkpoint}") if runs else ""
+        raise ValueError(f"{str(checkpoint)!r} is not a checkpoint folder (no config.json){hint}")
+    unfinished = unfinished_run_problem(checkpoint)
+    if unfinished is not None and not args.allow_unfinished:
+        raise ValueError(
+            f"{unfinished}: its weights are not the trained model, and the card would have no results. Finish the run "
+            f"(train.py --resume_from_checkpoint True), or pass --allow_unfinished to export it anyway"
+        )
     if not (checkpoint / "preprocessor_config.json").is_file():
         raise ValueError(
             f"{str(checkpoint)!r} has no preprocessor_config.json: save the image processor there "
             "(image_processor.save_pretrained(checkpoint_dir)) so the exported repo preprocesses images as in training"
         )
+    previous = previous_export_contents(checkpoint)  # re-exporting an export keeps what it recorded
     result_files = args.results
     if result_files is None:
         result_files = [checkpoint / name for name in RUN_RESULT_FILES if (checkpoint / name).is_file()]
+        if not result_files and previous:
+            result_files = [checkpoint / RESULTS_FILE]
     info_path = args.training_info or (checkpoint / TRAINING_INFO_FILE)
-    training_info = read_json_object(info_path, "training_info file") if args.training_info or info_path.is_file() else {}
+    if args.training_info or info_path.is_file():
+        training_info = read_json_object(info_path, "training_info file")
+    else:
+        training_info = dict(previous.get("training_info") or {})
     for key in ("dataset", "base_model"):
         if getattr(args, key):
             training_info[key] = getattr(args, key)
     training_info["repo_id"] = args.repo_id
     output_dir = args.output_dir or Path("outputs") / "hub" / args.repo_id.split("/")[-1]
     _check_output_dir(output_dir)
-    load_results(result_files)  # validate before loading the model
-
-    model = PPTDeiTForImageClassification.from_pretrained(checkpoint).eval()
+    normalized, _ = load_results(result_files)  # validate before loading the model
+    if not args.allow_fewer_results:
+        _check_nothing_dropped(_resolve_output_dir(output_dir), normalized, training_info)
+    model = load_pretrained(str(checkpoint), f"checkpoint {str(checkpoint)!r}").eval()
     image_processor = AutoImageProcessor.from_pretrained(checkpoint)
-    return export_folder(model, image_processor, output_dir, results=list(result_files), training_info=training_info)
+    return export_folder(model, image_processor, output_dir, results=list(result_files), training_info=training_info,
+                         allow_fewer_results=args.allow_fewer_results)
 
 
 if __name__ == "__main__":

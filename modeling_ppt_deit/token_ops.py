@@ -227,17 +227,36 @@ def choose_pruning(scores: torch.Tensor, prune_threshold: float) -> tuple[torch.
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Pruning (top-k by score)
+# Token orders: both policies as one permutation of the input tokens
 # --------------------------------------------------------------------------------------------------------------------
+#
+# A compression step reorders each sample's N tokens so that the N - r that stay come first, in output order, and the
+# r that go come last. Pruning drops the last r; pooling adds each of them into a destination among the first N - r.
+# So a batch that mixes both policies is one gather with per-sample orders plus one index_add whose rows are zeroed for
+# the pruned samples: static shapes, no branch per sample, no host sync, and few kernels (at batch 1 the step's cost
+# is the number of small kernels it launches, not their arithmetic).
+
+
+def prune_order(scores: torch.Tensor, num_protected: int) -> torch.Tensor:
+    """`[B, N]`: the protected tokens, then the non-protected ones by descending score (the authors' order). The first
+    `N - r` are the tokens that pruning by `r` keeps. scores `[B, N - P]`."""
+    by_score = torch.sort(scores, dim=-1, descending=True).indices + num_protected
+    if num_protected == 0:
+        return by_score
+    protected = torch.arange(num_protected, device=scores.device).expand(scores.shape[0], num_protected)
+    return torch.cat([protected, by_score], dim=1)
 
 
 def prune_keep_indices(scores: torch.Tensor, r: int, num_protected: int) -> torch.Tensor:
     """Indices `[B, N - r]` of the tokens that survive pruning: the protected ones first, then the `Np - r`
     highest-scoring tokens in descending score order (as the authors' code keeps them)."""
-    batch, num_scored = scores.shape
-    order = torch.sort(scores, dim=-1, descending=True).indices[:, : num_scored - r] + num_protected
-    protected = torch.arange(num_protected, device=scores.device).expand(batch, num_protected)
-    return torch.cat([protected, order], dim=1)
+    return prune_order(scores, num_protected)[:, : scores.shape[1] + num_protected - r]
+
+
+def flat_token_index(index: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """Per-sample token indices `[B, K]` as indices `[B * K]` into the `[B * N, ...]` rows of the batch."""
+    offsets = torch.arange(0, index.shape[0] * num_tokens, num_tokens, device=index.device)
+    return (index + offsets.unsqueeze(1)).view(-1)
 
 
 def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -247,18 +266,8 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     index expanded over the hidden size would index every element (several times slower on CPU).
     """
     batch, num_tokens = x.shape[:2]
-    offsets = torch.arange(batch, device=index.device).unsqueeze(1) * num_tokens
-    rows = x.reshape(batch * num_tokens, *x.shape[2:]).index_select(0, (index + offsets).reshape(-1))
+    rows = x.reshape(batch * num_tokens, *x.shape[2:]).index_select(0, flat_token_index(index, num_tokens))
     return rows.view(*index.shape, *x.shape[2:])
-
-
-def add_tokens_(out: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """In place: `out[b, index[b, i]] += rows[b, i]` (repeated indices accumulate). out `[B, K, ...]`."""
-    batch, num_tokens = out.shape[:2]
-    offsets = torch.arange(batch, device=index.device).unsqueeze(1) * num_tokens
-    flat = out.view(batch * num_tokens, *out.shape[2:])
-    flat.index_add_(0, (index + offsets).reshape(-1), rows.reshape(-1, *out.shape[2:]))
-    return out
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -267,18 +276,42 @@ def add_tokens_(out: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> t
 
 
 class MergePlan(NamedTuple):
-    """Which tokens of set A (even positions) merge into which tokens of set B (odd positions).
+    """The `r` merges of ToMe's bipartite soft matching, as token positions.
 
-    unmerged_a: `[B, |A| - r]` positions in A of the A-tokens that stay, ascending (original order).
-    merged_a:   `[B, r]` positions in A of the A-tokens that are merged away.
-    destination_b: `[B, r]` position in B that each merged A-token joins.
+    order: `[B, N]` a permutation of the input positions, `[CLS, (DIST), unmerged A-tokens in original order,
+        B-tokens, merged A-tokens]`: the first `N - r` are the output tokens in output order, the last `r` the
+        A-tokens merged away, most similar first.
+    destination: `[B, r]` the output position (in `[0, N - r)`) each merged A-token is added into.
     num_protected: protected tokens P (CLS in A at position 0; DIST, if any, in B at position 0).
+
+    Set A holds the even input positions, set B the odd ones; `merged_a`, `destination_b` and `unmerged_a` give the
+    plan in ToMe's terms, as positions within A and B.
     """
 
-    unmerged_a: torch.Tensor
-    merged_a: torch.Tensor
-    destination_b: torch.Tensor
+    order: torch.Tensor
+    destination: torch.Tensor
     num_protected: int
+
+    @property
+    def num_merged(self) -> int:
+        return self.destination.shape[1]
+
+    @property
+    def merged_a(self) -> torch.Tensor:
+        """`[B, r]` positions in A of the merged A-tokens, most similar first."""
+        return self.order[:, self.order.shape[1] - self.num_merged :] // 2
+
+    @property
+    def destination_b(self) -> torch.Tensor:
+        """`[B, r]` position in B that each merged A-token joins."""
+        return self.order.gather(1, self.destination) // 2
+
+    @property
+    def unmerged_a(self) -> torch.Tensor:
+        """`[B, |A| - r]` positions in A of the A-tokens that stay, ascending (CLS first)."""
+        num_tokens, protected_in_a = self.order.shape[1], (self.num_protected + 1) // 2
+        stay = (num_tokens + 1) // 2 - protected_in_a - self.num_merged
+        return torch.cat([self.order[:, :protected_in_a], self.order[:, self.num_protected : self.num_protected + stay]], 1) // 2
 
 
 def bipartite_soft_matching(metric: torch.Tensor, r: int, num_protected: int) -> MergePlan:
@@ -286,86 +319,76 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, num_protected: int) ->
 
     CLS (index 0, in A) may not be a source; DIST (index 1, in B) may not be a destination.
     """
+    batch, num_tokens = metric.shape[:2]
+    protected_in_a, protected_in_b = (num_protected + 1) // 2, num_protected // 2
     # The plan is a set of indices: no gradient flows through it, so build it without an autograd graph.
     with torch.no_grad():
         metric = metric / metric.norm(dim=-1, keepdim=True)
-        a, b = metric[:, ::2], metric[:, 1::2]
-        similarity = a @ b.transpose(-1, -2)  # [B, |A|, |B|]
-        protected_in_a, protected_in_b = (num_protected + 1) // 2, num_protected // 2
-        if protected_in_a:
-            similarity[:, :protected_in_a, :] = -math.inf
-        if protected_in_b:
-            similarity[:, :, :protected_in_b] = -math.inf
-        best_similarity, best_b = similarity.max(dim=-1)  # [B, |A|]
+        # The protected tokens are left out of the matching (rather than given a -inf similarity): they can be
+        # neither source nor destination, and the product is smaller.
+        a = metric[:, 2 * protected_in_a :: 2]
+        b = metric[:, 2 * protected_in_b + 1 :: 2]
+        best_similarity, best_b = (a @ b.transpose(-1, -2)).max(dim=-1)  # [B, |A| - protected_in_a]
         edge_order = best_similarity.argsort(dim=-1, descending=True)
-        merged_a = edge_order[:, :r]
-        unmerged_a = edge_order[:, r:].sort(dim=-1).values
-        destination_b = best_b.gather(1, merged_a)
-    return MergePlan(unmerged_a, merged_a, destination_b, num_protected)
-
-
-def merge_layout(plan: MergePlan, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Where a merge plan puts things, as indices into the input (`[B, N]`) and output (`[B, N - r]`) sequences.
-
-    Returns `(kept, merged, destination)`: the input positions of the output tokens in output order
-    `[CLS, (DIST), unmerged A in original order, B]`, `[B, N - r]`; the input positions of the merged A-tokens,
-    `[B, r]`; and the output position each of them is added into, `[B, r]`.
-    """
-    batch, r = plan.merged_a.shape
-    device = plan.merged_a.device
-    size_a, size_b = (num_tokens + 1) // 2, num_tokens // 2
-    protected_in_a, protected_in_b = (plan.num_protected + 1) // 2, plan.num_protected // 2
-    unmerged = 2 * plan.unmerged_a  # A-token i sits at input position 2i, B-token j at 2j + 1
-    b_positions = (2 * torch.arange(size_b, device=device) + 1).expand(batch, size_b)
-    kept = torch.cat(
-        [
-            unmerged[:, :protected_in_a],
-            b_positions[:, :protected_in_b],
-            unmerged[:, protected_in_a:],
-            b_positions[:, protected_in_b:],
-        ],
-        dim=1,
-    )
-    # In the output, protected B-tokens follow the protected A-tokens; the others follow all unmerged A-tokens.
-    destination = torch.where(
-        plan.destination_b < protected_in_b,
-        protected_in_a + plan.destination_b,
-        (size_a - r) + plan.destination_b,
-    )
-    return kept, 2 * plan.merged_a, destination
+        a_positions = edge_order * 2 + 2 * protected_in_a  # input positions of the A-tokens, most similar first
+        b_positions = torch.arange(2 * protected_in_b + 1, num_tokens, 2, device=metric.device)
+        protected = torch.arange(num_protected, device=metric.device)
+        order = torch.cat(
+            [
+                protected.expand(batch, num_protected),
+                a_positions[:, r:].sort(dim=-1).values,  # unmerged A-tokens, in their original order
+                b_positions.expand(batch, b_positions.shape[0]),
+                a_positions[:, :r],
+            ],
+            dim=1,
+        )
+        # In the output, B-token j (counted after the protected ones) follows the protected and the unmerged A-tokens.
+        destination = best_b.gather(1, edge_order[:, :r]) + (num_protected + a.shape[1] - r)
+    return MergePlan(order, destination, num_protected)
 
 
 def keep_and_add(
-    values: torch.Tensor,
-    kept: torch.Tensor,
-    merged: torch.Tensor,
-    destination: torch.Tensor,
-    add_weight: torch.Tensor | None = None,
+    values: torch.Tensor, order: torch.Tensor, destination: torch.Tensor, drop_added: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """`out[b] = values[b, kept[b]]`, then `out[b, destination[b, i]] += add_weight[b] * values[b, merged[b, i]]`.
+    """Keep the first `K = N - r` tokens of `order` and add each of the last `r` into its `destination`:
+    `out[b] = values[b, order[b, :K]]`, then `out[b, destination[b, i]] += values[b, order[b, K + i]]`.
 
-    Both policies are this one operation: pooling adds the merged rows into their destinations, pruning adds
-    nothing (`add_weight` 0 for the sample). values `[B, N, ...]` -> `[B, len(kept[b]), ...]`.
+    Both policies are this one operation: for the samples where `drop_added` (`[B]` bool) is True the last `r`
+    tokens are dropped instead (pruning). values `[B, N, ...]` -> `[B, K, ...]`.
     """
-    added = gather_tokens(values, merged)
-    if add_weight is not None:
-        added = added * add_weight.view(-1, *([1] * (added.dim() - 1)))
-    return add_tokens_(gather_tokens(values, kept), destination, added)
+    batch, num_tokens = values.shape[:2]
+    num_kept = order.shape[1] - destination.shape[1]
+    feature_shape = values.shape[2:]
+    offsets = torch.arange(0, batch * num_tokens, num_tokens, device=order.device).unsqueeze(1)
+    # One gather in the new order; the kept tokens then receive the added ones in place, in the same buffer.
+    rows = values.reshape(batch * num_tokens, *feature_shape).index_select(0, (order + offsets).view(-1))
+    reordered = rows.view(batch, num_tokens, *feature_shape)
+    added = reordered[:, num_kept:]
+    if drop_added is None:
+        added = added.clone()  # index_add_ may not read from the buffer it writes
+    else:
+        added = torch.where(drop_added.view(-1, *([1] * (added.dim() - 1))), 0.0, added)
+    rows.index_add_(0, (destination + offsets).view(-1), added.reshape(-1, *feature_shape))
+    return reordered[:, :num_kept]
 
 
 def weighted_keep_and_add(
     x: torch.Tensor,
     sizes: torch.Tensor,
-    kept: torch.Tensor,
-    merged: torch.Tensor,
+    order: torch.Tensor,
     destination: torch.Tensor,
-    add_weight: torch.Tensor | None = None,
+    drop_added: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`keep_and_add` as a size-weighted average: `x_B <- (s_B x_B + sum s_a x_a) / (s_B + sum s_a)`,
     `s_B <- s_B + sum s_a`. x `[B, N, D]`, sizes `[B, N]`."""
-    new_sizes = keep_and_add(sizes, kept, merged, destination, add_weight)
-    new_x = keep_and_add(x * sizes.unsqueeze(-1), kept, merged, destination, add_weight)
-    return new_x / new_sizes.unsqueeze(-1), new_sizes
+    hidden_size = x.shape[-1]
+    # The sizes ride along as one more column, so that one gather and one index_add move tokens and sizes together.
+    weighted = torch.cat([x * sizes.unsqueeze(-1), sizes.unsqueeze(-1)], dim=-1)
+    out = keep_and_add(weighted, order, destination, drop_added)
+    # Sizes are counts: detached, as they were before sharing a buffer with x (a size tensor that requires grad would
+    # also make the next layers' attention mask require grad, which rules out SDPA's flash kernel when training).
+    new_sizes = out[..., hidden_size].detach().contiguous()
+    return out[..., :hidden_size] / out[..., hidden_size:], new_sizes
 
 
 def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -373,7 +396,7 @@ def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan
 
     x: `[B, N, D]`, sizes: `[B, N]`. Returns `([B, N - r, D], [B, N - r])`.
     """
-    return weighted_keep_and_add(x, sizes, *merge_layout(plan, x.shape[1]))
+    return weighted_keep_and_add(x, sizes, plan.order, plan.destination)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -415,27 +438,25 @@ def compress(
     pruned, variance = choose_pruning(scores, prune_threshold)
     if r == 0:
         return CompressionResult(hidden_states, sizes, sources, pruned, variance)
-    num_tokens = hidden_states.shape[1]
+    batch, num_tokens = hidden_states.shape[:2]
 
-    # Both policies are "keep N - r rows, then add some removed rows into kept ones": pruning adds nothing. So a
-    # mixed batch is one gather with per-sample row indices plus one index_add whose rows are zeroed for the pruned
-    # samples: no branch per sample, no host sync, static shapes, and no work done twice. tau = 0 and tau = inf are
-    # static choices, so the other policy is not even planned.
+    # tau = 0 and tau = inf are static choices, so the other policy is not even planned.
     if prune_threshold == 0:
-        kept = prune_keep_indices(scores, r, num_protected)
-        return CompressionResult(
-            gather_tokens(hidden_states, kept),
-            gather_tokens(sizes, kept),
-            gather_tokens(sources, kept) if sources is not None else None,
-            pruned,
-            variance,
-        )
-    kept, merged, destination = merge_layout(bipartite_soft_matching(metric, r, num_protected), num_tokens)
-    add_weight = None
-    if prune_threshold != math.inf:
-        kept = torch.where(pruned.unsqueeze(-1), prune_keep_indices(scores, r, num_protected), kept)
-        add_weight = (~pruned).to(hidden_states.dtype)
+        kept = flat_token_index(prune_keep_indices(scores, r, num_protected), num_tokens)
 
-    new_x, new_sizes = weighted_keep_and_add(hidden_states, sizes, kept, merged, destination, add_weight)
-    new_sources = keep_and_add(sources, kept, merged, destination, add_weight) if sources is not None else None
+        def keep(values):
+            rows = values.reshape(batch * num_tokens, *values.shape[2:]).index_select(0, kept)
+            return rows.view(batch, num_tokens - r, *values.shape[2:])
+
+        return CompressionResult(
+            keep(hidden_states), keep(sizes), keep(sources) if sources is not None else None, pruned, variance
+        )
+    plan = bipartite_soft_matching(metric, r, num_protected)
+    order, drop_added = plan.order, None
+    if prune_threshold != math.inf:
+        order = torch.where(pruned.unsqueeze(-1), prune_order(scores, num_protected), order)
+        drop_added = pruned
+
+    new_x, new_sizes = weighted_keep_and_add(hidden_states, sizes, order, plan.destination, drop_added)
+    new_sources = keep_and_add(sources, order, plan.destination, drop_added) if sources is not None else None
     return CompressionResult(new_x, new_sizes, new_sources, pruned, variance)

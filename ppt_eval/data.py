@@ -213,10 +213,11 @@ def check_labels(labels, num_labels: int, where: str) -> None:
         )
 
 
-def check_images(dataset: Dataset, image_column: str, split: str) -> None:
-    """Decode every image once, so that a corrupt file fails here and not in the middle of an epoch."""
+def check_images(dataset: Dataset, image_column: str, split: str, first_row: int = 0) -> None:
+    """Decode every image once, so that a corrupt file fails here and not in the middle of an epoch. `first_row`:
+    the row number of `dataset`'s first row in the split (when checking part of it), for the messages."""
     raw = dataset.cast_column(image_column, ImageFeature(decode=False))
-    for row, item in enumerate(tqdm(raw[image_column], desc=f"checking {split} images", leave=False)):
+    for row, item in enumerate(tqdm(raw[image_column], desc=f"checking {split} images", leave=False), first_row):
         if item is None:
             raise ValueError(f"split {split!r}, row {row}: the {image_column!r} column is empty")
         try:

@@ -5,11 +5,15 @@ classifier holding the same weights (the comparator of the benchmark and the wei
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from transformers import (
     DeiTConfig,
     DeiTForImageClassification,
@@ -86,12 +90,130 @@ def check_checkpoint(checkpoint: str) -> None:
     raise FileNotFoundError(f"--checkpoint {checkpoint!r} is a folder without config.json{hint}; expected {expected}")
 
 
+# ---- weight files ---------------------------------------------------------------------------------------------
+
+# A safetensors header is a few kB per hundred tensors; a length beyond this is a damaged or foreign file.
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+def safetensors_problem(path) -> str | None:
+    """What is wrong with the safetensors file `path` (None when nothing is): too short, a header length or JSON
+    that is not a safetensors header, or a size that differs from what the header describes (a truncated copy or
+    an interrupted save). Reads only the header."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            header_length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+            if header_length is None or size < 8:
+                return f"is {size} bytes long, too short for a safetensors file (truncated?)"
+            if not 2 <= header_length <= min(size - 8, MAX_SAFETENSORS_HEADER):
+                return (f"does not start with a safetensors header (header length {header_length} in a file of "
+                        f"{size} bytes): truncated, or not a safetensors file")
+            header = json.loads(handle.read(header_length))
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "has a header that is not JSON: damaged, or not a safetensors file"
+    try:
+        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"),
+                  default=0)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return "has a malformed safetensors header (tensor entries without data_offsets)"
+    expected = 8 + header_length + end
+    if expected != size:
+        return (f"is {size} bytes but its header describes {expected}: "
+                + ("truncated (an interrupted save or copy?)" if size < expected else "trailing bytes after the data"))
+    return None
+
+
+def check_weight_files(folder, what: str) -> None:
+    """Raise `ValueError` naming the file when a safetensors file directly in the local `folder` is damaged (see
+    `safetensors_problem`); `what` names the folder's role in the message, e.g. "--checkpoint 'runs/a'"."""
+    if not os.path.isdir(folder):
+        return
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            problem = safetensors_problem(os.path.join(folder, name))
+            if problem is not None:
+                raise ValueError(f"{what}: the weights file {os.path.join(folder, name)!r} {problem}")
+
+
+@contextlib.contextmanager
+def reading_weights(folder, what: str):
+    """Name the folder when safetensors itself rejects a file while loading (its `SafetensorError` names no file);
+    `check_weight_files` catches the common damage before loading, this covers the rest."""
+    try:
+        yield
+    except SafetensorError as error:
+        raise ValueError(f"{what}: a weights file in {str(folder)!r} cannot be read by safetensors ({error})") from None
+
+
+# The checkpoints PPTDeiTForImageClassification loads: its own, and the stock ViT / DeiT layouts.
+LOADABLE_MODEL_TYPES = ("ppt_deit", "vit", "deit")
+# Raised inside from_pretrained by a config.json or weights that do not describe a loadable model: a field of the
+# wrong type (huggingface_hub's strict dataclasses), sizes that do not divide (ZeroDivisionError), an unknown
+# activation (KeyError), id2label that is not a mapping (AttributeError), weights of other shapes (RuntimeError).
+CHECKPOINT_CONTENT_ERRORS = (StrictDataclassError, SafetensorError, RuntimeError, TypeError, KeyError, AttributeError,
+                             ZeroDivisionError)
+# Parameters that a checkpoint of another task may lack or hold in another shape: the classification heads.
+HEAD_PREFIXES = ("classifier.", "distillation_classifier.")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
+def check_model_type(folder, what: str) -> None:
+    """A local checkpoint's config.json must name a model type PPT-DeiT loads (a BERT folder would otherwise load
+    with every weight missing, i.e. random)."""
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return  # missing or not JSON: from_pretrained says so, naming the file
+    if not isinstance(config, dict):
+        raise ValueError(f"{what}: {path!r} must hold a JSON object, got {type(config).__name__}")
+    model_type = config.get("model_type")
+    if model_type is not None and model_type not in LOADABLE_MODEL_TYPES:
+        raise ValueError(f"{what}: config.json has model_type {model_type!r}; PPT-DeiT loads "
+                         f"{', '.join(LOADABLE_MODEL_TYPES)} checkpoints")
+
+
+def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs) -> PPTDeiTForImageClassification:
+    """`PPTDeiTForImageClassification.from_pretrained(source, **kwargs)` for a tool: a damaged weights file, a
+    config.json that does not describe a model, or weights that do not fit it raise `ValueError` naming `what`
+    (e.g. "--checkpoint 'runs/a'"), and so does a checkpoint that lacks weights (transformers would initialise them
+    at random and only warn). `new_head=True`: the classification heads may be new (another set of classes); every
+    other weight must still load. `OSError` (missing files, a Hub id not found) is left to the caller."""
+    if os.path.isdir(source):
+        check_model_type(source, what)
+        check_weight_files(source, what)
+    try:
+        with reading_weights(source, what):
+            model, info = PPTDeiTForImageClassification.from_pretrained(
+                source, output_loading_info=True, ignore_mismatched_sizes=new_head, **kwargs)
+    except CHECKPOINT_CONTENT_ERRORS as error:
+        raise ValueError(f"{what} cannot be loaded, most likely because its config.json or weights do not describe a "
+                         f"PPT-DeiT/ViT classifier ({type(error).__name__}: {_one_line(error)})") from error
+    missing = sorted(key for key in info.get("missing_keys", ()) if not (new_head and key.startswith(HEAD_PREFIXES)))
+    mismatched = sorted(str(item[0]) for item in info.get("mismatched_keys", ())
+                        if not str(item[0]).startswith(HEAD_PREFIXES))
+    if missing or mismatched:
+        problem = (f"lack {len(missing)} of the model's weights (e.g. {missing[0]})" if missing
+                   else f"hold {len(mismatched)} weights of another shape (e.g. {mismatched[0]})")
+        raise ValueError(f"{what}: its weights {problem}; they would be random. Is it the checkpoint of another "
+                         "architecture, or an incomplete copy?")
+    return model
+
+
 def load_checkpoint(checkpoint: str, **ppt_settings) -> PPTDeiTForImageClassification:
     """A PPT-DeiT classifier from a local folder or Hub repo (ours, or a stock DeiT/ViT), in eval mode, with
     `ppt_settings` applied over the checkpoint's own."""
     check_checkpoint(checkpoint)
     try:
-        model = PPTDeiTForImageClassification.from_pretrained(checkpoint, **ppt_settings)
+        model = load_pretrained(checkpoint, f"--checkpoint {checkpoint!r}", **ppt_settings)
     except OSError as error:  # missing weights, a Hub id not found or not cached offline, ...
         where = "" if os.path.exists(checkpoint) else " (tried as a Hub repo id: there is no local folder of that name)"
         raise OSError(f"--checkpoint {checkpoint!r} could not be loaded{where}: {error}") from error
@@ -166,11 +288,17 @@ def build_stock_model(model: PPTDeiTForImageClassification, attn_implementation:
 
 __all__ = [
     "ARCHITECTURES",
+    "CHECKPOINT_CONTENT_ERRORS",
     "build_named_model",
     "build_stock_model",
     "check_checkpoint",
+    "check_model_type",
+    "check_weight_files",
     "load_checkpoint",
     "load_model",
+    "load_pretrained",
+    "reading_weights",
+    "safetensors_problem",
     "stock_classes",
     "to_stock_state_dict",
 ]

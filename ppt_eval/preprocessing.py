@@ -5,7 +5,8 @@
   the published model runs is what every figure here was measured with.
 - Training adds the random augmentation (`TrainTransform`: random resized crop, horizontal flip) and normalises
   with that processor's mean and std, so that the statistics the checkpoint was pre-trained with are the ones it
-  is fine-tuned with.
+  is fine-tuned with. `AugmentedDataset` draws each image's augmentation from its own generator, seeded by
+  (seed, epoch, row): the same crops whatever the DataLoader workers, and again after resuming from a checkpoint.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from datasets import IterableDataset
 from PIL import Image
 from tqdm.auto import tqdm
 from transformers import AutoImageProcessor
+
+from .data import check_images
 
 
 logger = logging.getLogger(__name__)
@@ -134,8 +138,10 @@ def to_normalized_tensor(image: Image.Image, mean, std) -> torch.Tensor:
 class TrainTransform:
     """One PIL image -> `pixel_values` `(3, size, size)`: random resized crop, random horizontal flip, normalise.
 
-    The random draws come from `random`, which Trainer seeds (and DataLoader workers reseed, so that workers do
-    not repeat each other's crops); `rng` replaces it, e.g. a seeded `random.Random` in tests.
+    The random draws come from the `rng` passed to the call, else from the `rng` field, else from the global
+    `random` module. Training passes a generator seeded per image (`AugmentedDataset`): draws from a shared
+    stream depend on which images were transformed before, which a resumed run (it skips the batches already
+    trained) and DataLoader workers (each has its own stream) change.
     """
 
     size: int
@@ -147,8 +153,8 @@ class TrainTransform:
     resample: int = Image.BICUBIC
     rng: random.Random | None = None
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        rng = self.rng or random
+    def __call__(self, image: Image.Image, rng: random.Random | None = None) -> torch.Tensor:
+        rng = rng or self.rng or random
         image = image.convert("RGB")
         box = random_resized_crop_box(image.width, image.height, self.crop_scale, self.crop_ratio, rng)
         image = image.resize((self.size, self.size), self.resample, box=box)
@@ -157,11 +163,66 @@ class TrainTransform:
         return to_normalized_tensor(image, self.mean, self.std)
 
 
+class AugmentedDataset(torch.utils.data.Dataset):
+    """A training split as `{"pixel_values", "labels"}` items, augmented by `transform` with a `random.Random`
+    seeded by `(seed, epoch, row index)`.
+
+    So an image's augmentation does not depend on the order images are loaded in, on which DataLoader worker loads
+    it, or on whether the run was resumed: a resumed run sees exactly the images an uninterrupted one does. The
+    training loop calls `set_epoch` at the start of each epoch (train.py: `EpochCallback`); the epoch lives in
+    shared memory, so persistent DataLoader workers see it too.
+
+    Args:
+        dataset (`datasets.Dataset`): the split, with decoded images in `image_column`, class ids in `label_column`.
+        transform (`TrainTransform`): the augmentation.
+        seed (`int`): the run's seed.
+    """
+
+    def __init__(self, dataset, transform: TrainTransform, image_column: str, label_column: str, seed: int):
+        self.dataset = dataset
+        self.transform = transform
+        self.image_column = image_column
+        self.label_column = label_column
+        self.seed = int(seed)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def rng_for(self, index: int) -> random.Random:
+        """The generator of row `index` in the current epoch (a string seed is hashed with SHA-512: the same in
+        every process, unlike `hash()`)."""
+        return random.Random(f"ppt-augment:{self.seed}:{self.epoch}:{int(index)}")
+
+    def _item(self, index: int, image, label) -> dict:
+        return {"pixel_values": self.transform(image, self.rng_for(index)), "labels": label}
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.dataset[int(index)]
+        return self._item(index, row[self.image_column], row[self.label_column])
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A whole batch in one read (the DataLoader's fetcher uses it when present)."""
+        indices = [int(index) for index in indices]
+        rows = self.dataset[indices]
+        return [self._item(index, image, label)
+                for index, image, label in zip(indices, rows[self.image_column], rows[self.label_column])]
+
+
 # ---- batches ----------------------------------------------------------------------------------------------------------
 
 
 def train_batch_transform(transform: TrainTransform, image_column: str, label_column: str):
-    """For `Dataset.set_transform`: rows -> `{"pixel_values": [...], "labels": [...]}`, augmented."""
+    """For `Dataset.set_transform` or a stream's batched `map`: rows -> `{"pixel_values": [...], "labels": [...]}`,
+    augmented with draws from the `random` module (a stream has no row index to seed an image's draws by: see
+    `AugmentedDataset` for map-style splits)."""
 
     def apply(batch):
         return {"pixel_values": [transform(image) for image in batch[image_column]],
@@ -189,17 +250,35 @@ def collate_image_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
-def eval_batches(dataset, processor, image_column: str, label_column: str, batch_size: int):
+def eval_batches(dataset, processor, image_column: str, label_column: str, batch_size: int,
+                 split_name: str = "evaluation"):
     """Yield `(pixel_values [B, 3, H, W], labels [B])` over `dataset` (map-style or a stream) in order, preprocessed
-    by `processor` one batch at a time."""
-    for rows in dataset.select_columns([image_column, label_column]).iter(batch_size=batch_size):
-        images = [image.convert("RGB") for image in rows[image_column]]
+    by `processor` one batch at a time. An image that cannot be decoded (or a missing one) raises `ValueError`
+    naming its row (and, for a map-style split, its file)."""
+    rows_iterator = iter(dataset.select_columns([image_column, label_column]).iter(batch_size=batch_size))
+    start = 0
+    while True:
+        try:
+            rows = next(rows_iterator, None)
+            if rows is None:
+                return
+            images = [image.convert("RGB") for image in rows[image_column]]
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError...; a missing image is None
+            if isinstance(dataset, IterableDataset):
+                raise ValueError(f"split {split_name!r}: an image in rows {start} to {start + batch_size - 1} cannot "
+                                 f"be decoded: {type(error).__name__}: {error}") from error
+            # Find the row to name; if every image decodes one by one, the error was something else: re-raise it.
+            check_images(dataset.select(range(start, min(start + batch_size, len(dataset)))), image_column,
+                         split_name, first_row=start)
+            raise
         yield processor(images, return_tensors="pt")["pixel_values"], torch.as_tensor(rows[label_column])
+        start += len(images)
 
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "AugmentedDataset",
     "TrainTransform",
     "channel_mean_std",
     "collate_image_batch",

@@ -25,6 +25,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ppt_eval.arguments import DatasetArguments, PPTArguments, check_at_least
 from ppt_eval.data import DIGITS, looks_like_local_path
+from ppt_eval.models import check_model_type, check_weight_files
+from ppt_eval.results import check_output_dir
 
 
 DEFAULT_MODEL = "facebook/deit-small-patch16-224"
@@ -159,8 +161,13 @@ def read_config_file(path: str) -> dict:
     """A flat JSON or YAML mapping of argument names to values."""
     if not os.path.isfile(path):
         raise ValueError(f"config file {path!r} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+    except (ValueError, yaml.YAMLError) as error:  # json.JSONDecodeError, UnicodeDecodeError are ValueErrors
+        kind = "JSON" if path.endswith(".json") else "YAML"
+        problem = " ".join(str(error).split())
+        raise ValueError(f"config file {path!r} is not valid {kind}: {problem}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -219,6 +226,14 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
         missing = [name for name in SCRATCH_ARCHITECTURE if getattr(model_args, name) is None]
         if missing:
             raise ValueError(f"--from_scratch needs the architecture options {missing}")
+        check_at_least(model_args, 1, *SCRATCH_ARCHITECTURE)
+        if model_args.image_size % model_args.patch_size:
+            # The patch convolution would silently drop the pixels past the last whole patch.
+            raise ValueError(f"--image_size {model_args.image_size} must be a multiple of --patch_size "
+                             f"{model_args.patch_size}")
+        if model_args.hidden_size % model_args.num_attention_heads:
+            raise ValueError(f"--hidden_size {model_args.hidden_size} must be a multiple of --num_attention_heads "
+                             f"{model_args.num_attention_heads}")
     elif given_architecture:
         raise ValueError(
             f"{given_architecture} only apply with --from_scratch; a checkpoint brings its own architecture"
@@ -251,8 +266,7 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
                    "gradient_accumulation_steps")
     check_at_least(data_args, 1, "max_train_samples")
     data_args.validate()
-    if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
-        raise ValueError(f"--output_dir {training_args.output_dir!r} exists and is not a directory")
+    check_output_dir(training_args.output_dir)  # a folder, or creatable as one
     if not 0 < data_args.crop_scale_min <= 1:
         raise ValueError(f"crop_scale_min={data_args.crop_scale_min} must be in (0, 1]")
 
@@ -267,3 +281,5 @@ def check_model_source(name: str) -> None:
             f"--model_name_or_path {name!r} {problem}: give a folder written by save_pretrained (e.g. a train.py "
             f"--output_dir) or a Hub model id such as {DEFAULT_MODEL!r}"
         )
+    check_model_type(path, f"--model_name_or_path {name!r}")
+    check_weight_files(path, f"--model_name_or_path {name!r}")

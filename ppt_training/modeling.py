@@ -9,6 +9,7 @@ import contextlib
 from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
+from ppt_eval.models import CHECKPOINT_CONTENT_ERRORS, load_pretrained
 from ppt_eval.preprocessing import resized_to, whole_image_processor
 
 from .arguments import ModelArguments
@@ -23,11 +24,12 @@ def ppt_settings(model_args: ModelArguments) -> dict:
 
 @contextlib.contextmanager
 def loading_from(source: str, what: str):
-    """Turn transformers' `OSError` (Hub id not found, offline, files missing in a folder) into a `ValueError`
-    that names what was being loaded from where, which train.py reports as one line."""
+    """Turn transformers' `OSError` (Hub id not found, offline, files missing in a folder) and the errors a damaged
+    checkpoint raises inside from_pretrained (`ppt_eval.models.CHECKPOINT_CONTENT_ERRORS`) into a `ValueError` that
+    names what was being loaded from where, which train.py reports as one line."""
     try:
         yield
-    except OSError as error:
+    except (OSError, *CHECKPOINT_CONTENT_ERRORS) as error:
         raise ValueError(f"could not load the {what} of {source!r}: {error}") from error
 
 
@@ -57,13 +59,11 @@ def build_model(model_args: ModelArguments, config: PPTDeiTConfig) -> PPTDeiTFor
         return PPTDeiTForImageClassification(config)
     source = {"revision": model_args.model_revision, "cache_dir": model_args.cache_dir}
     with loading_from(model_args.model_name_or_path, "weights"):
-        # A dataset with other classes than the checkpoint's gets a new head. Only then are mismatched shapes let
-        # through (the transformers contract): any other mismatch must still fail loudly.
+        # A dataset with other classes than the checkpoint's gets a new head. Only the heads may then be new:
+        # any other missing or mismatched weight still fails loudly (load_pretrained).
         checkpoint_classes = checkpoint_num_labels(model_args.model_name_or_path, **source)
-        return PPTDeiTForImageClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=checkpoint_classes != config.num_labels,
-            **source,
-        )
+        return load_pretrained(model_args.model_name_or_path, f"--model_name_or_path {model_args.model_name_or_path!r}",
+                               new_head=checkpoint_classes != config.num_labels, config=config, **source)
 
 
 def checkpoint_num_labels(name: str, **source) -> int:

@@ -20,7 +20,7 @@ os.environ["HF_DATASETS_CACHE"] = _datasets_cache
 atexit.register(shutil.rmtree, _datasets_cache, ignore_errors=True)
 
 import pytest  # noqa: E402
-from helpers import save_cifar100_like, save_labelled  # noqa: E402
+from helpers import BATTERY_OUTCOMES, save_cifar100_like, save_labelled  # noqa: E402
 from model_fixtures import tiny_model  # noqa: E402
 
 
@@ -47,3 +47,14 @@ def labelled_dataset(tmp_path_factory) -> str:
     """A save_to_disk folder for the tiny model's 10 classes: 16 train and 8 validation images of 32 px."""
     return save_labelled(tmp_path_factory.mktemp("labelled") / "data", [i % 10 for i in range(16)],
                          [i % 10 for i in range(16, 24)])
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The counts of the bad-input battery, when it ran: cases tried, clear, raw tracebacks, bad."""
+    outcomes = config.stash.get(BATTERY_OUTCOMES, None)
+    if outcomes:
+        counts = {category: sum(1 for _, seen in outcomes if seen == category) for category in ("clear", "traceback", "bad")}
+        terminalreporter.write_line(
+            f"bad-input battery: {len(outcomes)} tried, {counts['clear']} clear, {counts['traceback']} raw traceback, "
+            f"{counts['bad']} bad (accepted, or a file changed)"
+        )

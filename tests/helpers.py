@@ -5,14 +5,34 @@ save_to_disk folders)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from model_fixtures import TINY, TINY_PPT
 from PIL import Image
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# (case, category) of each bad-input battery case run (tests/test_bad_input_battery.py); conftest prints the counts.
+BATTERY_OUTCOMES = pytest.StashKey[list]()
+
+
+def train_script():
+    """train.py as a module (`train_script`), loaded once per test session."""
+    module = sys.modules.get("train_script")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return module
 
 
 def cli_options(settings: dict) -> list[str]:

@@ -210,9 +210,10 @@ def test_hub_ids_still_go_to_from_pretrained(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     asked = []
 
-    def fake_from_pretrained(name, **kwargs):
+    def fake_from_pretrained(name, output_loading_info=False, **kwargs):
         asked.append(name)
-        return tiny_model()
+        info = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+        return (tiny_model(), info) if output_loading_info else tiny_model()
 
     monkeypatch.setattr(PPTDeiTForImageClassification, "from_pretrained", fake_from_pretrained)
     for repo_id in ("facebook/deit-small-patch16-224", "deit-tiny"):

@@ -156,8 +156,16 @@ def test_cli_dry_run_exports_a_checkpoint_folder(tmp_path, capsys):
     stored = json.loads((out / "results.json").read_text())
     assert stored["results"]["throughput"] == BENCHMARK["ppt"]["throughput"]
 
-    # Without --results the run's own result files are found in the checkpoint folder.
+    # Without --results the run's own result files are found in the checkpoint folder. They lack the benchmark's
+    # numbers (and --base_model), so replacing the export above needs --allow_fewer_results.
+    before = folder_snapshot(out)
     code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--output_dir", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "'throughput'" in err and "'base_model'" in err and "--allow_fewer_results" in err
+    assert folder_snapshot(out) == before
+    code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--output_dir", str(out),
+                         "--allow_fewer_results"])
     assert code == 0
     assert json.loads((out / "results.json").read_text())["raw"] == {"all_results.json": ALL_RESULTS}
 

@@ -331,3 +331,19 @@ def test_sources_consistent_with_sizes(tau):
             assert covered[dropped].eq(0).all() and covered.sum() == N - r
         else:
             assert covered.eq(1).all()  # pooling covers every input token exactly once
+
+
+@pytest.mark.parametrize("tau", [0.0, math.inf, "mixed"])
+def test_sizes_carry_no_gradient(tau):
+    """Sizes are counts: when the tokens require grad (training), the sizes that leave a step must not, or the next
+    layers' log-size attention mask would require grad too (and SDPA would leave its flash kernel for that)."""
+    x, sizes, metric, scores = _mixed_batch()
+    if tau == "mixed":
+        variance = scores.var(-1)
+        tau = float((variance[0] * variance[1]).sqrt())
+    x.requires_grad_(True)
+    out = compress(x, sizes, scores, metric, 3, tau, 1)
+    assert out.hidden_states.requires_grad and not out.sizes.requires_grad
+    assert out.sizes.is_contiguous()
+    out.hidden_states.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

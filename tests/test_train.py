@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -25,6 +24,7 @@ from helpers import (
     save_with_corrupt_image,
     save_with_out_of_range_labels,
     save_without_label_feature,
+    train_script,
 )
 from PIL import Image
 from transformers import AutoImageProcessor, TrainerCallback
@@ -38,15 +38,7 @@ from ppt_training.arguments import DEFAULT_DATASET, DEFAULT_MODEL, parse_args, v
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-train = load_train_module()
+train = train_script()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,363 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Export a PPT-DeiT model to ONNX with its token compression in the graph, and run the file with ONNX Runtime.
+
+    from ppt_eval.onnx_export import export_onnx
+    export_onnx(model, "ppt-deit-small.onnx")            # opset 18, dynamic batch size
+
+    python -m ppt_eval.onnx_export CHECKPOINT OUT.onnx [--opset 18] [--overwrite]
+
+The graph keeps PPT's per-sample policy: every reduction layer scores its tokens, chooses pruning or pooling per
+sample (score variance against tau) and removes `r` tokens, with proportional attention (`+ log size`) in every
+later layer, exactly as the PyTorch forward does; a batch that mixes pruned and pooled samples gives the same
+logits in ONNX Runtime as in PyTorch (tests/test_onnx.py). Only the batch size is dynamic: the image size and the
+token schedule are fixed at export, as they are for a stock ViT export.
+
+The export uses torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`), which needs the optional
+dependencies `onnx` and `onnxscript` (`pip install ".[onnx]"`, which also brings `onnxruntime`). This module is
+not part of the shipped model code: `modeling_ppt_deit` never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
+
+
+# torch's dynamo exporter implements its operators at opset 18 (lower versions go through a converter that fails on
+# this graph). 18 runs on ONNX Runtime >= 1.14. From opset 23 on, SDPA becomes the ONNX `Attention` operator, whose
+# ONNX Runtime CPU kernel (1.32) rejects a key mask broadcast over the queries (PPT's log-size term), so the
+# highest opset accepted is 22.
+DEFAULT_OPSET = 18
+SUPPORTED_OPSETS = range(18, 23)
+INPUT_NAME = "pixel_values"
+CLASSIFIER_OUTPUTS = ("logits",)
+BASE_MODEL_OUTPUTS = ("last_hidden_state", "token_sizes")
+METADATA_PREFIX = "ppt_deit."
+EXPORTABLE = (PPTDeiTForImageClassification, PPTDeiTModel)
+
+
+class _TensorOutputs(torch.nn.Module):
+    """The model's forward with plain tensors out, in the order of `output_names`: what an ONNX graph returns.
+
+    Attentions, hidden states and compression records are off (they are debugging outputs, and asking for
+    attentions would switch every layer to the slow full-probability attention).
+    """
+
+    def __init__(self, model: torch.nn.Module, output_names: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.output_names = output_names
+
+    def forward(self, pixel_values: torch.Tensor):
+        outputs = self.model(pixel_values=pixel_values, output_attentions=False, output_hidden_states=False)
+        values = tuple(getattr(outputs, name) for name in self.output_names)
+        return values[0] if len(values) == 1 else values
+
+
+def output_names_of(model: torch.nn.Module) -> tuple[str, ...]:
+    """The graph outputs: `logits` for a classifier (what Optimum's `ORTModelForImageClassification` reads),
+    `last_hidden_state` and `token_sizes` for the bare encoder."""
+    if isinstance(model, PPTDeiTForImageClassification):
+        return CLASSIFIER_OUTPUTS
+    if isinstance(model, PPTDeiTModel):
+        return BASE_MODEL_OUTPUTS
+    raise TypeError(
+        f"export_onnx exports a PPT-DeiT model ({', '.join(cls.__name__ for cls in EXPORTABLE)}), got "
+        f"{type(model).__module__}.{type(model).__name__}; load one with "
+        "PPTDeiTForImageClassification.from_pretrained(...) (it also loads stock DeiT / ViT checkpoints)"
+    )
+
+
+def check_opset(opset) -> int:
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
+        raise ValueError(
+            f"opset {opset!r} is not supported; choose one of {list(SUPPORTED_OPSETS)} (default {DEFAULT_OPSET}). "
+            "torch's exporter starts at 18, and from 23 on ONNX Runtime's CPU Attention kernel rejects PPT's "
+            "per-key mask"
+        )
+    return opset
+
+
+def check_target(path, overwrite: bool = False) -> Path:
+    """The output file: its folder must exist, and an existing file is only replaced with `overwrite`."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"cannot write {str(path)!r}: its folder {str(folder)!r} {what}; create it first")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a folder; give the path of the .onnx file to write inside it")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; it is left as it is (pass overwrite=True / --overwrite to replace it)")
+    return path
+
+
+def compression_metadata(config: PPTDeiTConfig) -> dict[str, str]:
+    """The PPT settings baked into the graph, as ONNX metadata (strings), so a file says what it computes."""
+    settings = {
+        "reduction_layers": list(config.reduction_layers),
+        "tokens_removed": config.tokens_removed,
+        "prune_threshold": str(config.prune_threshold) if config.prune_threshold == float("inf") else config.prune_threshold,
+        "score_function": config.score_function,
+        "proportional_attention": config.proportional_attention,
+        "token_schedule": [list(step) for step in config.token_schedule()],
+        "image_size": config.image_size,
+        "num_protected_tokens": config.num_protected_tokens,
+    }
+    return {METADATA_PREFIX + name: json.dumps(value) for name, value in settings.items()}
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """Eval mode (no dropout in the graph) for the duration, then the caller's mode back."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _example_input(model: torch.nn.Module, batch_size: int) -> torch.Tensor:
+    config = model.config
+    size = config.image_size if isinstance(config.image_size, (tuple, list)) else (config.image_size,) * 2
+    parameter = next(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(batch_size, config.num_channels, *size, generator=generator)
+    return pixels.to(device=parameter.device, dtype=parameter.dtype)
+
+
+def _write_new(temporary: str, path: Path, overwrite: bool) -> None:
+    """Move the finished temporary file to `path`. Without `overwrite` this is a hard link, which fails if `path`
+    appeared meanwhile (a plain rename would silently replace it), then the temporary name goes."""
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise FileExistsError(f"{str(path)!r} appeared during the export; it is left as it is") from None
+    except OSError:  # a file system without hard links: check, then rename (a small race, documented)
+        if path.exists():
+            raise FileExistsError(f"{str(path)!r} appeared during the export; it is left as it is") from None
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
+
+
+def export_onnx(
+    model: PPTDeiTForImageClassification | PPTDeiTModel,
+    path,
+    opset: int = DEFAULT_OPSET,
+    *,
+    overwrite: bool = False,
+    example_batch_size: int = 2,
+) -> Path:
+    """Export `model` to the ONNX file `path`, with a dynamic batch size and the compression in the graph.
+
+    Args:
+        model: a `PPTDeiTForImageClassification` (graph input `pixel_values` `[batch, C, H, W]`, output `logits`
+            `[batch, num_labels]`) or a `PPTDeiTModel` (outputs `last_hidden_state` `[batch, final_tokens,
+            hidden]` and `token_sizes` `[batch, final_tokens]`). Exported in eval mode with its current PPT
+            settings (which the file's metadata records); its train/eval mode is restored afterwards.
+        path: the `.onnx` file to write. Its folder must exist. The file is written under a temporary name
+            beside it and renamed at the end, so a failed export leaves nothing behind.
+        opset: ONNX opset, one of `SUPPORTED_OPSETS` (default 18).
+        overwrite: replace an existing `path`; without it an existing file raises `FileExistsError`.
+        example_batch_size: the batch traced (>= 2, so that the batch dimension is not specialised to 1).
+
+    Returns:
+        The path written. Weights are stored inside the file (no external data), so it is a single file.
+    """
+    output_names = output_names_of(model)
+    return _export(model, output_names, compression_metadata(model.config), path, opset, overwrite,
+                   example_batch_size)
+
+
+def export_stock_classifier(model: torch.nn.Module, path, opset: int = DEFAULT_OPSET, *, overwrite: bool = False,
+                            example_batch_size: int = 2) -> Path:
+    """Export a stock `transformers` image classifier (the comparator: `ViTForImageClassification`, DeiT) exactly
+    as `export_onnx` exports a PPT model: same exporter, opset, dynamic batch, input `pixel_values`, output
+    `logits`. For speed comparisons of the two graphs in ONNX Runtime."""
+    if not (hasattr(model, "config") and hasattr(model.config, "image_size") and hasattr(model.config, "num_labels")):
+        raise TypeError(f"export_stock_classifier needs a transformers image classifier, got {type(model).__name__}")
+    if isinstance(model, EXPORTABLE):
+        raise TypeError("this is a PPT-DeiT model: use export_onnx")
+    return _export(model, CLASSIFIER_OUTPUTS, {}, path, opset, overwrite, example_batch_size)
+
+
+def _export(model, output_names, metadata, path, opset, overwrite, example_batch_size) -> Path:
+    opset = check_opset(opset)
+    path = check_target(path, overwrite)
+    if isinstance(example_batch_size, bool) or not isinstance(example_batch_size, int) or example_batch_size < 2:
+        raise ValueError(f"example_batch_size must be an int >= 2 (a traced batch of 1 would fix the batch size), "
+                         f"got {example_batch_size!r}")
+    try:
+        import onnxscript  # noqa: F401  (torch's dynamo exporter needs it; say so before tracing for a minute)
+    except ImportError as error:
+        raise ImportError(f"ONNX export needs the optional dependencies: pip install 'ppt-deit[onnx]' ({error})") from None
+
+    with _eval_mode(model):
+        example = _example_input(model, example_batch_size)
+        program = torch.onnx.export(
+            _TensorOutputs(model, output_names).eval(),
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(output_names),
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch_size")}},
+            verbose=False,
+        )
+    program.model.metadata_props.update(metadata)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
+    os.close(handle)
+    try:
+        program.save(temporary, external_data=False)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a model file is meant to be shared
+        _write_new(temporary, path, overwrite)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Running the file
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def onnx_session(path, threads: int | None = None, optimization: str = "all"):
+    """An ONNX Runtime CPU session on `path`; `threads` sets the intra-op pool (inter-op stays 1, sequential),
+    `optimization` is "all" (ORT's default), "extended", "basic" or "none"."""
+    import onnxruntime
+
+    levels = {
+        "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }
+    if optimization not in levels:
+        raise ValueError(f"optimization {optimization!r} is not one of {sorted(levels)}")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_outputs(session, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    """Run `session` on `pixel_values`; the graph outputs as tensors, in the graph's order."""
+    outputs = session.run(None, {INPUT_NAME: pixel_values.detach().cpu().numpy()})
+    return [torch.from_numpy(output) for output in outputs]
+
+
+def max_difference(model: torch.nn.Module, session, pixel_values: torch.Tensor) -> float:
+    """Largest absolute difference between the graph's first output (logits / last hidden state) and PyTorch's."""
+    name = "last_hidden_state" if isinstance(model, PPTDeiTModel) else "logits"
+    with torch.inference_mode():
+        expected = getattr(model(pixel_values=pixel_values), name).float().cpu()
+    return float((onnx_outputs(session, pixel_values)[0].float() - expected).abs().max())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Optimum
+# --------------------------------------------------------------------------------------------------------------------
+
+# The config.json keys Optimum's ORTModelForImageClassification can use: the architecture (for the record) and the
+# labels. The graph itself holds everything it computes, PPT included.
+_RUNTIME_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+                        "layer_norm_eps", "image_size", "patch_size", "num_channels", "qkv_bias", "id2label", "label2id")
+
+
+def onnx_runtime_config(config: PPTDeiTConfig) -> dict:
+    """A plain `vit` (or, with the DIST token, `deit`) config.json for the folder that holds the ONNX file.
+
+    Optimum's `ORTModelForImageClassification` (optimum-onnx 0.1, which needs transformers < 4.58) reads the
+    config.json of the folder it loads; ours (`ppt_deit`, remote code for transformers >= 5.9) cannot load there.
+    With `onnx/model.onnx` beside this config, `ORTModelForImageClassification.from_pretrained(repo,
+    subfolder="onnx")` loads the graph without remote code (checked: same logits as PyTorch within 1e-6).
+    """
+    settings = config.to_dict()
+    runtime = {key: settings[key] for key in _RUNTIME_CONFIG_KEYS if key in settings}
+    distilled = config.use_distillation_token
+    runtime["model_type"] = "deit" if distilled else "vit"
+    runtime["architectures"] = ["DeiTForImageClassification" if distilled else "ViTForImageClassification"]
+    runtime["ppt_deit"] = {key.removeprefix(METADATA_PREFIX): json.loads(value)
+                           for key, value in compression_metadata(config).items()}
+    return runtime
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _load(checkpoint: str) -> PPTDeiTForImageClassification:
+    if not os.path.isdir(checkpoint) or not os.path.isfile(os.path.join(checkpoint, "config.json")):
+        what = "does not exist" if not os.path.exists(checkpoint) else "is not a model folder (no config.json)"
+        raise FileNotFoundError(
+            f"checkpoint {checkpoint!r} {what}; give a folder written by save_pretrained / train.py, or a stock "
+            "DeiT / ViT folder"
+        )
+    with open(os.path.join(checkpoint, "config.json"), encoding="utf-8") as stream:
+        model_type = json.load(stream).get("model_type")
+    if model_type not in ("ppt_deit", "deit", "vit"):
+        raise ValueError(f"checkpoint {checkpoint!r} holds a {model_type!r} model; expected a PPT-DeiT, DeiT or ViT "
+                         "image classifier (model_type ppt_deit, deit or vit)")
+    return PPTDeiTForImageClassification.from_pretrained(checkpoint).eval()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ppt_eval.onnx_export",
+        description="Export a PPT-DeiT image classifier to ONNX (dynamic batch size, compression in the graph), "
+                    "then check it against PyTorch with ONNX Runtime.",
+    )
+    parser.add_argument("checkpoint", help="model folder (save_pretrained / train.py output, or a stock DeiT / ViT)")
+    parser.add_argument("output", help="the .onnx file to write (its folder must exist)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--no_check", action="store_true",
+                        help="skip running the file with ONNX Runtime against PyTorch (batches of 1 and 3)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_opset(args.opset)
+        check_target(args.output, args.overwrite)  # before loading the model: fail in a second, not in a minute
+        model = _load(args.checkpoint)
+        path = export_onnx(model, args.output, args.opset, overwrite=args.overwrite)
+    except (ValueError, TypeError, OSError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    config = model.config
+    print(f"wrote {path} (opset {args.opset}, dynamic batch size; PPT r={config.tokens_removed} at layers "
+          f"{list(config.reduction_layers)}, tau={config.prune_threshold:g}, score {config.score_function})")
+    if args.no_check:
+        return 0
+    session = onnx_session(path)
+    worst = max(max_difference(model, session, _example_input(model, batch)) for batch in (1, 3))
+    print(f"ONNX Runtime vs PyTorch, batches of 1 and 3: max |logits difference| = {worst:.2e}")
+    if not worst <= 1e-4:
+        print("error: the exported graph does not match PyTorch within 1e-4", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""Training checkpoints that a kill cannot corrupt, and the choice of the checkpoint to resume from.
+
+- `AtomicCheckpoints` (a `Trainer` mixin): Trainer writes `checkpoint-N/` file by file, so a job killed during a
+  save leaves a folder that looks like a checkpoint but lacks the optimizer, the RNG states or half the weights.
+  Here every checkpoint is written into `<output_dir>/.incomplete-checkpoint/checkpoint-N/` and renamed to
+  `<output_dir>/checkpoint-N` once all its files (those of every process) are on disk. A rename within one folder
+  is atomic: `checkpoint-N` is either complete or absent. The older checkpoints are rotated out
+  (`save_total_limit`) only after that.
+- `checkpoint_problem` says what a folder lacks to be resumed from; `find_resume_checkpoint` picks the last
+  complete checkpoint of a run and names the incomplete ones it skips (written by another tool, half deleted, or
+  damaged on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+import zipfile
+
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+from ppt_eval.models import safetensors_problem
+
+
+CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+# Where a checkpoint is written before it is renamed into place. A leading dot and another prefix: neither
+# Trainer's rotation (`checkpoint-*`) nor `get_last_checkpoint` ever takes it for a checkpoint.
+CHECKPOINT_STAGING_DIR = ".incomplete-checkpoint"
+TRAINER_STATE_FILE = "trainer_state.json"
+# What Trainer needs to continue exactly where it stopped (besides the weights and the trainer state).
+RESUME_STATE_FILES = ("optimizer.pt", "scheduler.pt")
+
+
+# ---- what a checkpoint folder holds -------------------------------------------------------------------------------
+
+
+def checkpoint_folders(output_dir: str) -> list[str]:
+    """The `checkpoint-N` folders directly in `output_dir`, by step, oldest first ([] if it is not a folder)."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        match = CHECKPOINT_NAME.match(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    return [path for _, path in sorted(found)]
+
+
+def _torch_file_problem(path: str) -> str | None:
+    # torch.save writes a zip archive whose directory is at the end: a truncated file is not a readable zip.
+    if not zipfile.is_zipfile(path):
+        return f"{os.path.basename(path)} is truncated or not a torch.save file"
+    return None
+
+
+def checkpoint_problem(folder: str) -> str | None:
+    """Why `folder` cannot be resumed from, or None if it holds everything Trainer restores: the trainer state, the
+    weights (every safetensors file whole), the optimizer, the scheduler and the RNG states."""
+    if not os.path.isdir(folder):
+        return "it is not a folder" if os.path.exists(folder) else "it does not exist"
+    names = set(os.listdir(folder))
+    if TRAINER_STATE_FILE not in names:
+        return f"no {TRAINER_STATE_FILE}"
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_FILE), encoding="utf-8") as handle:
+            state = json.load(handle)
+        int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{TRAINER_STATE_FILE} is truncated or not a trainer state"
+    weights = sorted(name for name in names if name.endswith(".safetensors"))
+    if not weights and not {"pytorch_model.bin", "model.safetensors.index.json"} & names:
+        return "no model weights (model.safetensors)"
+    for name in weights:
+        problem = safetensors_problem(os.path.join(folder, name))
+        if problem is not None:
+            return f"{name} {problem}"
+    for name in RESUME_STATE_FILES:
+        if name not in names:
+            return f"no {name}" + (" (a save_only_model checkpoint cannot be resumed)" if name == "optimizer.pt" else "")
+        problem = _torch_file_problem(os.path.join(folder, name))
+        if problem is not None:
+            return problem
+    rng_files = sorted(name for name in names if re.fullmatch(r"rng_state(_\d+)?\.pth", name))
+    if not rng_files:
+        return "no rng_state.pth (the random states Trainer restores)"
+    for name in rng_files:
+        problem = _torch_file_problem(os.path.join(folder, name))
+        if problem is not None:
+            return problem
+    return None
+
+
+def find_resume_checkpoint(output_dir: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """`(the last complete checkpoint in output_dir or None, [(incomplete checkpoint, what it lacks), ...])`; the
+    incomplete ones listed are those newer than the one returned (older ones are never looked at)."""
+    skipped = []
+    for folder in reversed(checkpoint_folders(output_dir)):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder, skipped
+        skipped.append((folder, problem))
+    return None, skipped
+
+
+def checkpoint_step(folder: str) -> int | None:
+    try:
+        return TrainerState.load_from_json(os.path.join(folder, TRAINER_STATE_FILE)).global_step
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+# ---- writing checkpoints atomically -------------------------------------------------------------------------------
+
+
+def replace_folder(source: str, target: str) -> None:
+    """Move the folder `source` to `target` (same parent folder), replacing a `target` that exists: the old one is
+    first renamed aside, so that at every moment `target` is either the old folder, absent, or the new one."""
+    if not os.path.lexists(target):
+        os.rename(source, target)
+        return
+    aside = os.path.join(os.path.dirname(target), f".replaced-{os.path.basename(target)}-{uuid.uuid4().hex[:8]}")
+    os.rename(target, aside)
+    os.rename(source, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+class AtomicCheckpoints:
+    """`Trainer` mixin (list it before `Trainer`): each checkpoint appears in output_dir complete or not at all.
+
+    Trainer's `_save_checkpoint` writes the model, optimizer, scheduler, RNG states (one file per process) and
+    trainer state into `run_dir/checkpoint-N`, then rotates old checkpoints. Here `run_dir` is a staging folder
+    while it writes; then all processes wait for each other, and the main process renames the folder into place
+    and only then rotates (`save_total_limit`), so a kill at any moment leaves the last complete checkpoint.
+    """
+
+    _checkpoint_staging_root: str | None = None
+
+    def _get_output_dir(self, trial):
+        if self._checkpoint_staging_root is not None:
+            return self._checkpoint_staging_root
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = self._get_output_dir(trial)
+        staging_root = os.path.join(run_dir, CHECKPOINT_STAGING_DIR)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save and os.path.lexists(staging_root):
+            shutil.rmtree(staging_root)  # what a killed save left
+        self.accelerator.wait_for_everyone()
+        self._checkpoint_staging_root = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._checkpoint_staging_root = None
+        self.accelerator.wait_for_everyone()  # every process has written its files (RNG states)
+        if self.args.should_save:
+            staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+            if self.state.best_model_checkpoint == staged:  # Trainer recorded where it wrote
+                self.state.best_model_checkpoint = final
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_FILE))
+            replace_folder(staged, final)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+
+__all__ = [
+    "AtomicCheckpoints",
+    "CHECKPOINT_STAGING_DIR",
+    "checkpoint_folders",
+    "checkpoint_problem",
+    "checkpoint_step",
+    "find_resume_checkpoint",
+    "replace_folder",
+]
