@@ -82,6 +82,12 @@ def save_figure_atomically(figure, path: str, file_format: str, png_colours: int
         palette.save(temporary, format="PNG", optimize=True)
 
 
+def model_description(args) -> str:
+    """The model in the figure's title; random weights (--arch) are said so, since their maps show no learned
+    attention."""
+    return f"{args.model_name}, random weights: untrained attention" if args.arch else args.model_name
+
+
 @dataclass
 class VisualizeArguments(MachineArguments, PPTArguments, ModelSourceArguments):
     """Draw, layer by layer, which patches images pruned and which they pooled together (one row per image)."""
@@ -124,7 +130,7 @@ def run(args: VisualizeArguments) -> int:
 
     figure = token_map_figure(model_view(pixel_values, processor), outputs, config, grid=grid, image_titles=titles,
                               title=f"What PPT did to {'the image' if len(images) == 1 else 'each image'}, layer by "
-                                    f"layer ({args.model_name})", dpi=args.dpi)
+                                    f"layer ({model_description(args)})", dpi=args.dpi)
     save_figure_atomically(figure, args.output, file_format, args.png_colours)
 
     for path, label, maps in summaries:
