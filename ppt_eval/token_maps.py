@@ -375,8 +375,13 @@ def token_map_figure(
     num_rows, num_columns = len(images), 1 + max((len(maps) for maps in per_image), default=0)
 
     panel_height = panel_inches * grid[0] / grid[1]
-    caption_inches, header_inches, footer_inches = 0.62, 0.45, 0.75
     width = num_columns * panel_inches + 0.4
+    # The footer holds the legend (one row of four entries, or two of two on a narrow figure) above the explanation.
+    legend_columns = 4 if width > 8 else 2
+    explanation = _wrap(EXPLANATION, int(width * 15))
+    explanation_inches = 0.08 + 0.14 * (explanation.count("\n") + 1)
+    legend_inches = 0.24 * (4 // legend_columns)
+    caption_inches, header_inches, footer_inches = 0.62, 0.45, explanation_inches + 0.08 + legend_inches
     height = header_inches + num_rows * (panel_height + caption_inches) + footer_inches
     figure = Figure(figsize=(width, height), dpi=dpi)
     figure.subplots_adjust(left=0.2 / width, right=1 - 0.2 / width, top=1 - (header_inches + caption_inches) / height,
@@ -399,10 +404,10 @@ def token_map_figure(
     figure.suptitle(f"{title or 'What PPT did to the image, layer by layer'}\n{settings_line(config)}", fontsize=9.5,
                     y=1 - 0.08 / height, va="top")
     handles, labels = legend_handles()
-    figure.legend(handles, labels, loc="lower center", ncol=4 if width > 8 else 2, fontsize=7.5, frameon=False,
-                  handler_map={tuple: HandlerTuple(ndivide=None, pad=0.2)}, bbox_to_anchor=(0.5, 0.32 / height))
-    figure.text(0.5, 0.08 / height, _wrap(EXPLANATION, int(width * 15)), ha="center", va="bottom", fontsize=7,
-                color="#333333")
+    figure.legend(handles, labels, loc="lower center", ncol=legend_columns, fontsize=7.5, frameon=False,
+                  handler_map={tuple: HandlerTuple(ndivide=None, pad=0.2)},
+                  bbox_to_anchor=(0.5, (explanation_inches + 0.02) / height), borderaxespad=0.0)
+    figure.text(0.5, 0.08 / height, explanation, ha="center", va="bottom", fontsize=7, color="#333333")
     return figure
 
 
