@@ -257,15 +257,15 @@ def cost_table(details: dict, device: str) -> str:
 # ---- the page --------------------------------------------------------------------------------------------------------
 
 
-class CheckedImage(gr.Image):
-    """`gr.Image` whose own decoding failures (a file that is no image, a decompression bomb) become a message in the
-    page; gradio's own would show a bare "Error"."""
+def with_readable_errors(image: gr.Image) -> gr.Image:
+    """`image` whose own decoding of an upload (a file that is no image, a decompression bomb) fails with a message
+    in the page; gradio's own would show a bare "Error". (A wrapper on the instance rather than a subclass: gradio
+    writes a .pyi stub beside the module of every component subclass, also in a read-only Space.)"""
+    decode = image.preprocess
 
-    is_template = True  # drawn by the frontend's Image component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return decode(payload)
         except gr.Error:
             raise
         except Image.DecompressionBombError:
@@ -275,6 +275,9 @@ class CheckedImage(gr.Image):
             name = os.path.basename(getattr(payload, "orig_name", None) or getattr(payload, "path", "") or "the file")
             raise gr.Error(f"{name} is not an image this demo can read: upload a PNG, JPEG, WebP, GIF or BMP file.") \
                 from None
+
+    image.preprocess = preprocess
+    return image
 
 
 INTRO = """# PPT: token Pruning & Pooling, on your image
@@ -336,7 +339,9 @@ def build_demo(checkpoint: str, examples: str | os.PathLike | None = None, title
                     f"{config.num_initial_tokens} tokens, reduction layers {list(config.reduction_layers)} (0-based).")
         with gr.Row():
             with gr.Column(scale=1):
-                image = CheckedImage(type="filepath", image_mode=None, label="image", elem_id="input-image", sources=["upload", "clipboard"], height=300)
+                image = with_readable_errors(gr.Image(type="filepath", image_mode=None, label="image",
+                                                      elem_id="input-image", sources=["upload", "clipboard"],
+                                                      height=300))
                 tokens = gr.Slider(0, r_max, value=min(default_r, r_max), step=1, label="tokens_removed (r)",
                                    info=f"removed at each reduction layer (at most {r_max}: half the patches; later "
                                         "layers clamp r to half of what is left)")
