@@ -323,10 +323,12 @@ def build_demo(checkpoint: str, examples: str | os.PathLike | None = None, title
         settings = checked_settings(model, tokens_removed, prune_threshold, score_function)
         with lock:
             result = compare(model, processor, rgb, settings, latency_rounds)
-        notes = [*notes, *result.notes]
-        for note in notes:
+        for note in notes:  # what was done to the image
             gr.Warning(note)
-        status = "\n".join(f"- ⚠️ {note}" for note in notes) or "✓ done"
+        for note in result.notes:  # the clamp: how the schedule works, not a fault
+            gr.Info(note)
+        lines = [f"- ⚠️ {note}" for note in notes] + [f"- ℹ️ {note}" for note in result.notes]
+        status = "\n".join(["✓ done", *lines])
         return (status, result.top5_off, result.top5_on, result.maps, cost_table(result.details, device),
                 result.details)
 
@@ -345,7 +347,7 @@ def build_demo(checkpoint: str, examples: str | os.PathLike | None = None, title
                 tokens = gr.Slider(0, r_max, value=min(default_r, r_max), step=1, label="tokens_removed (r)",
                                    info=f"removed at each reduction layer (at most {r_max}: half the patches; later "
                                         "layers clamp r to half of what is left)")
-                threshold = gr.Number(value=config.prune_threshold, label="prune_threshold (τ)", minimum=0,
+                threshold = gr.Number(value=config.prune_threshold, label="prune_threshold (τ)", minimum=0, step=1e-5,
                                       info="an image whose score variance is ≥ τ is pruned, else pooled "
                                            "(0 = always prune; a huge value = always pool)")
                 score = gr.Dropdown(functions, value=config.score_function, label="score function")
