@@ -60,12 +60,21 @@ def load_demo_model(checkpoint: str):
     """
     config_path = Path(checkpoint) / "config.json"
     local = config_path.is_file()
+    looks_local = os.path.exists(checkpoint) or str(checkpoint).startswith(("/", ".", "~")) or os.sep + os.sep in \
+        str(checkpoint) or str(checkpoint).count("/") > 1
+    if looks_local and not local:
+        raise ValueError(f"{str(checkpoint)!r} is not a model folder (no config.json there); give a model folder "
+                         "(train.py output, an export) or a Hub repo id like 'user/name'")
     if local and "auto_map" not in json.loads(config_path.read_text(encoding="utf-8")):
         from modeling_ppt_deit import PPTDeiTForImageClassification
 
         model = PPTDeiTForImageClassification.from_pretrained(checkpoint)
     else:
-        model = AutoModelForImageClassification.from_pretrained(checkpoint, trust_remote_code=True)
+        try:
+            model = AutoModelForImageClassification.from_pretrained(checkpoint, trust_remote_code=True)
+        except OSError as error:  # not found on the Hub, offline without a cached copy, no weights
+            where = "" if local else " (tried as a Hub repo id)"
+            raise OSError(f"{checkpoint!r} could not be loaded{where}: {' '.join(str(error).split())}") from error
     if getattr(model.config, "model_type", None) != "ppt_deit" or not hasattr(model, "compression_settings"):
         raise ValueError(f"{checkpoint!r} did not load as a PPT-DeiT model (got {type(model).__name__}); the demo "
                          "needs a PPT-DeiT checkpoint or export (with trust_remote_code)")
