@@ -65,7 +65,9 @@ NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded"
 UNPINNED_REVISION = "main"
 EXAMPLE_IMAGE_URL = "http://images.cocodataset.org/val2017/000000039769.jpg"
-# The images the Hub's default image-classification widget uses.
+# The images the Hub's default image-classification widget uses: ImageNet photos, so the card offers them only to a
+# 1000-class (ImageNet) model; another model's card shows images of its own evaluation set stored in its repo
+# (`example_files`), or none.
 WIDGET_EXAMPLES = [
     {"src": "https://huggingface.co/datasets/mishig/sample_images/resolve/main/tiger.jpg", "example_title": "Tiger"},
     {"src": "https://huggingface.co/datasets/mishig/sample_images/resolve/main/teapot.jpg", "example_title": "Teapot"},
@@ -368,6 +370,7 @@ def build_model_card(
     result_sources: list[str] | None = None,
     repo_id: str | None = None,
     revision: str = UNPINNED_REVISION,
+    example_files: list[tuple[str, str]] | None = None,
 ) -> ModelCard:
     """Fill `template.md` for a PPT-DeiT `config` (a `PPTDeiTConfig`).
 
@@ -379,6 +382,9 @@ def build_model_card(
         result_sources: file names the results came from (printed in the card).
         repo_id: the Hub repo, for the usage code (default: `training_info["repo_id"]` or a placeholder).
         revision: the revision in the usage code; `push_folder` replaces it with the uploaded commit's hash.
+        example_files: `(title, path in the repo)` of example images stored in the repo (its evaluation images): the
+            widget's examples and the usage code's image. Without them an ImageNet (1000-class) model gets the Hub's
+            sample photos and any other model no widget examples.
     """
     results = dict(results or {})
     info = dict(training_info or {})
@@ -386,6 +392,13 @@ def build_model_card(
     model_name = info.get("model_name") or repo_id.split("/")[-1]
     tags = list(dict.fromkeys(BASE_TAGS + ["vit" if not config.use_distillation_token else "distillation"]
                               + list(info.get("tags") or [])))
+    if example_files:
+        widget = [{"src": f"https://huggingface.co/{repo_id}/resolve/main/{path}", "example_title": title}
+                  for title, path in example_files]
+        example_image_url = widget[0]["src"]
+    else:
+        widget = WIDGET_EXAMPLES if config.num_labels == 1000 else None
+        example_image_url = EXAMPLE_IMAGE_URL
     card_data = ModelCardData(
         license=info.get("license", "apache-2.0"),
         library_name="transformers",
@@ -396,7 +409,7 @@ def build_model_card(
         metrics=["accuracy"],
         model_name=model_name,
         eval_results=_eval_results(results, info) or None,
-        widget=WIDGET_EXAMPLES,
+        widget=widget,
     )
     image_size = config.image_size if isinstance(config.image_size, int) else "x".join(map(str, config.image_size))
     steps = [f"{config.token_schedule()[0][0]} tokens"] + [
@@ -427,7 +440,7 @@ def build_model_card(
         training_rows=_training_rows(info, results),
         repo_id=repo_id,
         revision=revision,
-        example_image_url=EXAMPLE_IMAGE_URL,
+        example_image_url=example_image_url,
         example_tokens_removed=_example_tokens_removed(config),
         dataset=info.get("dataset_name") or info.get("dataset") or NOT_RECORDED,
         trained_with_ppt_note=(
@@ -451,4 +464,7 @@ def pin_usage(card_text: str, repo_id: str, revision: str) -> str:
     if match is None:
         raise ValueError('the card has no `repo_id = "..."` line in its usage code: was it written by model_card?')
     text = card_text.replace(f'"{match.group(1)}"', f'"{repo_id}"')
+    # The widget's example images stored in the repo: the repo's full id (a bare name gets its namespace on upload).
+    text = text.replace(f"https://huggingface.co/{match.group(1)}/resolve/main/",
+                        f"https://huggingface.co/{repo_id}/resolve/main/")
     return _REVISION_LINE.sub(f'revision = "{revision}"', text)

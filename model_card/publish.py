@@ -23,7 +23,11 @@ The folder holds exactly what is uploaded:
 - `preprocessor_config.json`: the image processor;
 - `README.md`: the model card (see `model_card.card`, which documents the result keys it reads);
 - `results.json`: the measured results the card was filled from (normalized, and each source file as given), and
-  the training information.
+  the training information;
+- `examples/` (when given): example images from the model's evaluation set, which the card's widget offers.
+
+`--space` also writes (and uploads, as a Gradio Space) a demo that runs PPT itself on an image: see
+`model_card.space`.
 
 Nothing measured is lost without saying so: an export that would replace a previous export whose results hold
 numbers the new one lacks is refused (`allow_fewer_results` / `--allow_fewer_results` to do it anyway), and the
@@ -66,6 +70,8 @@ from ppt_eval.results import (
 )
 
 from .card import build_model_card, is_export_results, load_results, normalize_results, pin_usage
+from .space import EXAMPLES_DIR, check_space_dir, evaluation_examples, save_examples, \
+    write_space_folder
 
 
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
@@ -136,7 +142,7 @@ def _is_previous_export(folder: Path) -> bool:
     """Only a folder that holds what an export writes and nothing else may be replaced. A model folder with more in
     it (a training run's output, a clone with `.git`) may hold work that replacing it would destroy."""
     names = {entry.name for entry in folder.iterdir()}
-    return set(REQUIRED_FILES) <= names <= set(EXPORT_FILES)
+    return set(REQUIRED_FILES) <= names <= {*EXPORT_FILES, EXAMPLES_DIR}
 
 
 def _resolve_output_dir(output_dir) -> Path:
@@ -213,6 +219,7 @@ def export_folder(
     repo_id: str | None = None,
     verify: bool = True,
     allow_fewer_results: bool = False,
+    example_images=None,
 ) -> Path:
     """Write the folder that `push_folder` uploads (contents in the module docstring) and return its path.
 
@@ -229,6 +236,8 @@ def export_folder(
         verify: reload the written folder and check weights and settings are exactly the model's.
         allow_fewer_results: replace a previous export in `output_dir` even though its results (or training info)
             hold entries that this export lacks; without it that raises `ValueError` naming them.
+        example_images: `(title, PIL image)` pairs from the model's evaluation set, stored as `examples/*.png`; the
+            card's widget offers them (see `model_card.card.build_model_card`'s `example_files`).
     """
     _check_model(model)
     if image_processor is None or not hasattr(image_processor, "save_pretrained"):
@@ -264,6 +273,10 @@ def export_folder(
         for name in CODE_FILES:
             shutil.copyfile(code_dir / name, staging / name)
         image_processor.save_pretrained(staging)
+        example_files = []
+        if example_images:
+            names = save_examples(staging / EXAMPLES_DIR, list(example_images))
+            example_files = [(title, f"{EXAMPLES_DIR}/{name}") for (title, _), name in zip(example_images, names)]
         write_json(staging / RESULTS_FILE, {"results": normalized, "raw": raw, "training_info": training_info})
         card = build_model_card(
             model.config,
@@ -273,6 +286,7 @@ def export_folder(
             num_parameters=sum(p.numel() for p in stock_model.parameters()),
             result_sources=sources,
             repo_id=repo_id,
+            example_files=example_files,
         )
         card.save(staging / "README.md")
         if verify:
@@ -388,6 +402,36 @@ def push_folder(
     return pin_commit.commit_url
 
 
+def push_space(folder, space_id: str, token: str | None = None, private: bool = False,
+               commit_message: str | None = None) -> str:
+    """Upload a Space folder (`model_card.space.write_space_folder`) to the Gradio Space `space_id` (created if
+    needed) and return the commit URL. Failures raise `HubPushError` with what to do next; the folder is unchanged."""
+    folder = Path(folder)
+    if not folder.is_dir() or not (folder / "app.py").is_file():
+        raise ValueError(f"space folder {str(folder)!r} holds no app.py: write it with --space first")
+    check_repo_id(space_id)
+    token = token or get_token()
+    hint = f"The Space folder {folder} was not changed; upload it later with the same command."
+    if not token:
+        raise HubPushError("No Hugging Face token found: pass --token, set HF_TOKEN or run `hf auth login`. " + hint)
+    if constants.HF_HUB_OFFLINE:
+        raise HubPushError("HF_HUB_OFFLINE is set, so nothing can be uploaded. " + hint)
+    api = HfApi(token=token)
+    try:
+        space_id = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private,
+                                   exist_ok=True).repo_id
+        commit = api.upload_folder(folder_path=folder, repo_id=space_id, repo_type="space",
+                                   commit_message=commit_message or "PPT demo Space (Gradio)")
+    except OfflineModeIsEnabled as error:
+        raise HubPushError(f"Offline mode is enabled ({error}). " + hint) from error
+    except HfHubHTTPError as error:
+        raise HubPushError(f"Upload of the Space {space_id} failed: {error}. " + hint) from error
+    except Exception as error:  # connection refused, DNS, timeouts
+        raise HubPushError(f"Could not reach the Hub at {constants.ENDPOINT} to upload the Space {space_id} "
+                           f"({type(error).__name__}: {error}). " + hint) from error
+    return commit.commit_url
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------
@@ -419,6 +463,11 @@ def _parse_args(argv=None) -> argparse.Namespace:
                         help="export a training run that has not finished (no all_results.json) or a checkpoint-N")
     parser.add_argument("--allow_fewer_results", action="store_true",
                         help="replace a previous export in output_dir although it holds results this export lacks")
+    parser.add_argument("--space", nargs="?", const="", default=None, metavar="SPACE_ID",
+                        help="also write a Gradio Space that runs PPT on an image with this model (and upload it "
+                        "after the model unless --dry_run); SPACE_ID defaults to <repo_id>-demo")
+    parser.add_argument("--space_dir", type=Path, default=None,
+                        help="where to write the Space folder (default: outputs/spaces/<space name>)")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", default=None, help="branch to upload to (default: main)")
     parser.add_argument("--commit_message", default=None)
@@ -437,23 +486,46 @@ def main(argv=None) -> int:
     args = _parse_args(argv)
     try:
         check_repo_id(args.repo_id)  # also with --dry_run: the card's usage code names the repo
+        space_id, space_dir = _space_target(args)  # checked before any work
         if args.upload_only:
             folder = check_export_folder(args.checkpoint_dir)
         else:
             folder = _export_checkpoint(args)
             print(f"Exported {folder}")
+        if space_dir is not None:
+            num_labels = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label")
+            write_space_folder(space_dir, args.repo_id, examples=folder / EXAMPLES_DIR,
+                               num_labels=len(num_labels) if isinstance(num_labels, dict) else None)
+            print(f"Wrote the Space folder {space_dir} (try it: PPT_DEMO_CHECKPOINT={folder} python {space_dir}/app.py)")
         if args.dry_run:
             print("Dry run: nothing uploaded.")
             return 0
         url = push_folder(folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
                           commit_message=args.commit_message)
-    except (ValueError, OSError, SafetensorError, HubPushError) as error:
+        if space_dir is not None:
+            print(f"Uploaded: {url}")
+            url = push_space(space_dir, space_id, token=args.token, private=args.private)
+    except (ValueError, OSError, SafetensorError, HubPushError) as error:  # (SpaceFolderError is a ValueError)
         # ValueError: our checks and the config's; OSError: reading the checkpoint or writing the export (a
         # permission, a full disk); SafetensorError: a weights file that safetensors rejects.
         print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     print(f"Uploaded: {url}")
     return 0
+
+
+def _space_target(args) -> tuple[str | None, Path | None]:
+    """The Space's repo id and folder for --space (None, None without it); a bad id or a folder this tool did not
+    write is refused here, before any export."""
+    if args.space is None:
+        return None, None
+    space_id = args.space or f"{args.repo_id}-demo"
+    try:
+        validate_repo_id(space_id)
+    except ValueError as error:
+        raise ValueError(f"--space must be a Space id like 'user-or-org/name', got {space_id!r}: {error}") from None
+    space_dir = args.space_dir or Path("outputs") / "spaces" / space_id.split("/")[-1]
+    return space_id, check_space_dir(space_dir)
 
 
 def unfinished_run_problem(folder: Path) -> str | None:
@@ -518,7 +590,27 @@ def _export_checkpoint(args) -> Path:
     model = load_pretrained(str(checkpoint), f"checkpoint {str(checkpoint)!r}").eval()
     image_processor = AutoImageProcessor.from_pretrained(checkpoint)
     return export_folder(model, image_processor, output_dir, results=list(result_files), training_info=training_info,
-                         allow_fewer_results=args.allow_fewer_results)
+                         allow_fewer_results=args.allow_fewer_results,
+                         example_images=_example_images(checkpoint, training_info))
+
+
+def _example_images(checkpoint: Path, training_info: dict) -> list:
+    """The widget's examples: images of the evaluation split of the dataset the model was trained on, else those a
+    previous export in `checkpoint` stored; none when neither can be had (said on stderr)."""
+    try:
+        examples = evaluation_examples(training_info)
+    except Exception as error:  # offline, a dataset not found, no image column: the export goes on without them
+        print(f"{PROG}: note: no example images from the evaluation set of {training_info.get('dataset')!r} "
+              f"({type(error).__name__}: {_one_line(error)})", file=sys.stderr)
+        examples = []
+    stored = checkpoint / EXAMPLES_DIR
+    if not examples and stored.is_dir():
+        from PIL import Image
+
+        for path in sorted(stored.glob("*.png")):
+            with Image.open(path) as image:
+                examples.append((path.stem.split("_", 1)[-1], image.convert("RGB")))
+    return examples
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Draw what PPT did to one image: which patches were pruned, which were pooled together.
+"""Draw what PPT did to one or more images, layer by layer: which patches each reduction layer pruned, which it
+pooled together, and why (the image's score variance against tau).
 
-`patch_owners` turns a model's `token_sources` into a patch grid that says, for every input patch, which final
-token carries it (or -1 when it was pruned). `draw_token_map` paints that grid over the image: each final token's
-patches in their mean colour, pruned patches dark, borders between tokens.
+The figure is `ppt_eval.token_maps.token_map_figure` (one row per image: the input, then one panel per reduction
+layer; a title with the settings and a legend); this command runs the model with source tracking on and saves it.
 
-    python -m ppt_analysis visualize --checkpoint outputs/digits --image photo.png --output token_map.png
+    python -m ppt_analysis visualize --checkpoint outputs/digits --image digit.png --output token_maps.png
+    python -m ppt_analysis visualize --arch deit-small --image a.jpg b.jpg --output maps.png --png_colours 64
 """
 
 from __future__ import annotations
@@ -15,91 +16,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ppt_eval.arguments import MachineArguments, ModelSourceArguments, PPTArguments
 from ppt_eval.preprocessing import load_image_processor
 from ppt_eval.results import atomic_path
+from ppt_eval.token_maps import figure_pixels, layer_maps, model_view, patch_grid, patch_owners, token_map_figure
 
 from .common import load_placed_model
 
 
-def patch_owners(sources: torch.Tensor, num_protected: int, grid: tuple[int, int]) -> torch.Tensor:
-    """For one image, the final token that covers each input patch.
+__all__ = ["VisualizeArguments", "check_output", "load_image", "patch_owners", "run", "token_map_figure"]
 
-    Args:
-        sources: `[N_out, N_in]` 0/1 map of one image (`outputs.token_sources[b]`), protected tokens first on both
-            axes. Protected tokens (CLS, DIST) never take part in merging, so they only cover themselves.
-        num_protected: CLS (and DIST) count.
-        grid: `(rows, columns)` of patches.
-
-    Returns:
-        `[rows, columns]` long tensor: index of the final non-protected token (0-based) covering the patch, -1 where
-        the patch was pruned.
-    """
-    patch_sources = sources[num_protected:, num_protected:].float()  # [final patch tokens, input patches]
-    if patch_sources.shape[1] != grid[0] * grid[1]:
-        raise ValueError(f"sources cover {patch_sources.shape[1]} patches, but the grid {grid} has {grid[0] * grid[1]}")
-    owners = patch_sources.argmax(dim=0)
-    owners[patch_sources.sum(dim=0) == 0] = -1
-    return owners.view(grid)
-
-
-PRUNED_COLOUR = (220, 40, 40)
-
-
-def draw_token_map(image: Image.Image, owners: torch.Tensor, scale: int = 1) -> Image.Image:
-    """The image (already at the model's input size) beside its token map, enlarged `scale` times.
-
-    Each final token's patches are filled with their mean colour, pruned patches are darkened and crossed out in
-    red (so that they show on dark backgrounds too), and white lines separate patches of different tokens.
-    """
-    rows, columns = owners.shape
-    width, height = image.size
-    patch_h, patch_w = height // rows, width // columns
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-    painted = pixels.copy()
-    owner_grid = owners.numpy()
-    for token in np.unique(owner_grid):
-        mask = np.kron(owner_grid == token, np.ones((patch_h, patch_w), dtype=bool))
-        if token < 0:
-            painted[mask] = pixels[mask] * 0.2
-        else:
-            painted[mask] = pixels[mask].mean(axis=0)
-    token_map = Image.fromarray(painted.clip(0, 255).astype(np.uint8))
-    original = image.convert("RGB")
-    if scale != 1:
-        size = (width * scale, height * scale)
-        token_map, original = token_map.resize(size, Image.NEAREST), original.resize(size, Image.NEAREST)
-    draw = ImageDraw.Draw(token_map)
-    step_h, step_w = patch_h * scale, patch_w * scale
-    for row in range(rows):
-        for column in range(columns):
-            if owner_grid[row, column] < 0:
-                left, top = column * step_w, row * step_h
-                right, bottom = left + step_w - 1, top + step_h - 1
-                draw.line([(left, top), (right, bottom)], fill=PRUNED_COLOUR)
-                draw.line([(left, bottom), (right, top)], fill=PRUNED_COLOUR)
-            if column + 1 < columns and owner_grid[row, column] != owner_grid[row, column + 1]:
-                x = (column + 1) * step_w
-                draw.line([(x, row * step_h), (x, (row + 1) * step_h)], fill=(255, 255, 255))
-            if row + 1 < rows and owner_grid[row, column] != owner_grid[row + 1, column]:
-                y = (row + 1) * step_h
-                draw.line([(column * step_w, y), ((column + 1) * step_w, y)], fill=(255, 255, 255))
-    canvas = Image.new("RGB", (original.width * 2 + 8, original.height), (255, 255, 255))
-    canvas.paste(original, (0, 0))
-    canvas.paste(token_map, (original.width + 8, 0))
-    return canvas
-
-
-# Extensions --output may have, and the PIL format each is written in (those this PIL can write).
-OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-                  ".webp": "WEBP"}
+# Extensions --output may have, and the matplotlib format each is written in.
+OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg", ".tif": "tiff",
+                  ".tiff": "tiff", ".webp": "webp"}
 
 
 def output_formats() -> dict[str, str]:
-    Image.init()
-    return {ext: name for ext, name in OUTPUT_FORMATS.items() if name in Image.SAVE}
+    from matplotlib.figure import Figure
+
+    supported = Figure().canvas.get_supported_filetypes()
+    return {ext: name for ext, name in OUTPUT_FORMATS.items() if ext[1:] in supported}
 
 
 def load_image(path: str) -> Image.Image:
@@ -111,12 +49,12 @@ def load_image(path: str) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except OSError as error:  # PIL's UnidentifiedImageError, a truncated file, no permission
+    except (OSError, Image.DecompressionBombError) as error:  # not an image, truncated, no permission, too large
         raise ValueError(f"--image {path!r} is not an image PIL can read ({error})") from None
 
 
 def check_output(path: str) -> str:
-    """Check --output before any work: a known image extension, in a folder that exists. Returns the PIL format."""
+    """Check --output before any work: a known image extension, in a folder that exists. Returns the format."""
     if os.path.isdir(path):
         raise ValueError(f"--output {path!r} is a folder; give an image file name")
     formats = output_formats()
@@ -132,50 +70,81 @@ def check_output(path: str) -> str:
     return formats[extension]
 
 
-def save_image_atomically(image: Image.Image, path: str, image_format: str) -> None:
-    """Write via a temporary file in the same folder, so a failure never leaves half an image."""
+def save_figure_atomically(figure, path: str, file_format: str, png_colours: int | None = None) -> None:
+    """Write via a temporary file in the same folder, so a failure never leaves half an image. With `png_colours`,
+    a PNG is stored with a palette of that many colours (a few times smaller, for documents)."""
     with atomic_path(path) as temporary:
-        image.save(temporary, format=image_format)
+        if png_colours is None or file_format != "png":
+            figure.savefig(temporary, format=file_format)
+            return
+        palette = Image.fromarray(figure_pixels(figure)).quantize(colors=png_colours, method=Image.Quantize.MEDIANCUT,
+                                                   dither=Image.Dither.NONE)
+        palette.save(temporary, format="PNG", optimize=True)
+
+
+def model_description(args) -> str:
+    """The model in the figure's title; random weights (--arch) are said so, since their maps show no learned
+    attention."""
+    return f"{args.model_name}, random weights: untrained attention" if args.arch else args.model_name
 
 
 @dataclass
 class VisualizeArguments(MachineArguments, PPTArguments, ModelSourceArguments):
-    """Draw which patches one image pruned and which it pooled together, beside the image."""
+    """Draw, layer by layer, which patches images pruned and which they pooled together (one row per image)."""
 
-    image: str | None = field(default=None, metadata={"help": "An image file.", "required": True})
-    output: str = field(default="token_map.png", metadata={
-        "help": "The picture to write, side by side: the image | its token map (.png, .jpg, ...)."})
+    image: list[str] = field(default=None, metadata={"help": "One or more image files (one row each).",
+                                                     "required": True})
+    output: str = field(default="token_maps.png", metadata={
+        "help": "The figure to write (.png, .jpg, .pdf, .svg, ...)."})
+    dpi: int = field(default=100, metadata={"help": "Resolution of the figure (dots per inch)."})
+    png_colours: int | None = field(default=None, metadata={
+        "help": "Store a .png with a palette of this many colours (2-256): a few times smaller, for documents."})
 
     def validate(self) -> None:
         check_output(self.output)  # bad paths fail here, before the model loads
-        load_image(self.image)
+        for path in self.image:
+            load_image(path)
+        if self.dpi < 10:
+            raise ValueError(f"--dpi {self.dpi} must be >= 10")
+        if self.png_colours is not None and not 2 <= self.png_colours <= 256:
+            raise ValueError(f"--png_colours {self.png_colours} must be between 2 and 256")
 
 
 def run(args: VisualizeArguments) -> int:
-    image_format = check_output(args.output)
-    image = load_image(args.image)
+    file_format = check_output(args.output)
+    images = [load_image(path) for path in args.image]
     model, device = load_placed_model(args)
-    model.configure_compression(track_sources=True)
     config = model.config
     processor = load_image_processor(args.checkpoint, config.image_size)  # its own, or resize + ImageNet stats
-    pixel_values = processor(images=image, return_tensors="pt").pixel_values
-    with torch.no_grad():
+    pixel_values = processor(images=images, return_tensors="pt").pixel_values
+    with torch.no_grad(), model.compression_settings(track_sources=True):
         outputs = model(pixel_values.to(device=device, dtype=next(model.parameters()).dtype), output_compression=True)
-    patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
-    grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
-    owners = patch_owners(outputs.token_sources[0].cpu(), config.num_protected_tokens, grid)
-    shown = image.resize((grid[1] * patch, grid[0] * patch), Image.BICUBIC)
-    scale = max(1, 448 // shown.width)
-    save_image_atomically(draw_token_map(shown, owners, scale=scale), args.output, image_format)
-    for step in outputs.compression:
-        if step.pruned is None:
-            print(f"layer {step.layer_index}: {step.tokens_before} tokens, too few left to remove any")
-            continue
-        policy = "pruned" if bool(step.pruned[0]) else "pooled"
-        print(f"layer {step.layer_index}: {step.tokens_before} -> {step.tokens_after} tokens, {policy} "
-              f"(score variance {float(step.score_variance[0]):.3g} vs tau {config.prune_threshold:g})")
-    predicted = int(outputs.logits[0].argmax())
-    label = config.id2label.get(predicted, str(predicted))
-    print(f"prediction: {label}; {int((owners < 0).sum())} of {owners.numel()} patches pruned, "
-          f"{len(torch.unique(owners[owners >= 0]))} tokens left; wrote {args.output}")
+    grid = patch_grid(config, pixel_values)
+    probabilities = outputs.logits.float().softmax(-1).cpu()
+    titles, summaries = [], []
+    for index, path in enumerate(args.image):
+        predicted = int(probabilities[index].argmax())
+        label = config.id2label.get(predicted, str(predicted))
+        titles.append(f"{os.path.basename(path)}: predicted {label} ({float(probabilities[index, predicted]):.1%})")
+        summaries.append((path, label, layer_maps(outputs, config, index, grid)))
+
+    figure = token_map_figure(model_view(pixel_values, processor), outputs, config, grid=grid, image_titles=titles,
+                              title=f"What PPT did to {'the image' if len(images) == 1 else 'each image'}, layer by "
+                                    f"layer ({model_description(args)})", dpi=args.dpi)
+    save_figure_atomically(figure, args.output, file_format, args.png_colours)
+
+    for path, label, maps in summaries:
+        print(f"{path}:")
+        for layer in maps:
+            if layer.policy is None:
+                print(f"  layer {layer.layer_index}: {layer.tokens_before} tokens, too few left to remove any")
+                continue
+            clamp = f" (r = {layer.tokens_removed_configured} clamped to {layer.tokens_removed})" if layer.clamped else ""
+            print(f"  layer {layer.layer_index}: {layer.tokens_before} -> {layer.tokens_after} tokens, {layer.policy} "
+                  f"(score variance {layer.score_variance:.3g} vs tau {config.prune_threshold:g}){clamp}")
+        final = maps[-1].owners if maps else patch_owners(outputs.token_sources[0], config.num_protected_tokens, grid)
+        final = np.asarray(final)
+        print(f"  prediction: {label}; {int((final < 0).sum())} of {final.size} patches pruned, "
+              f"{len(np.unique(final[final >= 0]))} tokens left")
+    print(f"wrote {args.output}")
     return 0

@@ -30,7 +30,9 @@ def test_card_metadata_parses_with_model_index():
     assert metadata["base_model"] == TRAINING_INFO["base_model"]
     assert metadata["datasets"] == [TRAINING_INFO["dataset"]]
     assert {"vision", "image-classification", "token-pruning", "token-merging", "ppt", "deit"} <= set(metadata["tags"])
-    assert metadata["widget"] and all(entry["src"].startswith("https://") for entry in metadata["widget"])
+    # A 10-class CIFAR-10 model exported without example images: no widget examples (the Hub's ImageNet photos would
+    # not fit its task; tests/test_space_publish.py checks a digits model's own examples).
+    assert "widget" not in metadata
 
     card = ModelCard.load(readme)
     (result,) = card.data.eval_results  # top-1 only: no result file has top-5

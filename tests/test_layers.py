@@ -113,3 +113,20 @@ def test_the_check_sees_a_wrong_import(tmp_path):
     found = project_imports("ppt_eval.bad", bad, set(MODULES) | {"ppt_eval.sweep"})
     assert found == {"ppt_eval.sweep", "benchmark"}
     assert component_of("benchmark") not in COMPONENTS["ppt_eval"][1]
+
+
+def test_gradio_is_imported_by_the_demo_app_alone():
+    """gradio is the optional `.[demo]` extra: only the app module imports it, and the core install does not need it."""
+    import tomllib
+
+    importers = set()
+    for module, path in source_files().items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] in ("gradio", "gradio_client") for name in names):
+                importers.add(module)
+    assert importers == {"model_card.space_app"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(requirement.startswith("gradio") for requirement in project["dependencies"])
+    assert any(requirement.startswith("gradio") for requirement in project["optional-dependencies"]["demo"])

@@ -1,0 +1,195 @@
+# Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
+"""`python -m model_card.publish ... --space`: the model repo's example images come from its evaluation set (the
+digits' test split here, checked against scikit-learn's digits directly), the Space folder holds what a Space needs
+and runs from its own copies of the code, a folder the tool did not write is never replaced, and the upload goes to
+a Gradio Space. Never reaches the real network."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from huggingface_hub import constants, metadata_load
+from PIL import Image
+
+from hub_fixtures import folder_snapshot, offline_env, run_python, tiny_image_processor, tiny_trained_model
+from model_card import publish
+from model_card.space import SPACE_CODE, is_space_folder
+
+
+REPO = "someone/tiny-digits"
+DIGITS_INFO = {"dataset_name": "scikit-learn digits", "eval_split": "test", "epochs": 1}
+
+
+def digits_run(path):
+    """A finished train.py run on the digits, as the publish CLI sees it."""
+    tiny_trained_model(steps=1).save_pretrained(path)
+    tiny_image_processor().save_pretrained(path)
+    (path / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    (path / "training_info.json").write_text(json.dumps(DIGITS_INFO))
+    return path
+
+
+def first_test_digit_of_each_label(count=4):
+    """Independently of model_card: the digits' test split (ppt_eval's one split rule), the first image of each new
+    label in row order."""
+    from ppt_eval.data import load_digits_dataset
+
+    test = load_digits_dataset()["test"]
+    found, seen = [], set()
+    for row in test:
+        if row["label"] not in seen:
+            seen.add(row["label"])
+            found.append((str(row["label"]), np.asarray(row["image"].convert("RGB"))))
+        if len(found) == count:
+            return found
+    return found
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    root = tmp_path_factory.mktemp("space_publish")
+    run = digits_run(root / "run")
+    code = publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(root / "export"), "--space",
+                         "--space_dir", str(root / "space")])
+    assert code == 0
+    return root
+
+
+def test_the_model_repo_stores_digits_from_its_test_split_and_the_widget_shows_them(published):
+    export = published / "export"
+    expected = first_test_digit_of_each_label()
+    files = sorted((export / "examples").iterdir())
+    assert [path.name for path in files] == [f"{index}_{label}.png" for index, (label, _) in enumerate(expected)]
+    for path, (_, pixels) in zip(files, expected):
+        np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), pixels)
+    widget = metadata_load(export / "README.md")["widget"]
+    assert widget == [{"src": f"https://huggingface.co/{REPO}/resolve/main/examples/{path.name}",
+                       "example_title": label} for path, (label, _) in zip(files, expected)]
+    assert "mishig/sample_images" not in (export / "README.md").read_text()  # no ImageNet photos for digits
+    publish.check_export_folder(export)
+
+
+def test_the_space_folder_holds_app_pinned_requirements_card_code_and_examples(published):
+    space = published / "space"
+    assert is_space_folder(space)
+    card = metadata_load(space / "README.md")
+    assert card["sdk"] == "gradio" and card["models"] == [REPO] and card["app_file"] == "app.py"
+    assert card["sdk_version"] == metadata.version("gradio")
+    requirements = (space / "requirements.txt").read_text().splitlines()
+    for name in ("gradio", "transformers", "torch", "matplotlib", "huggingface_hub"):
+        assert f"{name}=={metadata.version(name)}" in requirements
+    assert f'"{REPO}"' in (space / "app.py").read_text()
+    assert folder_snapshot(space / "examples") == folder_snapshot(published / "export" / "examples")
+    for target in SPACE_CODE:
+        assert (space / target).is_file()
+
+
+@pytest.mark.slow
+def test_the_space_runs_from_its_own_copies_of_the_code(published):
+    """In a fresh process started in the Space folder (as a Space runs app.py), serving the exported repo (its remote
+    code): the app's modules are the folder's copies, and an example image runs through it."""
+    script = """
+import json, os, sys
+from pathlib import Path
+import app, space_app, ppt_eval.cost, ppt_eval.token_maps, modeling_ppt_deit
+here = Path.cwd().resolve()
+for module in (space_app, ppt_eval.cost, ppt_eval.token_maps, modeling_ppt_deit):
+    assert Path(module.__file__).resolve().is_relative_to(here), module.__file__
+from gradio_client import Client, handle_file
+app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=int(sys.argv[1]), quiet=True)
+example = sorted((here / "examples").iterdir())[0]
+status, off, on, maps, cost, details = Client(f"http://127.0.0.1:{sys.argv[1]}/", verbose=False).predict(
+    handle_file(str(example)), 8, 7e-5, "ats", api_name="/run")
+print(json.dumps({"on": on["label"], "panels": details["panels"], "status": status}))
+app.demo.close()
+"""
+    from helpers import free_port
+
+    env = offline_env(PPT_DEMO_CHECKPOINT=str(published / "export"))
+    env.pop("PYTHONPATH", None)
+    done = run_python(script, args=[str(free_port())], env=env, cwd=published / "space", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"on"')))
+    assert result["panels"] == ["input", "after layer 1", "after layer 2"]
+    assert result["on"] in json.loads((published / "export" / "config.json").read_text())["id2label"].values()
+
+
+def test_a_folder_the_tool_did_not_write_is_never_replaced(published, tmp_path, capsys):
+    run = published / "run"
+    theirs = tmp_path / "their_space"
+    theirs.mkdir()
+    (theirs / "app.py").write_text("their app")
+    (theirs / "notes.md").write_text("keep me")
+    before = folder_snapshot(theirs)
+    code = publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
+                         "--space", "--space_dir", str(theirs)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "is not a Space this tool wrote" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert folder_snapshot(theirs) == before
+    assert not (tmp_path / "export").exists()  # refused before any work
+    # A bad Space id is one line too.
+    assert publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
+                         "--space", "a/b/c"]) == 1
+    assert "--space must be a Space id" in capsys.readouterr().err
+
+    # A Space it wrote is replaced (here by the same Space written again).
+    space = published / "space"
+    code = publish.main([str(published / "export"), "--repo_id", REPO, "--dry_run", "--upload_only", "--space",
+                         "--space_dir", str(space)])
+    assert code == 0 and is_space_folder(space)
+
+
+class RecordingApi:
+    calls: list = []
+
+    def __init__(self, token=None):
+        RecordingApi.calls.append(("init", token))
+
+    def create_repo(self, repo_id, **kwargs):
+        RecordingApi.calls.append(("create_repo", repo_id, kwargs))
+        return SimpleNamespace(repo_id=repo_id if "/" in repo_id else f"me/{repo_id}")
+
+    def create_branch(self, repo_id, **kwargs):
+        RecordingApi.calls.append(("create_branch", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        RecordingApi.calls.append(("upload_folder", kwargs))
+        return SimpleNamespace(oid="a" * 40, commit_url=f"https://hub.test/{kwargs['repo_id']}/commit/{'a' * 40}")
+
+    def upload_file(self, **kwargs):
+        RecordingApi.calls.append(("upload_file", kwargs))
+        return SimpleNamespace(oid="b" * 40, commit_url=f"https://hub.test/{kwargs['repo_id']}/commit/{'b' * 40}")
+
+
+def test_the_space_is_uploaded_as_a_gradio_space_after_the_model(published, monkeypatch, capsys):
+    RecordingApi.calls = []
+    monkeypatch.setattr(publish, "HfApi", RecordingApi)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    space = published / "space"
+    before = folder_snapshot(space)
+    code = publish.main([str(published / "export"), "--repo_id", REPO, "--upload_only", "--space", "someone/demo",
+                         "--space_dir", str(space), "--token", "hf_x"])
+    assert code == 0, capsys.readouterr().err
+    uploads = [call for call in RecordingApi.calls if call[0] in ("create_repo", "upload_folder")]
+    assert uploads[0][1] == REPO and uploads[0][2].get("repo_type", "model") == "model"
+    assert uploads[1][1]["repo_id"] == REPO
+    assert uploads[2][1] == "someone/demo" and uploads[2][2]["repo_type"] == "space"
+    assert uploads[2][2]["space_sdk"] == "gradio"
+    assert uploads[3][1]["repo_id"] == "someone/demo" and uploads[3][1]["repo_type"] == "space"
+    assert uploads[3][1]["folder_path"] == space
+    assert folder_snapshot(space) == before
+    out = capsys.readouterr().out
+    assert "https://hub.test/someone/demo/commit/" in out
+
+    # Without a token: a clear line, nothing sent.
+    RecordingApi.calls = []
+    monkeypatch.setattr(publish, "get_token", lambda: None)
+    assert publish.main([str(published / "export"), "--repo_id", REPO, "--upload_only", "--space",
+                         "--space_dir", str(space)]) == 1
+    assert "No Hugging Face token found" in capsys.readouterr().err
+    assert not [call for call in RecordingApi.calls if call[0] != "init"]
