@@ -110,7 +110,7 @@ class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, Model
                 "weights, the same exporter) and time both in ONNX Runtime, interleaved with the eager models "
                 "(needs pip install \".[onnx]\")."})
     onnx_dir: str | None = field(default=None, metadata={
-        "help": "With --backend onnxruntime: write ppt.onnx / stock.onnx here and reuse them on later runs when they "
+        "help": "With --backend onnxruntime: write ppt.onnx / stock.onnx here (created if needed) and reuse them on later runs when they "
                 "were exported from the same weights, settings and opset (default: a temporary folder)."})
     onnx_opset: int = field(default=18, metadata={"help": "With --backend onnxruntime: the ONNX opset (18..22)."})
     onnx_graph_report: bool = field(default=False, metadata={
@@ -143,8 +143,8 @@ def check_onnx_backend(args: BenchmarkArguments) -> None:
         raise ValueError("--backend onnxruntime compares PPT with the stock model in ONNX Runtime: drop --no_stock")
     if args.dtype != "fp32":
         raise ValueError(f"--backend onnxruntime exports fp32 graphs; got --dtype {args.dtype}")
-    if args.onnx_dir is not None and not os.path.isdir(args.onnx_dir):
-        raise ValueError(f"--onnx_dir {args.onnx_dir!r} is not an existing folder")
+    if args.onnx_dir is not None and os.path.exists(args.onnx_dir) and not os.path.isdir(args.onnx_dir):
+        raise ValueError(f"--onnx_dir {args.onnx_dir!r} exists and is not a folder")
     missing = []
     for name in ONNX_DEPENDENCIES:  # imported here, on the backend's path only: eager runs need none of them
         try:
@@ -280,7 +280,9 @@ def measure_cost(model, cost, one_image: torch.Tensor, args: BenchmarkArguments)
         "tokens_per_layer": cost.tokens_per_layer,
     }
     if args.flop_check:
-        counted = flop_count(model, one_image)
+        # Two copies of the image: the batch path, whose cost the cost model describes (at batch 1 on the CPU a
+        # pruned image skips the bipartite matching, so its count would fall short of the cost model's overhead).
+        counted = flop_count(model, one_image.expand(2, *one_image.shape[1:]))
         entry["counter_flops"] = counted.flops_per_image
         entry["counter_flops_by_operator"] = counted.by_operator
         entry["counter_vs_cost_model"] = relative_difference(counted.flops_per_image, cost.flops)
@@ -473,6 +475,8 @@ def benchmark(args: BenchmarkArguments) -> dict:
     with tempfile.TemporaryDirectory(prefix="ppt-onnx-") as temporary:
         onnx_sessions = {}
         if args.backend == "onnxruntime":  # exported on the CPU in fp32, before the models move
+            if args.onnx_dir is not None:
+                os.makedirs(args.onnx_dir, exist_ok=True)
             onnx_sessions, results["onnxruntime"] = onnxruntime_sessions(models, args, device,
                                                                          args.onnx_dir or temporary)
             for name, source in ONNX_MODELS.items():
@@ -547,7 +551,7 @@ def notes(results: dict) -> list[str]:
         return [f"at layer {step['layer_index']}: {step['tokens']} tokens, r={step['tokens_removed']}, batch "
                 f"{results['batch_size']}; median of {len(step['timings']['layer']['images_per_second'])} rounds"]
     lines = ["MACs = multiply-accumulates per image from the spec's cost model (the paper's 'GFLOPs'); GFLOPs = 2 x "
-             "MACs; counter = torch.utils.flop_counter on a real batch-1 forward; diff = |counter - 2*MACs| / 2*MACs."]
+             "MACs; counter = torch.utils.flop_counter on a real forward (per image, batch path); diff = |counter - 2*MACs| / 2*MACs."]
     for name, entry in results["models"].items():
         if entry.get("compression_macs"):
             lines.append(f"{name}: the compression step's matmuls (CLS row, bipartite similarity) add "

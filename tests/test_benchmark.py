@@ -221,8 +221,7 @@ def test_onnxruntime_backend_times_ppt_and_stock_graphs_interleaved(tiny_checkpo
     """PPT and the stock model are exported (same weights), checked against PyTorch and timed in ONNX Runtime in the
     same rounds as the eager models; a second run reuses the files, a changed tau re-exports the PPT graph only."""
     pytest.importorskip("onnxruntime")
-    onnx_dir, out = tmp_path / "onnx", tmp_path / "run"
-    onnx_dir.mkdir()
+    onnx_dir, out = tmp_path / "onnx", tmp_path / "run"  # the folder is created
     argv = ["--checkpoint", tiny_checkpoint, "--backend", "onnxruntime", "--onnx_dir", str(onnx_dir), *ONNX_RUN]
     assert main([*argv, "--output_dir", str(out)]) == 0
     assert "ppt_onnx_vs_stock_onnx" in capsys.readouterr().out
@@ -260,7 +259,7 @@ def test_onnxruntime_backend_refuses_what_it_cannot_do(tiny_checkpoint, tmp_path
         (["--no_stock"], "drop --no_stock"),
         (["--dtype", "bf16"], "exports fp32 graphs; got --dtype bf16"),
         (["--onnx_opset", "17"], "opset 17 is not supported"),
-        (["--onnx_dir", str(tmp_path / "absent")], "absent' is not an existing folder"),
+        (["--onnx_dir", str(foreign / "ppt.onnx")], "ppt.onnx' exists and is not a folder"),
     ]
     for extra, message in cases:
         assert main([*base, *extra]) == 2, extra
