@@ -8,6 +8,7 @@
     python benchmark.py --arch deit-small --compile                                     # + torch.compile
     python benchmark.py --arch deit-base --image_size 384 --cost_only                   # MACs only
     python benchmark.py --arch deit-small --mode step_cost                              # the compression step
+    python benchmark.py --arch deit-small --backend onnxruntime --threads 2            # + ONNX Runtime
     python benchmark.py --checkpoint outputs/digits --dataset_name digits               # + top-1 / top-5
 
     # accuracy over several processes (each image evaluated once, results gathered); streaming for large data
@@ -26,6 +27,10 @@ How it measures:
   (`ppt_eval.cost`); the compression step's small matmuls are reported apart.
 - CPU peak memory: live tensor storages created during one call (a lower bound: no kernel scratch buffers, no
   allocator caching); on CUDA, `max_memory_allocated`.
+- `--backend onnxruntime`: PPT and the stock model (the same weights) are exported the same way
+  (`ppt_eval.onnx_export`: torch's dynamo exporter, dynamic batch), checked against PyTorch, and timed in ONNX
+  Runtime sessions with `--threads` intra-op threads, interleaved with the eager models in the same rounds
+  (`ppt_onnx`, `stock_onnx`; their ratio is `ppt_onnx_vs_stock_onnx`). Needs `pip install ".[onnx]"`.
 - `--mode step_cost`: the compression step alone against the whole layer it sits in, at the first reduction layer.
 - Several processes (`accelerate launch --num_processes N`) share the accuracy evaluation; timing is refused there
   (the processes would time their contention), so such runs take `--cost_only`.
@@ -36,7 +41,9 @@ All results go into one dict (`benchmark`), printed and written as `benchmark_<m
 from __future__ import annotations
 
 import copy
+import importlib
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -98,6 +105,16 @@ class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, Model
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size of the accuracy evaluation."})
     output_dir: str | None = field(default=None, metadata={"help": "Write benchmark_<mode>.json / .csv / .md here."})
     progress: bool = field(default=True, metadata={"help": "Progress bars (--no_progress: none, also transformers')."})
+    backend: Literal["pytorch", "onnxruntime"] = field(default="pytorch", metadata={
+        "help": "pytorch: eager (and --compile). onnxruntime: also export PPT and the stock model to ONNX (the same "
+                "weights, the same exporter) and time both in ONNX Runtime, interleaved with the eager models "
+                "(needs pip install \".[onnx]\")."})
+    onnx_dir: str | None = field(default=None, metadata={
+        "help": "With --backend onnxruntime: write ppt.onnx / stock.onnx here (created if needed) and reuse them on later runs when they "
+                "were exported from the same weights, settings and opset (default: a temporary folder)."})
+    onnx_opset: int = field(default=18, metadata={"help": "With --backend onnxruntime: the ONNX opset (18..22)."})
+    onnx_graph_report: bool = field(default=False, metadata={
+        "help": "With --backend onnxruntime: count the operators of both graphs after ONNX Runtime's optimisation."})
 
     def validate(self) -> None:
         check_at_least(self, 1, "batch_size", "rounds", "iterations", "latency_rounds", "latency_iterations",
@@ -108,6 +125,38 @@ class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, Model
         if processes > 1 and (self.mode != "inference" or not self.cost_only or self.dataset_name is None):
             raise ValueError(f"{processes} processes share an accuracy evaluation only: give --dataset_name and "
                              "--cost_only (timing several processes at once would measure their contention)")
+        if self.backend == "onnxruntime":
+            check_onnx_backend(self)
+        elif self.onnx_dir is not None or self.onnx_graph_report:
+            raise ValueError("--onnx_dir and --onnx_graph_report belong to --backend onnxruntime")
+
+
+ONNX_DEPENDENCIES = ("onnx", "onnxscript", "onnxruntime")
+
+
+def check_onnx_backend(args: BenchmarkArguments) -> None:
+    """What --backend onnxruntime needs: inference timing, the stock comparator, fp32, the optional packages."""
+    if args.mode != "inference" or args.cost_only:
+        what = "--cost_only" if args.cost_only else f"--mode {args.mode}"
+        raise ValueError(f"--backend onnxruntime times inference; it cannot run with {what}")
+    if not args.stock:
+        raise ValueError("--backend onnxruntime compares PPT with the stock model in ONNX Runtime: drop --no_stock")
+    if args.dtype != "fp32":
+        raise ValueError(f"--backend onnxruntime exports fp32 graphs; got --dtype {args.dtype}")
+    if args.onnx_dir is not None and os.path.exists(args.onnx_dir) and not os.path.isdir(args.onnx_dir):
+        raise ValueError(f"--onnx_dir {args.onnx_dir!r} exists and is not a folder")
+    missing = []
+    for name in ONNX_DEPENDENCIES:  # imported here, on the backend's path only: eager runs need none of them
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ValueError(f"--backend onnxruntime needs the optional ONNX dependencies ({', '.join(missing)} not "
+                         "installed): pip install \".[onnx]\"")
+    from ppt_eval.onnx_export import check_opset
+
+    check_opset(args.onnx_opset)
 
 
 # ---- the models -------------------------------------------------------------------------------------------------------
@@ -152,6 +201,76 @@ def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: to
 # ---- measurements -----------------------------------------------------------------------------------------------------
 
 
+ONNX_MODELS = {"ppt_onnx": "ppt", "stock_onnx": "stock_sdpa"}  # ONNX Runtime model -> the PyTorch model exported
+
+
+def export_for_onnxruntime(models: dict, args: BenchmarkArguments, folder: str) -> dict:
+    """Export `ppt` and `stock_sdpa` (CPU, fp32, the same weights) to `folder`/ppt.onnx and stock.onnx, or reuse
+    the files there when their fingerprint (weights, config, opset, torch) matches. A file there that this tool
+    did not write (no fingerprint) is never replaced. Returns how each file was obtained."""
+    from ppt_eval.onnx_export import (
+        FINGERPRINT_KEY,
+        export_fingerprint,
+        export_onnx,
+        export_stock_classifier,
+        file_metadata,
+    )
+
+    exporters = {"ppt_onnx": export_onnx, "stock_onnx": export_stock_classifier}
+    report = {}
+    for name, source in ONNX_MODELS.items():
+        path = os.path.join(folder, name.removesuffix("_onnx") + ".onnx")
+        fingerprint = export_fingerprint(models[source], args.onnx_opset)
+        existing = None
+        if os.path.exists(path):
+            try:
+                existing = file_metadata(path).get(FINGERPRINT_KEY)
+            except ValueError:
+                existing = None
+        if os.path.exists(path) and existing is None:
+            raise ValueError(f"{path!r} exists and was not written by benchmark.py (no {FINGERPRINT_KEY}); it is "
+                             "left as it is: give another --onnx_dir")
+        started = time.perf_counter()
+        reused = existing == fingerprint
+        if not reused:
+            exporters[name](models[source], path, args.onnx_opset, overwrite=existing is not None,
+                            metadata={FINGERPRINT_KEY: fingerprint})
+        report[name] = {"path": path, "reused": reused, "export_seconds": time.perf_counter() - started}
+    return report
+
+
+def onnxruntime_sessions(models: dict, args: BenchmarkArguments, device, folder: str) -> tuple[dict, dict]:
+    """ONNX Runtime sessions of `ppt` and `stock_sdpa` (exported into `folder`), checked against PyTorch on two
+    images: name -> session, and what to record about them."""
+    import onnxruntime
+
+    from ppt_eval.onnx_export import max_difference, onnx_session, operator_counts
+
+    files = export_for_onnxruntime(models, args, folder)
+    threads = args.threads or torch.get_num_threads()
+    sessions = {name: onnx_session(entry["path"], threads=threads, device=device) for name, entry in files.items()}
+    config = models["ppt"].config
+    check = torch.randn(2, config.num_channels, config.image_size, config.image_size,
+                        generator=torch.Generator().manual_seed(args.seed + 1))
+    info = {
+        "onnxruntime_version": onnxruntime.__version__,
+        "providers": sessions["ppt_onnx"].get_providers(),
+        "intra_op_threads": threads,
+        "opset": args.onnx_opset,
+        "files": files,
+        "max_abs_logits_difference_vs_pytorch": {
+            name: max_difference(models[ONNX_MODELS[name]], session, check) for name, session in sessions.items()},
+    }
+    if args.onnx_graph_report:
+        info["operators_after_ort_optimisation"] = {}
+        for name, entry in files.items():
+            optimized = entry["path"].removesuffix(".onnx") + ".ort-optimized.onnx"
+            onnx_session(entry["path"], threads=threads, device=device, optimized_model_path=optimized)
+            info["operators_after_ort_optimisation"][name] = dict(operator_counts(optimized).most_common())
+    return sessions, info
+
+
+
 def measure_cost(model, cost, one_image: torch.Tensor, args: BenchmarkArguments) -> dict:
     entry = {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -161,7 +280,9 @@ def measure_cost(model, cost, one_image: torch.Tensor, args: BenchmarkArguments)
         "tokens_per_layer": cost.tokens_per_layer,
     }
     if args.flop_check:
-        counted = flop_count(model, one_image)
+        # Two copies of the image: the batch path, whose cost the cost model describes (at batch 1 on the CPU a
+        # pruned image skips the bipartite matching, so its count would fall short of the cost model's overhead).
+        counted = flop_count(model, one_image.expand(2, *one_image.shape[1:]))
         entry["counter_flops"] = counted.flops_per_image
         entry["counter_flops_by_operator"] = counted.by_operator
         entry["counter_vs_cost_model"] = relative_difference(counted.flops_per_image, cost.flops)
@@ -187,9 +308,12 @@ def measure_accuracy(models: dict, args: BenchmarkArguments, device) -> dict:
     return {name: {**result.to_dict(), "split": data.eval_split_name} for name, result in accuracy.items()}
 
 
-def measure_speed(models: dict, args: BenchmarkArguments, device, dtype, results: dict) -> dict:
+def measure_speed(models: dict, args: BenchmarkArguments, device, dtype, results: dict,
+                  onnx_sessions: dict | None = None) -> dict:
     """Throughput (and batch-1 latency in inference), interleaved; then peak memory of one call per model. Adds
-    to `results[name]`; returns how the timing was done."""
+    to `results[name]`; returns how the timing was done. `onnx_sessions` (name -> ONNX Runtime session) are timed
+    in the same rounds as the PyTorch models."""
+    onnx_sessions = onnx_sessions or {}
     config = models["ppt"].config
     generator = torch.Generator().manual_seed(args.seed)
     pixel_values = torch.randn(args.batch_size, config.num_channels, config.image_size, config.image_size,
@@ -204,7 +328,7 @@ def measure_speed(models: dict, args: BenchmarkArguments, device, dtype, results
         runnable = {name: copy.deepcopy(model) for name, model in runnable.items()}
         steps = {name: training_step(model, pixel_values, labels) for name, model in runnable.items()}
     else:
-        steps = {name: inference_step(model, pixel_values) for name, model in runnable.items()}
+        steps = inference_steps(runnable, onnx_sessions, pixel_values)
 
     timing = time_interleaved(steps, args.batch_size, device, args.warmup, args.rounds, args.iterations,
                               args.progress, f"{args.mode} throughput")
@@ -212,8 +336,7 @@ def measure_speed(models: dict, args: BenchmarkArguments, device, dtype, results
         results[name]["throughput"] = stats.to_dict()
     if args.mode == "inference":
         single = pixel_values[:1].clone()
-        latency = time_interleaved({name: inference_step(model, single) for name, model in runnable.items()}, 1,
-                                   device, args.warmup, args.latency_rounds, args.latency_iterations, args.progress,
+        latency = time_interleaved(inference_steps(runnable, onnx_sessions, single), 1, device, args.warmup, args.latency_rounds, args.latency_iterations, args.progress,
                                    "batch-1 latency")
         for name, stats in latency.items():
             results[name]["latency_ms"] = {"median": stats.median_latency_ms, "min": 1000.0 / stats.maximum,
@@ -221,8 +344,8 @@ def measure_speed(models: dict, args: BenchmarkArguments, device, dtype, results
     memory_method = None
     if args.memory:
         for name, step in steps.items():
-            if name.endswith("_compiled"):
-                continue  # the dispatcher-based CPU tracker cannot see inside compiled kernels
+            if name.endswith("_compiled") or name in onnx_sessions:
+                continue  # the dispatcher-based CPU tracker cannot see inside compiled kernels or ONNX Runtime
             measured = peak_memory(step, device, prime=args.warmup == 0)
             results[name]["peak_memory_mib"] = measured.peak_mib
             memory_method = measured.method
@@ -232,6 +355,16 @@ def measure_speed(models: dict, args: BenchmarkArguments, device, dtype, results
                           "images/s median and [min, max]"),
         "memory_method": memory_method,
     }
+
+
+def inference_steps(models: dict, onnx_sessions: dict, pixel_values: torch.Tensor) -> dict:
+    """name -> one forward on `pixel_values`, for the PyTorch models and the ONNX Runtime sessions alike."""
+    steps = {name: inference_step(model, pixel_values) for name, model in models.items()}
+    if onnx_sessions:
+        from ppt_eval.onnx_export import onnx_runner
+
+        steps.update({name: onnx_runner(session, pixel_values) for name, session in onnx_sessions.items()})
+    return steps
 
 
 def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
@@ -287,7 +420,7 @@ def compute_ratios(models: dict) -> dict:
     """`ppt` against `baseline` and `stock_sdpa` (compiled against compiled): speed-up = throughput ratio."""
     ratios = {}
     pairs = [("ppt", "baseline"), ("ppt", "stock_sdpa"), ("ppt_compiled", "baseline_compiled"),
-             ("ppt_compiled", "stock_sdpa_compiled"), ("ppt_compiled", "stock_sdpa")]
+             ("ppt_compiled", "stock_sdpa_compiled"), ("ppt_compiled", "stock_sdpa"), ("ppt_onnx", "stock_onnx")]
     for new, reference in pairs:
         if new not in models or reference not in models:
             continue
@@ -339,14 +472,25 @@ def benchmark(args: BenchmarkArguments) -> dict:
     costs = {"baseline": analytic_cost(models["baseline"].config), "ppt": analytic_cost(config)}
     costs["stock_sdpa"] = costs["baseline"]
     measured = {name: measure_cost(model, costs[name], one_image, args) for name, model in models.items()}
-    models = {name: args.place(model) for name, model in models.items()}
+    with tempfile.TemporaryDirectory(prefix="ppt-onnx-") as temporary:
+        onnx_sessions = {}
+        if args.backend == "onnxruntime":  # exported on the CPU in fp32, before the models move
+            if args.onnx_dir is not None:
+                os.makedirs(args.onnx_dir, exist_ok=True)
+            onnx_sessions, results["onnxruntime"] = onnxruntime_sessions(models, args, device,
+                                                                         args.onnx_dir or temporary)
+            for name, source in ONNX_MODELS.items():
+                measured[name] = {key: measured[source][key] for key in
+                                  ("parameters", "macs", "flops", "tokens_per_layer")}
+        models = {name: args.place(model) for name, model in models.items()}
 
-    if args.dataset_name is not None:
-        for name, accuracy in measure_accuracy(models, args, device).items():
-            measured[name]["accuracy"] = accuracy
-    methods = {"timing_method": None, "memory_method": None}
-    if not args.cost_only:
-        methods = measure_speed(models, args, device, dtype, measured)
+        if args.dataset_name is not None:
+            for name, accuracy in measure_accuracy(models, args, device).items():
+                measured[name]["accuracy"] = accuracy
+        methods = {"timing_method": None, "memory_method": None}
+        if not args.cost_only:
+            methods = measure_speed(models, args, device, dtype, measured, onnx_sessions)
+        del onnx_sessions  # the sessions hold the files open: closed before the temporary folder goes
     results.update(methods)
     results["models"] = measured
     results["ratios"] = compute_ratios(measured)
@@ -375,6 +519,8 @@ def table(results: dict) -> tuple[list[str], list[list]]:
     for name, entry in models.items():
         throughput = entry.get("throughput")
         reference = "baseline_compiled" if name.endswith("_compiled") and "baseline_compiled" in models else "baseline"
+        if name.endswith("_onnx"):
+            reference = "stock_onnx"  # there is no ONNX baseline: ONNX rows are compared with the stock graph
         speedup = None
         if throughput and "throughput" in models[reference]:
             speedup = throughput["median"] / models[reference]["throughput"]["median"]
@@ -405,7 +551,7 @@ def notes(results: dict) -> list[str]:
         return [f"at layer {step['layer_index']}: {step['tokens']} tokens, r={step['tokens_removed']}, batch "
                 f"{results['batch_size']}; median of {len(step['timings']['layer']['images_per_second'])} rounds"]
     lines = ["MACs = multiply-accumulates per image from the spec's cost model (the paper's 'GFLOPs'); GFLOPs = 2 x "
-             "MACs; counter = torch.utils.flop_counter on a real batch-1 forward; diff = |counter - 2*MACs| / 2*MACs."]
+             "MACs; counter = torch.utils.flop_counter on a real forward (per image, batch path); diff = |counter - 2*MACs| / 2*MACs."]
     for name, entry in results["models"].items():
         if entry.get("compression_macs"):
             lines.append(f"{name}: the compression step's matmuls (CLS row, bipartite similarity) add "
@@ -429,6 +575,18 @@ def notes(results: dict) -> list[str]:
         lines.append(f"{key}: " + ", ".join(parts))
     lines.append("tokens per layer (attention/MLP), PPT: " + " ".join(
         str(n) if n == m else f"{n}/{m}" for n, m in results["models"]["ppt"]["tokens_per_layer"]))
+    onnx = results.get("onnxruntime")
+    if onnx:
+        reused = [name for name, entry in onnx["files"].items() if entry["reused"]]
+        lines.append(f"ONNX Runtime {onnx['onnxruntime_version']} ({onnx['providers'][0]}, {onnx['intra_op_threads']} "
+                     f"intra-op threads, opset {onnx['opset']}{', reused: ' + ', '.join(reused) if reused else ''}): "
+                     "ppt_onnx / stock_onnx are ppt / stock_sdpa exported with ppt_eval.onnx_export; max |logits - "
+                     "PyTorch| " + ", ".join(f"{name} {value:.1e}" for name, value in
+                                             onnx["max_abs_logits_difference_vs_pytorch"].items())
+                     + "; their speed-up column is against stock_onnx")
+        for name, counts in (onnx.get("operators_after_ort_optimisation") or {}).items():
+            lines.append(f"{name} after ONNX Runtime's optimisation: {sum(counts.values())} nodes: "
+                         + ", ".join(f"{op} {count}" for op, count in counts.items()))
     for key in ("timing_method", "memory_method"):
         if results.get(key):
             lines.append(f"{key.replace('_method', '')}: {results[key]}")

@@ -371,6 +371,7 @@ def build_model_card(
     repo_id: str | None = None,
     revision: str = UNPINNED_REVISION,
     example_files: list[tuple[str, str]] | None = None,
+    onnx_opset: int | None = None,
 ) -> ModelCard:
     """Fill `template.md` for a PPT-DeiT `config` (a `PPTDeiTConfig`).
 
@@ -385,6 +386,7 @@ def build_model_card(
         example_files: `(title, path in the repo)` of example images stored in the repo (its evaluation images): the
             widget's examples and the usage code's image. Without them an ImageNet (1000-class) model gets the Hub's
             sample photos and any other model no widget examples.
+        onnx_opset: the opset of the folder's `onnx/model.onnx`, if it has one: the card then says how to run it.
     """
     results = dict(results or {})
     info = dict(training_info or {})
@@ -446,7 +448,41 @@ def build_model_card(
         trained_with_ppt_note=(
             ", which it was fine-tuned as" if trained_with_ppt else ""
         ),
+        onnx_section="" if onnx_opset is None else _onnx_section(config, repo_id, revision, onnx_opset),
     )
+
+
+def _onnx_section(config, repo_id: str, revision: str, opset: int) -> str:
+    """How to run `onnx/model.onnx`: ONNX Runtime directly, or Optimum's ORTModelForImageClassification."""
+    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    return f"""
+### ONNX Runtime
+
+`onnx/model.onnx` is this PPT model as an ONNX graph (opset {opset}, dynamic batch size, exported with torch's
+dynamo exporter): the token pruning and pooling run inside the graph, per image, with the settings above (the file's
+metadata records them); image size ({size} px) and token schedule are fixed. It needs `onnxruntime` only, no PyTorch:
+
+```python
+import numpy as np
+import onnxruntime
+from huggingface_hub import hf_hub_download
+from transformers import AutoImageProcessor
+from transformers.image_utils import load_image
+
+repo_id = "{repo_id}"
+revision = "{revision}"
+path = hf_hub_download(repo_id, "onnx/model.onnx", revision=revision)
+session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+processor = AutoImageProcessor.from_pretrained(repo_id, revision=revision)
+pixel_values = processor(load_image("{EXAMPLE_IMAGE_URL}"), return_tensors="np")["pixel_values"]
+logits = session.run(["logits"], {{"pixel_values": pixel_values.astype(np.float32)}})[0]
+print(int(logits.argmax(-1)[0]))
+```
+
+`onnx/config.json` is a plain `{"deit" if config.use_distillation_token else "vit"}` config, so that Optimum's
+`ORTModelForImageClassification.from_pretrained(repo_id, subfolder="onnx")` loads the graph without remote code
+(`optimum-onnx` needs `transformers<4.58`: use it in its own environment).
+"""
 
 
 def _example_tokens_removed(config) -> int:

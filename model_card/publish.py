@@ -24,6 +24,10 @@ The folder holds exactly what is uploaded:
 - `README.md`: the model card (see `model_card.card`, which documents the result keys it reads);
 - `results.json`: the measured results the card was filled from (normalized, and each source file as given), and
   the training information;
+- with `onnx=True` (`--onnx`): `onnx/model.onnx`, the PPT model as an ONNX graph (`ppt_eval.onnx_export`:
+  compression in the graph, dynamic batch), with `onnx/config.json`, a plain vit / deit config, and
+  `onnx/preprocessor_config.json`, the layout Optimum's `ORTModelForImageClassification` loads with
+  `subfolder="onnx"`. The file is checked against PyTorch in ONNX Runtime before the folder is kept.
 - `examples/` (when given): example images from the model's evaluation set, which the card's widget offers.
 
 `--space` also writes (and uploads, as a Gradio Space) a demo that runs PPT itself on an image: see
@@ -77,7 +81,9 @@ from .space import EXAMPLES_DIR, check_space_dir, evaluation_examples, save_exam
 CODE_FILES = ("configuration_ppt_deit.py", "modeling_ppt_deit.py", "token_ops.py")
 RESULTS_FILE = "results.json"
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", *CODE_FILES)
-EXPORT_FILES = (*REQUIRED_FILES, RESULTS_FILE)  # everything export_folder writes
+ONNX_DIR = "onnx"
+ONNX_FILES = ("model.onnx", "config.json", "preprocessor_config.json")  # inside ONNX_DIR
+EXPORT_FILES = (*REQUIRED_FILES, RESULTS_FILE, ONNX_DIR)  # everything export_folder writes
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # Result files a training run leaves in its output_dir (HF examples' names), read by the CLI when present.
 RUN_RESULT_FILES = (ALL_RESULTS_FILE, TRAIN_RESULTS_FILE, EVAL_RESULTS_FILE)
@@ -142,6 +148,15 @@ def _is_previous_export(folder: Path) -> bool:
     """Only a folder that holds what an export writes and nothing else may be replaced. A model folder with more in
     it (a training run's output, a clone with `.git`) may hold work that replacing it would destroy."""
     names = {entry.name for entry in folder.iterdir()}
+    if ONNX_DIR in names:
+        onnx_dir = folder / ONNX_DIR
+        if not onnx_dir.is_dir() or onnx_dir.is_symlink() or not {e.name for e in onnx_dir.iterdir()} <= set(ONNX_FILES):
+            return False
+    if EXAMPLES_DIR in names:  # the example images an export stores, and nothing else
+        examples = folder / EXAMPLES_DIR
+        if not examples.is_dir() or examples.is_symlink() or any(
+                entry.suffix != ".png" or not entry.is_file() for entry in examples.iterdir()):
+            return False
     return set(REQUIRED_FILES) <= names <= {*EXPORT_FILES, EXAMPLES_DIR}
 
 
@@ -163,7 +178,7 @@ def _check_output_dir(output_dir: Path) -> None:
     if output_dir.is_dir() and any(output_dir.iterdir()) and not _is_previous_export(output_dir):
         raise ValueError(
             f"output_dir {str(output_dir)!r} is not empty and is not a previous export (which holds only "
-            f"{list(EXPORT_FILES)}): choose an empty or new folder, since an export replaces the folder's content"
+            f"{list(EXPORT_FILES)}, with {list(ONNX_FILES)} in {ONNX_DIR}/ and .png images in {EXAMPLES_DIR}/): choose an empty or new folder, since an export replaces the folder's content"
         )
 
 
@@ -220,6 +235,8 @@ def export_folder(
     verify: bool = True,
     allow_fewer_results: bool = False,
     example_images=None,
+    onnx: bool = False,
+    onnx_opset: int | None = None,
 ) -> Path:
     """Write the folder that `push_folder` uploads (contents in the module docstring) and return its path.
 
@@ -238,6 +255,9 @@ def export_folder(
             hold entries that this export lacks; without it that raises `ValueError` naming them.
         example_images: `(title, PIL image)` pairs from the model's evaluation set, stored as `examples/*.png`; the
             card's widget offers them (see `model_card.card.build_model_card`'s `example_files`).
+        onnx: also write `onnx/model.onnx` (+ `onnx/config.json`, `onnx/preprocessor_config.json`) for ONNX Runtime
+            and Optimum, checked against PyTorch within 1e-4 (needs `pip install ".[onnx]"`).
+        onnx_opset: its opset (default `ppt_eval.onnx_export.DEFAULT_OPSET`).
     """
     _check_model(model)
     if image_processor is None or not hasattr(image_processor, "save_pretrained"):
@@ -262,6 +282,10 @@ def export_folder(
     if not allow_fewer_results:
         _check_nothing_dropped(output_dir, normalized, training_info)
     code_dir = _code_dir(model)
+    if onnx:
+        onnx_opset = _check_onnx_export(onnx_opset)
+    elif onnx_opset is not None:
+        raise ValueError("onnx_opset is given but onnx is off: pass onnx=True (--onnx) to write onnx/model.onnx")
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     # Not mkdtemp: that makes the folder private (0700), and the export is an ordinary folder (umask permissions).
@@ -287,10 +311,13 @@ def export_folder(
             result_sources=sources,
             repo_id=repo_id,
             example_files=example_files,
+            onnx_opset=onnx_opset if onnx else None,
         )
         card.save(staging / "README.md")
         if verify:
             _verify_export(staging, model)
+        if onnx:
+            _write_onnx(model, staging, onnx_opset)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)
@@ -298,6 +325,46 @@ def export_folder(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output_dir
+
+
+def _check_onnx_export(opset) -> int:
+    """The opset to export at; a clear error before any work when the optional ONNX packages are missing."""
+    from ppt_eval.onnx_export import DEFAULT_OPSET, check_opset
+
+    missing = []
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ValueError(f"the ONNX export needs the optional dependencies ({', '.join(missing)} not installed): "
+                         'pip install ".[onnx]"')
+    return check_opset(DEFAULT_OPSET if opset is None else opset)
+
+
+ONNX_TOLERANCE = 1e-4
+
+
+def _write_onnx(model, staging: Path, opset: int) -> None:
+    """`onnx/model.onnx` (exported from a CPU fp32 copy of `model`), its plain config and the image processor's
+    config, then the file run in ONNX Runtime against PyTorch on two images (one alone, to use the dynamic batch)."""
+    import copy
+
+    from ppt_eval.onnx_export import export_onnx, max_difference, onnx_runtime_config, onnx_session
+
+    cpu_model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    folder = staging / ONNX_DIR
+    folder.mkdir()
+    path = export_onnx(cpu_model, folder / "model.onnx", opset)
+    write_json(folder / "config.json", onnx_runtime_config(cpu_model.config))
+    shutil.copyfile(staging / "preprocessor_config.json", folder / "preprocessor_config.json")
+    size = cpu_model.config.image_size
+    pixel_values = torch.randn(2, cpu_model.config.num_channels, size, size, generator=torch.Generator().manual_seed(0))
+    session = onnx_session(path)
+    worst = max(max_difference(cpu_model, session, batch) for batch in (pixel_values, pixel_values[:1]))
+    if not worst <= ONNX_TOLERANCE:
+        raise RuntimeError(f"the exported onnx/model.onnx differs from PyTorch by {worst:.2e} (> {ONNX_TOLERANCE})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -313,6 +380,10 @@ def check_export_folder(folder) -> Path:
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise ValueError(f"folder {str(folder)!r} is not a complete export: missing {missing} (use export_folder)")
+    if (folder / ONNX_DIR).exists():
+        missing = [f"{ONNX_DIR}/{name}" for name in ONNX_FILES if not (folder / ONNX_DIR / name).is_file()]
+        if missing:
+            raise ValueError(f"folder {str(folder)!r} has an incomplete {ONNX_DIR}/ folder: missing {missing}")
     pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise ValueError(f"folder {str(folder)!r} holds pickle files {pickles}: only safetensors are uploaded")
@@ -468,6 +539,11 @@ def _parse_args(argv=None) -> argparse.Namespace:
                         "after the model unless --dry_run); SPACE_ID defaults to <repo_id>-demo")
     parser.add_argument("--space_dir", type=Path, default=None,
                         help="where to write the Space folder (default: outputs/spaces/<space name>)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also write onnx/model.onnx (compression in the graph, dynamic batch) + the plain config "
+                        "Optimum's ORTModelForImageClassification loads with subfolder='onnx' (needs pip install "
+                        "\".[onnx]\")")
+    parser.add_argument("--onnx_opset", type=int, default=None, help="opset of onnx/model.onnx (default 18)")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", default=None, help="branch to upload to (default: main)")
     parser.add_argument("--commit_message", default=None)
@@ -584,6 +660,10 @@ def _export_checkpoint(args) -> Path:
     training_info["repo_id"] = args.repo_id
     output_dir = args.output_dir or Path("outputs") / "hub" / args.repo_id.split("/")[-1]
     _check_output_dir(output_dir)
+    if args.onnx:
+        _check_onnx_export(args.onnx_opset)  # before loading the model
+    elif args.onnx_opset is not None:
+        raise ValueError("--onnx_opset belongs to --onnx")
     normalized, _ = load_results(result_files)  # validate before loading the model
     if not args.allow_fewer_results:
         _check_nothing_dropped(_resolve_output_dir(output_dir), normalized, training_info)
@@ -591,7 +671,8 @@ def _export_checkpoint(args) -> Path:
     image_processor = AutoImageProcessor.from_pretrained(checkpoint)
     return export_folder(model, image_processor, output_dir, results=list(result_files), training_info=training_info,
                          allow_fewer_results=args.allow_fewer_results,
-                         example_images=_example_images(checkpoint, training_info))
+                         example_images=_example_images(checkpoint, training_info), onnx=args.onnx,
+                         onnx_opset=args.onnx_opset)
 
 
 def _example_images(checkpoint: Path, training_info: dict) -> list:

@@ -10,8 +10,9 @@ Nothing here holds model state; the model wires these in. Shapes use
 
 Every function is per sample and free of host-device syncs: no `.item()`, no `nonzero`, no Python loop over
 samples, and output shapes depend only on input shapes and `r`, so `torch.compile(fullgraph=True)` can trace them.
-(One exception: `check_scores` looks at the values a user-registered score function returned, and does so only in
-eager mode.)
+(Two exceptions, both in eager mode only: `check_scores` looks at the values a user-registered score function
+returned, and `compress` reads the policy of a batch of one on the CPU, where reading it costs nothing, to plan only
+the policy that sample uses.)
 The algorithm follows `PPT_SPEC.md` (Wu et al., arXiv 2310.01812) and the released PPT/ToMe code where the spec
 defers to it.
 """
@@ -255,6 +256,8 @@ def prune_keep_indices(scores: torch.Tensor, r: int, num_protected: int) -> torc
 
 def flat_token_index(index: torch.Tensor, num_tokens: int) -> torch.Tensor:
     """Per-sample token indices `[B, K]` as indices `[B * K]` into the `[B * N, ...]` rows of the batch."""
+    if index.shape[0] == 1:  # no offsets to add (a static shape: traced graphs with a dynamic batch take the other path)
+        return index.reshape(-1)
     offsets = torch.arange(0, index.shape[0] * num_tokens, num_tokens, device=index.device)
     return (index + offsets.unsqueeze(1)).view(-1)
 
@@ -359,16 +362,15 @@ def keep_and_add(
     batch, num_tokens = values.shape[:2]
     num_kept = order.shape[1] - destination.shape[1]
     feature_shape = values.shape[2:]
-    offsets = torch.arange(0, batch * num_tokens, num_tokens, device=order.device).unsqueeze(1)
     # One gather in the new order; the kept tokens then receive the added ones in place, in the same buffer.
-    rows = values.reshape(batch * num_tokens, *feature_shape).index_select(0, (order + offsets).view(-1))
+    rows = values.reshape(batch * num_tokens, *feature_shape).index_select(0, flat_token_index(order, num_tokens))
     reordered = rows.view(batch, num_tokens, *feature_shape)
     added = reordered[:, num_kept:]
     if drop_added is None:
         added = added.clone()  # index_add_ may not read from the buffer it writes
     else:
         added = torch.where(drop_added.view(-1, *([1] * (added.dim() - 1))), 0.0, added)
-    rows.index_add_(0, (destination + offsets).view(-1), added.reshape(-1, *feature_shape))
+    rows.index_add_(0, flat_token_index(destination, num_tokens), added.reshape(-1, *feature_shape))
     return reordered[:, :num_kept]
 
 
@@ -389,6 +391,19 @@ def weighted_keep_and_add(
     # also make the next layers' attention mask require grad, which rules out SDPA's flash kernel when training).
     new_sizes = out[..., hidden_size].detach().contiguous()
     return out[..., :hidden_size] / out[..., hidden_size:], new_sizes
+
+
+def weighted_keep(x: torch.Tensor, sizes: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`weighted_keep_and_add` with nothing added: the tokens `kept` `[B, K]`, as `(s x) / s`, which is what the
+    mixed-policy path computes for a pruned sample (so a sample's output does not depend on the path taken)."""
+    hidden_size = x.shape[-1]
+    out = gather_tokens(torch.cat([x * sizes.unsqueeze(-1), sizes.unsqueeze(-1)], dim=-1), kept)
+    return out[..., :hidden_size] / out[..., hidden_size:], out[..., hidden_size].detach().contiguous()
+
+
+def _policy_is_free_to_read(pruned: torch.Tensor) -> bool:
+    """Eager mode on the CPU: `bool(pruned[0])` neither breaks a traced graph nor waits for a device."""
+    return pruned.device.type == "cpu" and not _is_traced()
 
 
 def merge_weighted_average(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -440,6 +455,15 @@ def compress(
         return CompressionResult(hidden_states, sizes, sources, pruned, variance)
     batch, num_tokens = hidden_states.shape[:2]
 
+    if batch == 1 and 0 < prune_threshold < math.inf and _policy_is_free_to_read(pruned):
+        # Serving at batch 1 on the CPU: one sample has one policy, and reading it costs no device wait, so only that
+        # policy is planned (about half the step's kernels). The outputs are those of the batch path below.
+        if bool(pruned[0]):
+            order = prune_order(scores, num_protected)[:, : num_tokens - r]
+            new_x, new_sizes = weighted_keep(hidden_states, sizes, order)
+            new_sources = gather_tokens(sources, order) if sources is not None else None
+            return CompressionResult(new_x, new_sizes, new_sources, pruned, variance)
+        prune_threshold = math.inf
     # tau = 0 and tau = inf are static choices, so the other policy is not even planned.
     if prune_threshold == 0:
         kept = flat_token_index(prune_keep_indices(scores, r, num_protected), num_tokens)

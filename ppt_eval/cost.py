@@ -14,7 +14,8 @@ The spec's cost model counts the transformer proper: per layer with `n` tokens i
 The compression step adds a few small matmuls that the flop counter also sees, reported separately as
 *compression overhead*: the CLS query row `q_CLS K^T` used by the CLS-row score functions (`n D` MACs per
 reduction layer) and, when pooling can happen (`tau > 0`), the cosine similarity of bipartite matching
-(`ceil(n/2) * floor(n/2) * head_dim` MACs). Score functions that need full attention rows (`entropy`) compute
+(`(ceil(n/2) - P_A) * (floor(n/2) - P_B) * head_dim` MACs, the protected tokens left out: `P_A` = 1 for CLS,
+`P_B` = 1 for DIST if present). Score functions that need full attention rows (`entropy`) compute
 the attention explicitly instead of through SDPA: same `2 n^2 D` MACs, no CLS-row extra.
 
 Note on the flop counter: on CPU, `F.scaled_dot_product_attention` dispatches to
@@ -136,7 +137,10 @@ def analytic_cost(config: PPTDeiTConfig, image_size: int | None = None) -> Model
             if not score_needs_rows:
                 compression += n * head_dim * num_heads  # q_CLS K^T over all heads
             if pooling_possible:
-                compression += math.ceil(n / 2) * (n // 2) * head_dim  # cosine similarity A x B of mean keys
+                # cosine similarity A x B of mean keys; CLS (in A) and DIST (in B) take no part in the matching
+                protected = config.num_protected_tokens
+                a, b = math.ceil(n / 2) - (protected + 1) // 2, n // 2 - protected // 2
+                compression += a * b * head_dim
         layers.append(
             LayerCost(
                 layer_index=index,

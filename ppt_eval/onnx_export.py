@@ -20,7 +20,9 @@ not part of the shipped model code: `modeling_ppt_deit` never imports it.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -161,6 +163,7 @@ def export_onnx(
     *,
     overwrite: bool = False,
     example_batch_size: int = 2,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Export `model` to the ONNX file `path`, with a dynamic batch size and the compression in the graph.
 
@@ -174,17 +177,18 @@ def export_onnx(
         opset: ONNX opset, one of `SUPPORTED_OPSETS` (default 18).
         overwrite: replace an existing `path`; without it an existing file raises `FileExistsError`.
         example_batch_size: the batch traced (>= 2, so that the batch dimension is not specialised to 1).
+        metadata: extra string metadata for the file (beside the PPT settings, which are always recorded).
 
     Returns:
         The path written. Weights are stored inside the file (no external data), so it is a single file.
     """
     output_names = output_names_of(model)
-    return _export(model, output_names, compression_metadata(model.config), path, opset, overwrite,
-                   example_batch_size)
+    return _export(model, output_names, {**compression_metadata(model.config), **(metadata or {})}, path, opset,
+                   overwrite, example_batch_size)
 
 
 def export_stock_classifier(model: torch.nn.Module, path, opset: int = DEFAULT_OPSET, *, overwrite: bool = False,
-                            example_batch_size: int = 2) -> Path:
+                            example_batch_size: int = 2, metadata: dict[str, str] | None = None) -> Path:
     """Export a stock `transformers` image classifier (the comparator: `ViTForImageClassification`, DeiT) exactly
     as `export_onnx` exports a PPT model: same exporter, opset, dynamic batch, input `pixel_values`, output
     `logits`. For speed comparisons of the two graphs in ONNX Runtime."""
@@ -192,7 +196,33 @@ def export_stock_classifier(model: torch.nn.Module, path, opset: int = DEFAULT_O
         raise TypeError(f"export_stock_classifier needs a transformers image classifier, got {type(model).__name__}")
     if isinstance(model, EXPORTABLE):
         raise TypeError("this is a PPT-DeiT model: use export_onnx")
-    return _export(model, CLASSIFIER_OUTPUTS, {}, path, opset, overwrite, example_batch_size)
+    return _export(model, CLASSIFIER_OUTPUTS, dict(metadata or {}), path, opset, overwrite, example_batch_size)
+
+
+FINGERPRINT_KEY = METADATA_PREFIX + "export_fingerprint"
+
+
+def export_fingerprint(model: torch.nn.Module, opset: int) -> str:
+    """A digest of what an export of `model` depends on: its class, config (PPT settings included), weights and the
+    opset, and the torch version (the exporter). Equal fingerprints mean an existing file can be reused."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([type(model).__name__, model.config.to_dict(), opset, torch.__version__],
+                             sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_metadata(path) -> dict[str, str]:
+    """The metadata of an ONNX file; `ValueError` if it is not one."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends: not an ONNX file
+        raise ValueError(f"{str(path)!r} is not a readable ONNX file ({type(error).__name__}: {error})") from None
+    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def _export(model, output_names, metadata, path, opset, overwrite, example_batch_size) -> Path:
@@ -236,9 +266,11 @@ def _export(model, output_names, metadata, path, opset, overwrite, example_batch
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def onnx_session(path, threads: int | None = None, optimization: str = "all"):
-    """An ONNX Runtime CPU session on `path`; `threads` sets the intra-op pool (inter-op stays 1, sequential),
-    `optimization` is "all" (ORT's default), "extended", "basic" or "none"."""
+def onnx_session(path, threads: int | None = None, optimization: str = "all", device: str | torch.device = "cpu",
+                 optimized_model_path=None):
+    """An ONNX Runtime session on `path`: CPU, or CUDA for a CUDA `device` (needs `onnxruntime-gpu`). `threads` sets
+    the intra-op pool (inter-op stays 1, sequential); `optimization` is "all" (ORT's default), "extended", "basic"
+    or "none"; `optimized_model_path` saves the graph as ORT optimised it."""
     import onnxruntime
 
     levels = {
@@ -254,7 +286,48 @@ def onnx_session(path, threads: int | None = None, optimization: str = "all"):
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    device = torch.device(device)
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            raise ValueError(f"ONNX Runtime {onnxruntime.__version__} here has no CUDAExecutionProvider (providers: "
+                             f"{onnxruntime.get_available_providers()}); install onnxruntime-gpu in place of "
+                             "onnxruntime, or use --device cpu")
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    return onnxruntime.InferenceSession(str(path), options, providers=providers)
+
+
+def onnx_runner(session, pixel_values: torch.Tensor):
+    """A zero-argument callable running `session` on `pixel_values` (for timing): on the CPU a plain run on the
+    tensor's memory; for a CUDA tensor an I/O binding, so that input and output stay on the GPU (no host copies
+    timed, as for the PyTorch models)."""
+    if pixel_values.device.type != "cuda":
+        feed = {INPUT_NAME: pixel_values.detach().contiguous().numpy()}
+        return lambda: session.run(None, feed)
+    import numpy
+
+    pixel_values = pixel_values.detach().contiguous()
+    binding = session.io_binding()
+    binding.bind_input(INPUT_NAME, device_type="cuda", device_id=pixel_values.device.index or 0,
+                       element_type=numpy.float32, shape=tuple(pixel_values.shape), buffer_ptr=pixel_values.data_ptr())
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cuda", pixel_values.device.index or 0)
+
+    def run():
+        session.run_with_iobinding(binding)
+        return pixel_values  # keeps the bound input alive as long as the callable
+
+    return run
+
+
+def operator_counts(path) -> collections.Counter:
+    """How many nodes of each operator type the ONNX file's main graph has (`domain.Op` outside the default domain)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return collections.Counter(f"{node.domain + '.' if node.domain else ''}{node.op_type}" for node in graph.node)
 
 
 def onnx_outputs(session, pixel_values: torch.Tensor) -> list[torch.Tensor]:

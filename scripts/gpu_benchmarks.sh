@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 6's GPU targets in one go: DeiT-S 224 at batch 256, bf16 and fp32 inference (PPT vs its baseline vs stock
-# transformers sdpa, interleaved in one run each), torch.compile, a bf16 training step, and 384 px. Then the GPU
+# transformers sdpa, interleaved in one run each), torch.compile, a bf16 training step, 384 px, and fp32 in ONNX
+# Runtime (PPT-ONNX vs stock-ONNX, when onnxruntime-gpu is installed). Then the GPU
 # tests (tests/test_gpu.py). Everything lands in OUT_DIR, plus OUT_DIR.tar.gz.
 #
 #   bash scripts/gpu_benchmarks.sh outputs/gpu
@@ -35,6 +36,16 @@ bench train_bf16 --mode train --batch_size "$((batch / 2))" --dtype bf16
 # 384 px: r=144 removes the same fraction of tokens per step as r=50 at 224 (577 -> 433 -> 289 -> 145).
 bench inference_384_bf16 --image_size 384 --tokens_removed 144 --batch_size "$((batch / 4 > 0 ? batch / 4 : 1))" \
     --dtype bf16
+
+# ONNX Runtime (PPT-ONNX vs stock-ONNX, same weights, next to eager): on a GPU this needs onnxruntime-gpu, whose
+# CUDAExecutionProvider runs the graphs with their inputs and outputs bound on the GPU.
+if python -c "import sys, onnxruntime, onnxscript; sys.exit('$device' != 'cpu' and 'CUDAExecutionProvider' \
+        not in onnxruntime.get_available_providers())" 2>/dev/null; then
+    bench inference_fp32_onnxruntime --batch_size "$batch" --dtype fp32 --backend onnxruntime
+else
+    echo "== inference_fp32_onnxruntime skipped: needs pip install \".[onnx]\" (on a GPU: onnxruntime-gpu)" \
+        | tee -a "$out/commands.txt"
+fi
 
 if [ "$device" = cuda ]; then
     python -m pytest -q tests/test_gpu.py 2>&1 | tee "$out/test_gpu.log"

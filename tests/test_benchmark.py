@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -206,3 +208,81 @@ def test_a_checkpoint_without_compression_is_measured_with_the_default_schedule(
     PPTDeiTForImageClassification(tiny_config(reduction_layers=[])).save_pretrained(tiny)
     assert main(["--checkpoint", str(tiny), "--cost_only", "--no_progress"]) == 2
     assert "has compression off and the default schedule does not fit it" in capsys.readouterr().err
+
+
+# ---- the ONNX Runtime backend ----------------------------------------------------------------------------------------
+
+ONNX_RUN = ["--batch_size", "2", "--warmup", "0", "--rounds", "2", "--latency_rounds", "1", "--latency_iterations", "1",
+            "--threads", "1", "--no_progress", "--no_flop_check", "--no_memory"]
+
+
+@pytest.mark.slow
+def test_onnxruntime_backend_times_ppt_and_stock_graphs_interleaved(tiny_checkpoint, tmp_path, capsys):
+    """PPT and the stock model are exported (same weights), checked against PyTorch and timed in ONNX Runtime in the
+    same rounds as the eager models; a second run reuses the files, a changed tau re-exports the PPT graph only."""
+    pytest.importorskip("onnxruntime")
+    onnx_dir, out = tmp_path / "onnx", tmp_path / "run"  # the folder is created
+    argv = ["--checkpoint", tiny_checkpoint, "--backend", "onnxruntime", "--onnx_dir", str(onnx_dir), *ONNX_RUN]
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    assert "ppt_onnx_vs_stock_onnx" in capsys.readouterr().out
+    report = json.loads((out / "benchmark_inference.json").read_text())
+    models = report["models"]
+    assert set(models) == {"baseline", "ppt", "stock_sdpa", "ppt_onnx", "stock_onnx"}
+    for name in ("ppt_onnx", "stock_onnx"):
+        assert len(models[name]["throughput"]["images_per_second"]) == 2 and models[name]["latency_ms"]["median"] > 0
+    assert models["ppt_onnx"]["macs"] == models["ppt"]["macs"] < models["stock_onnx"]["macs"]
+    assert {"speedup", "latency_speedup"} <= set(report["ratios"]["ppt_onnx_vs_stock_onnx"])
+    onnx = report["onnxruntime"]
+    assert onnx["intra_op_threads"] == 1 and onnx["providers"][0] == "CPUExecutionProvider" and onnx["opset"] == 18
+    assert all(difference < 1e-4 for difference in onnx["max_abs_logits_difference_vs_pytorch"].values())
+    assert not any(entry["reused"] for entry in onnx["files"].values())
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["ppt.onnx", "stock.onnx"]
+    with open(out / "benchmark_inference.csv") as handle:
+        assert [row["model"] for row in csv.DictReader(handle)][-2:] == ["ppt_onnx", "stock_onnx"]
+
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    files = json.loads((out / "benchmark_inference.json").read_text())["onnxruntime"]["files"]
+    assert files["ppt_onnx"]["reused"] and files["stock_onnx"]["reused"]
+    assert main([*argv, "--output_dir", str(out), "--prune_threshold", "0"]) == 0
+    files = json.loads((out / "benchmark_inference.json").read_text())["onnxruntime"]["files"]
+    assert not files["ppt_onnx"]["reused"] and files["stock_onnx"]["reused"]
+
+
+def test_onnxruntime_backend_refuses_what_it_cannot_do(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    base = ["--checkpoint", tiny_checkpoint, "--backend", "onnxruntime", *ONNX_RUN]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "ppt.onnx").write_bytes(b"someone else's file")
+    cases = [
+        (["--mode", "train"], "times inference; it cannot run with --mode train"),
+        (["--cost_only"], "cannot run with --cost_only"),
+        (["--no_stock"], "drop --no_stock"),
+        (["--dtype", "bf16"], "exports fp32 graphs; got --dtype bf16"),
+        (["--onnx_opset", "17"], "opset 17 is not supported"),
+        (["--onnx_dir", str(foreign / "ppt.onnx")], "ppt.onnx' exists and is not a folder"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2, extra
+        assert message in capsys.readouterr().err, message
+    assert main(["--checkpoint", tiny_checkpoint, "--onnx_graph_report", *ONNX_RUN]) == 2
+    assert "belong to --backend onnxruntime" in capsys.readouterr().err
+    pytest.importorskip("onnxruntime")
+    assert main([*base, "--onnx_dir", str(foreign)]) == 2  # a file it did not write is not replaced
+    assert "was not written by benchmark.py" in capsys.readouterr().err
+    assert (foreign / "ppt.onnx").read_bytes() == b"someone else's file" and len(list(foreign.iterdir())) == 1
+    # without the extra: one line naming the install command (eager runs never import onnxruntime)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert main(base) == 2
+    assert 'onnxruntime not installed): pip install ".[onnx]"' in capsys.readouterr().err
+
+
+def test_eager_benchmark_does_not_import_onnx():
+    """benchmark.py runs without the onnx extra: importing it and parsing an eager run imports none of it."""
+    import subprocess
+
+    code = ("import sys; import benchmark; from ppt_eval.arguments import parse_into; "
+            "parse_into(benchmark.BenchmarkArguments, ['--arch', 'deit-tiny'], 'benchmark.py'); "
+            "print(sorted(m for m in ('onnx', 'onnxscript', 'onnxruntime') if m in sys.modules))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -297,3 +297,56 @@ def test_the_export_folder_has_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert folder.stat().st_mode & 0o777 == 0o755
+
+
+# ---- the ONNX file ------------------------------------------------------------------------------------------------
+
+
+def test_onnx_export_adds_optimum_layout_that_runs_in_onnxruntime(tmp_path):
+    """`onnx=True` adds onnx/model.onnx with a plain config and the image processor (Optimum's subfolder layout); the
+    file runs in ONNX Runtime with PyTorch's logits, the card says how, and a re-export (with or without ONNX) may
+    replace the folder: it is recognised as an export."""
+    pytest.importorskip("onnxruntime")
+    from transformers import AutoConfig, ViTConfig
+
+    from ppt_eval.onnx_export import onnx_outputs, onnx_session
+
+    model = tiny_trained_model(steps=1, prune_threshold=7e-5)
+    folder = export_folder(model, tiny_image_processor(), tmp_path / "export", onnx=True, repo_id="me/tiny-ppt")
+    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES | {"onnx"}
+    assert {p.name for p in (folder / "onnx").iterdir()} == {"model.onnx", "config.json", "preprocessor_config.json"}
+    config = AutoConfig.from_pretrained(folder / "onnx")  # no remote code: a stock config
+    assert type(config) is ViTConfig and config.id2label == model.config.id2label
+    pixel_values = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model.eval()(pixel_values).logits
+    session = onnx_session(folder / "onnx" / "model.onnx")
+    for batch in (pixel_values, pixel_values[:1]):
+        torch.testing.assert_close(onnx_outputs(session, batch)[0], expected[: len(batch)], rtol=0, atol=1e-4)
+    card = (folder / "README.md").read_text()
+    assert "### ONNX Runtime" in card and 'hf_hub_download(repo_id, "onnx/model.onnx"' in card
+    assert 'ORTModelForImageClassification.from_pretrained(repo_id, subfolder="onnx")' in card
+    assert card.count('repo_id = "me/tiny-ppt"') == 3  # the ONNX usage is pinned with the others on upload
+    publish.check_export_folder(folder)
+    (folder / "onnx" / "config.json").unlink()
+    with pytest.raises(ValueError, match=r"incomplete onnx/ folder: missing \['onnx/config.json'\]"):
+        publish.check_export_folder(folder)
+    export_folder(model, tiny_image_processor(), folder)  # a previous export, ONNX or not, may be replaced
+    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES
+    assert "ONNX Runtime" not in (folder / "README.md").read_text()
+
+
+def test_an_onnx_folder_with_foreign_files_is_not_replaced(tmp_path):
+    model = tiny_trained_model(steps=1)
+    folder = export_folder(model, tiny_image_processor(), tmp_path / "export")
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "notes.txt").write_text("keep me")
+    before = folder_snapshot(folder)
+    with pytest.raises(ValueError, match="not a previous export"):
+        export_folder(model, tiny_image_processor(), folder)
+    assert folder_snapshot(folder) == before
+    with pytest.raises(ValueError, match="onnx_opset is given but onnx is off"):
+        export_folder(model, tiny_image_processor(), tmp_path / "other", onnx_opset=18)
+    with pytest.raises(ValueError, match=r"opset 12 is not supported"):
+        export_folder(model, tiny_image_processor(), tmp_path / "other", onnx=True, onnx_opset=12)
+    assert not (tmp_path / "other").exists()

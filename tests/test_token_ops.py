@@ -300,6 +300,36 @@ def test_mixed_batch_each_sample_follows_its_own_policy(num_protected):
     torch.testing.assert_close(out.sources[1], expected_sources)
 
 
+@pytest.mark.parametrize("num_protected", [1, 2])
+def test_batch_of_one_plans_only_its_policy_with_the_batch_paths_outputs(num_protected, monkeypatch):
+    """At batch 1 on the CPU in eager mode, `compress` reads the sample's policy and plans only that one (a pruned
+    sample runs no matching, a pooled one no score sort); each sample alone gives bit for bit its row of the mixed
+    batch (sizes > 1, as after an earlier pooling, so the size weighting is exercised), sources included."""
+    from modeling_ppt_deit import token_ops
+
+    N, r = 11, 3
+    x, sizes, metric, scores = _mixed_batch(N=N, P=num_protected)
+    variance = scores.var(dim=-1)
+    tau = float((variance[0] * variance[1]).sqrt())
+    sources = torch.eye(N).expand(2, N, N)
+    batch = compress(x, sizes, scores, metric, r, tau, num_protected, sources)
+    assert batch.pruned.tolist() == [True, False]
+
+    def refuse(name):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{name} ran for a sample of the other policy")
+        return fail
+
+    for sample, unused in ((0, "bipartite_soft_matching"), (1, "prune_order")):
+        with monkeypatch.context() as patch:
+            patch.setattr(token_ops, unused, refuse(unused))
+            alone = compress(x[sample : sample + 1], sizes[sample : sample + 1], scores[sample : sample + 1],
+                             metric[sample : sample + 1], r, tau, num_protected, sources[sample : sample + 1])
+        assert alone.pruned.tolist() == [sample == 0]
+        for field in ("hidden_states", "sizes", "sources", "score_variance"):
+            assert torch.equal(getattr(alone, field), getattr(batch, field)[sample : sample + 1]), (sample, field)
+
+
 def test_threshold_zero_always_prunes_and_inf_always_pools():
     x, sizes, metric, scores = _mixed_batch()
     scores = torch.full_like(scores, 1.0 / scores.shape[1])  # zero variance
