@@ -248,7 +248,9 @@ def onnxruntime_sessions(models: dict, args: BenchmarkArguments, device, folder:
 
     files = export_for_onnxruntime(models, args, folder)
     threads = args.threads or torch.get_num_threads()
-    sessions = {name: onnx_session(entry["path"], threads=threads, device=device) for name, entry in files.items()}
+    # Spinning off: ORT's idle threads would otherwise busy-wait on the cores the eager models need next in a round.
+    sessions = {name: onnx_session(entry["path"], threads=threads, device=device, spinning=False)
+                for name, entry in files.items()}
     config = models["ppt"].config
     check = torch.randn(2, config.num_channels, config.image_size, config.image_size,
                         generator=torch.Generator().manual_seed(args.seed + 1))

@@ -267,10 +267,12 @@ def _export(model, output_names, metadata, path, opset, overwrite, example_batch
 
 
 def onnx_session(path, threads: int | None = None, optimization: str = "all", device: str | torch.device = "cpu",
-                 optimized_model_path=None):
+                 optimized_model_path=None, spinning: bool = True):
     """An ONNX Runtime session on `path`: CPU, or CUDA for a CUDA `device` (needs `onnxruntime-gpu`). `threads` sets
     the intra-op pool (inter-op stays 1, sequential); `optimization` is "all" (ORT's default), "extended", "basic"
-    or "none"; `optimized_model_path` saves the graph as ORT optimised it."""
+    or "none"; `optimized_model_path` saves the graph as ORT optimised it. `spinning=False`: the pool's threads sleep
+    as soon as a run ends instead of busy-waiting for the next one (ORT's default), which would take the cores from
+    whatever runs next in the process, e.g. the eager models timed in the same rounds."""
     import onnxruntime
 
     levels = {
@@ -286,6 +288,8 @@ def onnx_session(path, threads: int | None = None, optimization: str = "all", de
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
     device = torch.device(device)
