@@ -49,7 +49,6 @@ import os
 import re
 import shutil
 import sys
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,7 @@ from ppt_eval.results import (
     EVAL_RESULTS_FILE,
     TRAIN_RESULTS_FILE,
     TRAINING_INFO_FILE,
+    atomic_folder,
     read_json_object,
     write_json,
 )
@@ -287,11 +287,7 @@ def export_folder(
     elif onnx_opset is not None:
         raise ValueError("onnx_opset is given but onnx is off: pass onnx=True (--onnx) to write onnx/model.onnx")
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkdtemp: that makes the folder private (0700), and the export is an ordinary folder (umask permissions).
-    staging = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
+    with atomic_folder(output_dir) as staging:
         stock_model = stock_export_model(model)
         stock_model.save_pretrained(staging)
         for name in CODE_FILES:
@@ -318,12 +314,6 @@ def export_folder(
             _verify_export(staging, model)
         if onnx:
             _write_onnx(model, staging, onnx_opset)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import uuid
 from importlib import metadata
 from pathlib import Path
 
-from huggingface_hub import SpaceCard, SpaceCardData
+from huggingface_hub import SpaceCardData
 from PIL import Image
+
+from ppt_eval.results import atomic_folder
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,10 +165,7 @@ def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels
         title: the Space's title.
     """
     output_dir = check_space_dir(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
+    with atomic_folder(output_dir) as staging:
         (staging / "app.py").write_text(APP_TEMPLATE.format(model_repo_id=model_repo_id), encoding="utf-8")
         (staging / "requirements.txt").write_text("\n".join(installed_requirements()) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(space_card(model_repo_id, title), encoding="utf-8")
@@ -185,12 +183,6 @@ def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels
         if not copied and num_labels == 1000:
             for name, photo in sample_photos():
                 photo.save(example_dir / name, quality=90)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 

@@ -13,7 +13,9 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,6 +48,25 @@ def atomic_path(path):
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield an empty staging folder beside the folder `path` to build in; on success it takes `path`'s place (a
+    previous folder there is deleted: the caller has checked that it may be), on failure it is removed and `path` is
+    untouched. The staging folder is an ordinary one (umask permissions, not mkdtemp's private 0700)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        yield staging
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
