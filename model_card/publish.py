@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import re
 import shutil
 import sys
@@ -70,6 +69,7 @@ from ppt_eval.results import (
     TRAINING_INFO_FILE,
     atomic_folder,
     read_json_object,
+    replaceable_folder,
     write_json,
 )
 
@@ -160,26 +160,18 @@ def _is_previous_export(folder: Path) -> bool:
     return set(REQUIRED_FILES) <= names <= {*EXPORT_FILES, EXAMPLES_DIR}
 
 
-def _resolve_output_dir(output_dir) -> Path:
-    """A symlink is followed: the export replaces the folder it points to (and the link keeps pointing at it)."""
-    output_dir = Path(output_dir)
-    return Path(os.path.realpath(output_dir)) if output_dir.is_symlink() else output_dir
-
-
-def _check_output_dir(output_dir: Path) -> None:
-    output_dir = _resolve_output_dir(output_dir)
+def _check_output_dir(output_dir) -> Path:
+    """`output_dir` with a symlink followed, where an export may be written (`ppt_eval.results.replaceable_folder`)."""
+    output_dir = replaceable_folder(
+        output_dir, _is_previous_export, "output_dir",
+        f"a previous export (which holds only {list(EXPORT_FILES)}, with {list(ONNX_FILES)} in {ONNX_DIR}/ and .png "
+        f"images in {EXAMPLES_DIR}/)", "an export replaces the folder's content")
     parent = output_dir.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"output_dir {str(output_dir)!r} cannot be created: {str(parent)!r} is not a directory")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output_dir {str(output_dir)!r} exists and is not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not _is_previous_export(output_dir):
-        raise ValueError(
-            f"output_dir {str(output_dir)!r} is not empty and is not a previous export (which holds only "
-            f"{list(EXPORT_FILES)}, with {list(ONNX_FILES)} in {ONNX_DIR}/ and .png images in {EXAMPLES_DIR}/): choose an empty or new folder, since an export replaces the folder's content"
-        )
+    return output_dir
 
 
 def previous_export_contents(folder: Path) -> dict[str, Any]:
@@ -264,8 +256,7 @@ def export_folder(
         raise ValueError(
             f"image_processor must be an image processor with save_pretrained, got {type(image_processor).__name__}"
         )
-    output_dir = _resolve_output_dir(output_dir)
-    _check_output_dir(output_dir)
+    output_dir = _check_output_dir(output_dir)
     if isinstance(results, (list, tuple)):
         normalized, raw = load_results(results)
         sources = list(raw)
@@ -649,14 +640,14 @@ def _export_checkpoint(args) -> Path:
             training_info[key] = getattr(args, key)
     training_info["repo_id"] = args.repo_id
     output_dir = args.output_dir or Path("outputs") / "hub" / args.repo_id.split("/")[-1]
-    _check_output_dir(output_dir)
+    output_dir = _check_output_dir(output_dir)
     if args.onnx:
         _check_onnx_export(args.onnx_opset)  # before loading the model
     elif args.onnx_opset is not None:
         raise ValueError("--onnx_opset belongs to --onnx")
     normalized, _ = load_results(result_files)  # validate before loading the model
     if not args.allow_fewer_results:
-        _check_nothing_dropped(_resolve_output_dir(output_dir), normalized, training_info)
+        _check_nothing_dropped(output_dir, normalized, training_info)
     model = load_pretrained(str(checkpoint), f"checkpoint {str(checkpoint)!r}").eval()
     image_processor = AutoImageProcessor.from_pretrained(checkpoint)
     return export_folder(model, image_processor, output_dir, results=list(result_files), training_info=training_info,

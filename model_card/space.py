@@ -27,7 +27,7 @@ from pathlib import Path
 from huggingface_hub import SpaceCardData
 from PIL import Image
 
-from ppt_eval.results import atomic_folder
+from ppt_eval.results import atomic_folder, replaceable_folder
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,16 +115,9 @@ def is_space_folder(folder: Path) -> bool:
 
 def check_space_dir(output_dir) -> Path:
     """`output_dir` resolved (a symlink followed); `SpaceFolderError` if it holds anything but a previous Space."""
-    output_dir = Path(output_dir)
-    output_dir = Path(os.path.realpath(output_dir)) if output_dir.is_symlink() else output_dir
-    if output_dir.exists() and not output_dir.is_dir():
-        raise SpaceFolderError(f"space folder {str(output_dir)!r} exists and is not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not is_space_folder(output_dir):
-        raise SpaceFolderError(
-            f"space folder {str(output_dir)!r} is not empty and is not a Space this tool wrote (which holds only "
-            f"{sorted(SPACE_TOP_LEVEL)}): choose an empty or new folder, since writing the Space replaces its content"
-        )
-    return output_dir
+    return replaceable_folder(output_dir, is_space_folder, "space folder",
+                              f"a Space this tool wrote (which holds only {sorted(SPACE_TOP_LEVEL)})",
+                              "writing the Space replaces its content", error=SpaceFolderError)
 
 
 def sample_photos() -> list[tuple[str, Image.Image]]:

@@ -51,6 +51,20 @@ def atomic_path(path):
         raise
 
 
+def replaceable_folder(path, is_ours, what: str, ours: str, replaces: str, error: type[Exception] = ValueError) -> Path:
+    """`path`, a symlink followed (the folder it points to is replaced, and the link keeps pointing at it), checked
+    for `atomic_folder` to write there: it must be new, an empty folder, or a folder `is_ours(folder)` accepts (one
+    this tool wrote). Otherwise `error`, naming `what` the folder is, what `ours` holds and what `replaces` it."""
+    path = Path(path)
+    path = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if path.exists() and not path.is_dir():
+        raise error(f"{what} {str(path)!r} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not is_ours(path):
+        raise error(f"{what} {str(path)!r} is not empty and is not {ours}: choose an empty or new folder, since "
+                    f"{replaces}")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_folder(path):
     """Yield an empty staging folder beside the folder `path` to build in; on success it takes `path`'s place (a
