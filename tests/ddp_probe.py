@@ -9,17 +9,12 @@ Launched by tests/test_train_distributed.py under `accelerate launch`:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -45,8 +40,6 @@ class DigestCallback(TrainerCallback):
 
 
 if __name__ == "__main__":
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = train  # dataclasses look their module up there
-    spec.loader.exec_module(train)
-    train.main(sys.argv[2:], callbacks=[DigestCallback(sys.argv[1])])
+    from helpers import train_script  # this file's folder, tests/, is first on sys.path
+
+    train_script().main(sys.argv[2:], callbacks=[DigestCallback(sys.argv[1])])

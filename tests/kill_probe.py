@@ -11,7 +11,6 @@ leaves exactly what a job killed in the middle of a checkpoint save leaves.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -23,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     pause_step, ready_file, argv = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
     sys.path.insert(0, str(ROOT))
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = train
-    spec.loader.exec_module(train)
+    from helpers import train_script  # this file's folder, tests/, is first on sys.path
+
+    train = train_script()
 
     save_rng_state = train.ImageTrainer._save_rng_state
 

@@ -4,21 +4,15 @@ evaluate the same images and report the same accuracy."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features
 from datasets import Image as ImageFeature
-from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, random_images
+from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, random_images, train_script
 
 import benchmark
 from ppt_eval.data import load_digits_dataset, select_splits
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def dataset_with(splits: dict[str, int], num_classes: int = 3) -> DatasetDict:
@@ -63,14 +57,6 @@ def test_digits_has_a_fixed_stratified_test_split():
     assert test[0]["image"].size == (16, 16)
 
 
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("train_for_split_test", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("splits", [{"train": 40}, {"train": 30, "validation": 10, "test": 12}],
                          ids=["held-out", "test-split"])
 def test_train_and_benchmark_report_the_same_accuracy_on_the_same_split(tmp_path, splits):
@@ -79,7 +65,7 @@ def test_train_and_benchmark_report_the_same_accuracy_on_the_same_split(tmp_path
     path = tmp_path / "data"
     dataset_with(splits, num_classes=10).save_to_disk(path)
     out = tmp_path / "run"
-    train = load_train_module()
+    train = train_script()
     results = train.main(["--dataset_name", str(path), "--output_dir", str(out), *TINY_MODEL_ARGS, *TINY_PPT_ARGS,
                           *FAST_TRAINING_ARGS])
     assert benchmark.main(["--checkpoint", str(out), "--dataset_name", str(path), "--cost_only", "--no_progress",

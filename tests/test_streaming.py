@@ -4,7 +4,6 @@ with ImageNet's columns `image` / `label`), here on local shards, and evaluation
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
-from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, free_port
+from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, free_port, train_script
 from PIL import Image
 
 import benchmark
@@ -103,17 +102,9 @@ def test_an_unlabelled_split_is_named(tiny_checkpoint, tmp_path, capsys):
                            "--eval_split_name", "validation", "--cost_only", "--no_progress"]) == 0
 
 
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("train_for_stream_test", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_py_streams_its_data(tmp_path):
     """Fresh shards: `datasets` knows no split sizes for them (a map-style load would have cached some)."""
-    train = load_train_module()
+    train = train_script()
     argv = ["--dataset_name", write_imagenet_like(tmp_path / "shards"), "--streaming", *TINY_MODEL_ARGS, *TINY_PPT_ARGS, *FAST_TRAINING_ARGS]
     without_steps = [option for option in argv if option not in ("--max_steps", "3")]
     with pytest.raises(ValueError, match="size of the training split is unknown"):
