@@ -491,8 +491,10 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
         # A stream has no row index to seed each image's augmentation by (AugmentedDataset): it draws from `random`.
         train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns)
         train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+        epoch_callbacks = []  # Trainer itself tells a stream its epoch (its shuffle order)
     else:
         train_dataset = AugmentedDataset(data.train, train_transform, *columns, seed=training_args.seed)
+        epoch_callbacks = [EpochCallback(train_dataset)]
     eval_dataset = with_transform(data.eval, eval_batch_transform(image_processor, *columns), columns)
     preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
 
@@ -505,7 +507,7 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
         processing_class=image_processor,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=[EpochCallback(train_dataset), *(callbacks or [])],
+        callbacks=[*epoch_callbacks, *(callbacks or [])],
     )
     return TrainingRun(model_args, data_args, training_args, data, model, image_processor, trainer, resume_from, publish)
 
