@@ -24,6 +24,7 @@ import torch
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
+from .data import DEFAULT_TRAIN_SPLIT
 from .models import ARCHITECTURES
 
 
@@ -144,7 +145,7 @@ class DatasetArguments:
         "help": "Image column (if not given: the only Image column)."})
     label_column_name: str | None = field(default=None, metadata={
         "help": "Label column (if not given: the only ClassLabel column, or 'label')."})
-    train_split_name: str = field(default="train", metadata={"help": "The training split."})
+    train_split_name: str = field(default=DEFAULT_TRAIN_SPLIT, metadata={"help": "The training split."})
     eval_split_name: str | None = field(default=None, metadata={
         "help": "The evaluation split (if not given: test, else validation, else a held-out part of train)."})
     eval_split_ratio: float = field(default=0.15, metadata={

@@ -38,6 +38,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 
+DEFAULT_TRAIN_SPLIT = "train"  # --train_split_name when not given
 EVAL_SPLIT_CANDIDATES = ("test", "validation", "valid", "val", "eval")
 # Datasets with several candidate columns (CIFAR-100 has fine_label and coarse_label): the columns meant.
 KNOWN_COLUMNS = {
@@ -234,7 +235,7 @@ def check_images(dataset: Dataset, image_column: str, split: str, first_row: int
 # ---- splits ---------------------------------------------------------------------------------------------------------
 
 
-def select_splits(dataset, train_split_name: str = "train", eval_split_name: str | None = None,
+def select_splits(dataset, train_split_name: str = DEFAULT_TRAIN_SPLIT, eval_split_name: str | None = None,
                   eval_split_ratio: float = 0.15, split_seed: int = 42, label_column: str | None = None,
                   need_train: bool = True) -> tuple:
     """`(train, eval, eval split's name)` by the split rule of the module docstring. With `need_train=False`
@@ -247,7 +248,7 @@ def select_splits(dataset, train_split_name: str = "train", eval_split_name: str
                                None)
     if eval_split_name is not None:
         # Evaluation alone may go without a training split, but one named on purpose must exist.
-        if train_split_name not in dataset and (need_train or train_split_name != "train"):
+        if train_split_name not in dataset and (need_train or train_split_name != DEFAULT_TRAIN_SPLIT):
             raise ValueError(f"train split {train_split_name!r} not found; the dataset has splits: {splits}")
         return dataset.get(train_split_name), dataset[eval_split_name], eval_split_name
     if train_split_name not in dataset:
@@ -297,7 +298,7 @@ def prepare_data(
     dataset_name: str | None = None,
     image_column_name: str | None = None,
     label_column_name: str | None = None,
-    train_split_name: str = "train",
+    train_split_name: str = DEFAULT_TRAIN_SPLIT,
     eval_split_name: str | None = None,
     eval_split_ratio: float = 0.15,
     split_seed: int = 42,
