@@ -338,7 +338,7 @@ def training_hardware(training_args) -> str:
     return device + (f", {processes} processes" if processes > 1 else "")
 
 
-def training_info(model, eval_split: str, train_metrics: dict, training_args, model_args, data_args) -> dict:
+def training_info(model, data, train_metrics: dict, training_args, model_args, data_args) -> dict:
     """How the model was trained, in the keys the model card reads (`model_card.card`); written to the run folder
     as training_info.json, where `python -m model_card.publish` finds it."""
     dataset = data_args.dataset_name
@@ -349,7 +349,9 @@ def training_info(model, eval_split: str, train_metrics: dict, training_args, mo
         "dataset": dataset if is_hub_dataset else None,
         "dataset_name": "scikit-learn digits" if dataset == DIGITS else dataset,
         "dataset_config": data_args.dataset_config_name,
-        "eval_split": eval_split,
+        "eval_split": data.eval_split_name,
+        "image_column": data.image_column,
+        "label_column": data.label_column,
         "base_model": model_args.model_name_or_path,
         "epochs": training_args.num_train_epochs,
         "learning_rate": training_args.learning_rate,
@@ -533,7 +535,7 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     eval_metrics.update({"eval_split": data.eval_split_name})  # eval_samples: counted by compute_metrics
     trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
 
-    info = training_info(model, data.eval_split_name, train_metrics, training_args, run.model_args, run.data_args)
+    info = training_info(model, data, train_metrics, training_args, run.model_args, run.data_args)
     finalize_output(trainer, train_metrics, eval_metrics, info)
 
     results = {**train_metrics, **eval_metrics}

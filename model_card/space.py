@@ -27,6 +27,7 @@ from pathlib import Path
 from huggingface_hub import SpaceCardData
 from PIL import Image
 
+from ppt_eval.data import DIGITS, load_image_dataset, prepare_data
 from ppt_eval.results import atomic_folder, replaceable_folder
 
 
@@ -183,37 +184,37 @@ def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels
 
 
 def evaluation_examples(training_info: dict, count: int = 4) -> list[tuple[str, Image.Image]]:
-    """Up to `count` images of the evaluation split of the dataset `training_info` names (`dataset`, or train.py's
-    "scikit-learn digits"), one per class in order of appearance: `(title, image)`, the title being the label name.
+    """Up to `count` images of the evaluation split of the dataset `training_info` names (`dataset`, a local
+    dataset folder that still exists, or train.py's "scikit-learn digits"), one per class in order of appearance:
+    `(title, image)`, the title being the label name. Columns and split follow the rules train.py used
+    (`ppt_eval.data.prepare_data`), with the columns and the split it recorded.
 
     Raises whatever loading the dataset raises (offline, not found, no image column): the caller decides.
     """
-    from datasets import ClassLabel
-    from datasets import Image as ImageFeature
-
-    from ppt_eval.data import DIGITS, choose_column, load_image_dataset, select_splits
-
     name = training_info.get("dataset")
-    if training_info.get("dataset_name") == "scikit-learn digits" or name == DIGITS:
+    local = training_info.get("dataset_name")  # train.py names a local dataset folder here (and no `dataset`)
+    if local == "scikit-learn digits" or name == DIGITS:
         name = DIGITS
+    elif not name and local and os.path.isdir(os.path.expanduser(local)):
+        name = local
     if not name:
         return []
     # A Hub dataset is streamed: a few rows are read, not the whole set (ImageNet is 150 GB).
-    dataset = load_image_dataset(name, streaming=name != DIGITS and not os.path.isdir(os.path.expanduser(name)))
-    _, evaluation, _ = select_splits(dataset, eval_split_name=training_info.get("eval_split"), need_train=False)
-    if evaluation.features is None:
-        raise ValueError(f"the evaluation split of {name!r} does not describe its columns")
-    image_column = choose_column(evaluation.features, None, "image", ImageFeature, ("image", "img"))
-    label_column = choose_column(evaluation.features, None, "label", ClassLabel, ("label", "labels"))
-    label_feature = evaluation.features[label_column]
+    dataset = load_image_dataset(name, training_info.get("dataset_config"),
+                                 streaming=name != DIGITS and not os.path.isdir(os.path.expanduser(name)))
+    eval_split = training_info.get("eval_split")
+    data = prepare_data(dataset, dataset_name=name, image_column_name=training_info.get("image_column"),
+                        label_column_name=training_info.get("label_column"),
+                        # a split held out of the training split ("train (held out 15%)") is drawn again
+                        eval_split_name=eval_split if eval_split in dataset else None,
+                        check_all_images=False, need_train=False)
     examples, seen = [], set()
-    for row in evaluation:
-        label = row[label_column]
+    for row in data.eval:
+        label = row[data.label_column]
         if label in seen:
             continue
         seen.add(label)
-        title = label_feature.int2str(label) if isinstance(label_feature, ClassLabel) else str(label)
-        examples.append((title, row[image_column].convert("RGB")))
+        examples.append((data.label_names[label], row[data.image_column].convert("RGB")))
         if len(examples) == count:
             break
     return examples

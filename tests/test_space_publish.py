@@ -73,6 +73,33 @@ def test_the_model_repo_stores_digits_from_its_test_split_and_the_widget_shows_t
     publish.check_export_folder(export)
 
 
+@pytest.mark.parametrize("recorded_columns", [True, False], ids=["columns recorded", "older training_info"])
+def test_examples_of_a_cifar100_run_take_its_fine_labels(cifar100_path, recorded_columns):
+    """A local CIFAR-100-schema dataset (img, fine_label, coarse_label: two ClassLabel columns): the examples are the
+    first test images of each new fine label, titled with its name, as train.py's column rule picks the labels."""
+    from datasets import load_from_disk
+
+    from model_card.space import evaluation_examples
+
+    info = {"dataset_name": cifar100_path, "eval_split": "test"}
+    if recorded_columns:
+        info.update(image_column="img", label_column="fine_label")
+    test = load_from_disk(cifar100_path)["test"]
+    expected, seen = [], set()
+    for row in test:
+        if row["fine_label"] not in seen:
+            seen.add(row["fine_label"])
+            expected.append((f"fine_{row['fine_label']:03d}", np.asarray(row["img"].convert("RGB"))))
+    examples = evaluation_examples(info, count=3)
+    assert [title for title, _ in examples] == [title for title, _ in expected[:3]]
+    for (_, image), (_, pixels) in zip(examples, expected):
+        np.testing.assert_array_equal(np.asarray(image), pixels)
+    # The coarse labels when the run trained on them.
+    coarse = evaluation_examples({**info, "label_column": "coarse_label"}, count=2)
+    assert [title for title, _ in coarse] == [f"coarse_{row['coarse_label']:02d}" for row in
+                                              [test[0], next(r for r in test if r["coarse_label"] != test[0]["coarse_label"])]]
+
+
 def test_the_space_folder_holds_app_pinned_requirements_card_code_and_examples(published):
     space = published / "space"
     assert is_space_folder(space)
