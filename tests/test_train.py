@@ -91,6 +91,7 @@ def test_cifar100_schema_trains_with_ppt_and_saves_a_complete_folder(cifar_like,
     assert not (out / train.STAGING_DIR_NAME).exists()
     info = json.loads((out / "training_info.json").read_text())  # what the model card reads
     assert info["eval_split"] == "test" and info["dataset_name"] == cifar_like and "dataset" not in info
+    assert (info["image_column"], info["label_column"]) == ("img", "fine_label")  # the Space's examples use them
     assert info["trained_with_compression"] is True and info["learning_rate"] == 1e-3
     assert info["batch_size"] == 8 and info["training_time"].endswith(" min") and info["training_hardware"]
 
