@@ -6,6 +6,7 @@ the source and held against the layers:
     2. ppt_eval               the evaluation / cost core
     3. model_card             the Hub export (train.py uses it for --push_to_hub)
     4. train.py + ppt_training, benchmark.py, ppt_analysis: the entry points, side by side
+    5. scripts/                the runbooks' helpers, on top of everything
 
 A file may import its own package and lower layers, never a higher layer nor a sibling entry point; and the graph
 of module imports has no cycle, so no function-local import can be hiding one.
@@ -29,6 +30,7 @@ COMPONENTS = {
     "train": (4, {"modeling_ppt_deit", "ppt_eval", "model_card"}),
     "benchmark": (4, {"modeling_ppt_deit", "ppt_eval"}),
     "ppt_analysis": (4, {"modeling_ppt_deit", "ppt_eval"}),
+    "scripts": (5, {"modeling_ppt_deit", "ppt_eval", "model_card", "train", "benchmark", "ppt_analysis"}),
 }
 PACKAGE_OF_COMPONENT = {"ppt_training": "train", "train": "train", "benchmark": "benchmark"}
 
@@ -40,12 +42,16 @@ def component_of(module: str) -> str | None:
 
 
 def source_files() -> dict[str, Path]:
-    """Module name -> file, for the project's code (tests excluded)."""
-    modules = {"train": ROOT / "train.py", "benchmark": ROOT / "benchmark.py"}
-    for package in ("modeling_ppt_deit", "ppt_eval", "ppt_training", "ppt_analysis", "model_card"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    """Module name -> file, for every Python file of the project outside tests/: the top-level scripts, every
+    top-level package and scripts/ (found, not listed, so that a new file or package cannot escape the check)."""
+    modules = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[0] in ("tests", "build", "dist") or any(part.startswith(".") for part in parts):
+            continue
+        if len(parts) > 1 and parts[0] != "scripts" and not (ROOT / parts[0] / "__init__.py").is_file():
+            continue  # not a package of the project (a virtual environment, say)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return modules
 
 
