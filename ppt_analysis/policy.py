@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppt_eval.arguments import check_at_least
+from ppt_eval.models import eval_mode
 from ppt_eval.results import fmt, format_table, write_csv, write_json
 
 from .common import AnalysisArguments, load_data, load_placed_model, noise_batches, preprocessed
@@ -104,17 +105,16 @@ def calibrate_threshold(
     """Find tau such that about `target_prune_fraction` of all (sample, reduction layer) decisions prune.
 
     The model's other PPT settings are used as they are; each trial tau is set only for its pass
-    (`compression_settings`), so the model leaves as it came.
+    (`compression_settings`), in eval mode (`eval_mode`), so the model leaves as it came.
     Returns a `CalibrationResult` whose `prune_threshold` is usable as the config's `prune_threshold`.
     """
     if not 0.0 <= target_prune_fraction <= 1.0:
         raise ValueError(f"target_prune_fraction={target_prune_fraction} must be in [0, 1]")
     if not model.config.compression_enabled:
         raise ValueError("the model has no reduction layers: set reduction_layers / tokens_removed first")
-    model.eval()
 
     def evaluate(tau: float):
-        with model.compression_settings(prune_threshold=tau):
+        with eval_mode(model), model.compression_settings(prune_threshold=tau):
             records = collect_policy_records(model, batches, device)
         return overall_prune_fraction(records), records
 

@@ -17,6 +17,7 @@ from modeling_ppt_deit import PPTDeiTConfig
 from ppt_eval.accuracy import evaluate_accuracy
 from ppt_eval.arguments import check_at_least
 from ppt_eval.cost import analytic_cost
+from ppt_eval.models import eval_mode
 from ppt_eval.results import fmt, format_table, machine_info, markdown_table, write_csv, write_json, write_text
 from ppt_eval.timing import inference_step, time_interleaved
 
@@ -108,12 +109,11 @@ def run_sweep(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> list[dict]:
-    """Measure every point; the model leaves with its own settings. Throughput is timed interleaved against an
+    """Measure every point (in eval mode); the model leaves with its own settings and mode. Throughput is timed interleaved against an
     uncompressed copy of the model in the same loop, so each row's speed-up is against a baseline measured at the
     same time."""
     validate_points(model.config, points)
-    model = model.eval()
-    baseline = copy.deepcopy(model)
+    baseline = copy.deepcopy(model).eval()
     baseline.configure_compression(reduction_layers=[])
     config = model.config
     pixel_values = torch.randn(
@@ -122,7 +122,7 @@ def run_sweep(
     rows = []
     for point in tqdm(points, desc="sweep", disable=not progress):
         settings = {"reduction_layers": []} if point.policy == "baseline" else point.settings()
-        with model.compression_settings(**settings):
+        with eval_mode(model), model.compression_settings(**settings):
             rows.append(measure_point(model, baseline, point, eval_batches, speed, pixel_values, warmup, rounds,
                                       device))
     return rows

@@ -27,6 +27,19 @@ from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 from .data import looks_like_local_path
 
 
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Eval mode (no dropout) for the duration of a `with` block, then every submodule's own mode back: a measurement
+    or an export leaves a model in training as it found it."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 @dataclass(frozen=True)
 class Architecture:
     hidden_size: int

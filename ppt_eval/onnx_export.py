@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +31,8 @@ from pathlib import Path
 import torch
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
+
+from .models import eval_mode
 
 
 # torch's dynamo exporter implements its operators at opset 18 (lower versions go through a converter that fails on
@@ -116,17 +117,6 @@ def compression_metadata(config: PPTDeiTConfig) -> dict[str, str]:
         "num_protected_tokens": config.num_protected_tokens,
     }
     return {METADATA_PREFIX + name: json.dumps(value) for name, value in settings.items()}
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module):
-    """Eval mode (no dropout in the graph) for the duration, then the caller's mode back."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _example_input(model: torch.nn.Module, batch_size: int) -> torch.Tensor:
@@ -236,7 +226,7 @@ def _export(model, output_names, metadata, path, opset, overwrite, example_batch
     except ImportError as error:
         raise ImportError(f"ONNX export needs the optional dependencies: pip install 'ppt-deit[onnx]' ({error})") from None
 
-    with _eval_mode(model):
+    with eval_mode(model):
         example = _example_input(model, example_batch_size)
         program = torch.onnx.export(
             _TensorOutputs(model, output_names).eval(),

@@ -15,6 +15,7 @@ from model_fixtures import TINY, TINY_PPT
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 from ppt_analysis.__main__ import main
+from ppt_analysis.common import noise_batches
 from ppt_analysis.plots import pareto_front
 from ppt_analysis.policy import calibrate_threshold, collect_policy_records, overall_prune_fraction, policy_statistics
 from ppt_analysis.sweep import run_sweep, sweep_grid
@@ -112,14 +113,23 @@ def test_sweep_rejects_bad_setting_before_writing(tiny_checkpoint, tmp_path, cap
     assert not out.exists()
 
 
-def test_sweep_leaves_the_model_as_it_came():
+def test_sweep_and_calibration_leave_the_model_as_it_came():
+    """Settings and mode: a model in training (one submodule left in eval by its owner) comes back so, and the
+    measurements ran in eval mode (dropout on would make two passes differ)."""
     torch.manual_seed(0)
-    model = PPTDeiTForImageClassification(tiny_config(prune_threshold=7e-5)).eval()
+    model = PPTDeiTForImageClassification(tiny_config(prune_threshold=7e-5, hidden_dropout_prob=0.5)).train()
+    model.classifier.eval()
+    modes = {name: module.training for name, module in model.named_modules()}
     before = model.config.to_dict()
     points = sweep_grid([4, 8], [1e-4], [[1, 2], [0, 3]], ["ats", "entropy"])
-    rows = run_sweep(model, points, speed=False, progress=False)
+    batches = noise_batches(model.config, 4, 4)
+    rows = run_sweep(model, points, eval_batches=batches, speed=False, progress=False)
+    assert rows == run_sweep(model, points, eval_batches=batches, speed=False, progress=False)
     assert len(rows) == len(points) and {row["final_tokens"] for row in rows} == {65, 57, 49}
+    first = calibrate_threshold(model, batches, 0.5, progress=False)
+    assert first == calibrate_threshold(model, batches, 0.5, progress=False)
     assert model.config.to_dict() == before
+    assert {name: module.training for name, module in model.named_modules()} == modes
 
 
 def test_score_table_equal_macs(tiny_checkpoint, labelled_dataset, tmp_path):
