@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from model_fixtures import TINY, TINY_PPT
+from model_fixtures import tiny_config
 
-from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
+from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_analysis.__main__ import main
 from ppt_analysis.common import noise_batches
 from ppt_analysis.plots import pareto_front
@@ -21,10 +21,6 @@ from ppt_analysis.policy import calibrate_threshold, collect_policy_records, ove
 from ppt_analysis.sweep import run_sweep, sweep_grid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def tiny_config(**ppt) -> PPTDeiTConfig:
-    return PPTDeiTConfig(**{**TINY, **TINY_PPT, **ppt})
 
 
 def test_pareto_front():

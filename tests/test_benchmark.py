@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from model_fixtures import DEIT_S, TINY, TINY_PPT
+from model_fixtures import DEIT_S, tiny_config
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark import main
@@ -22,10 +22,6 @@ from ppt_eval.timing import TensorMemoryTracker, TimingStats, time_interleaved
 
 def deit_small_config(**ppt) -> PPTDeiTConfig:
     return PPTDeiTConfig(**DEIT_S, num_labels=1000, **ppt)
-
-
-def tiny_config(**ppt) -> PPTDeiTConfig:
-    return PPTDeiTConfig(**{**TINY, **TINY_PPT, **ppt})
 
 
 # ---- cost model --------------------------------------------------------------------------------------------------
