@@ -41,7 +41,6 @@ All results go into one dict (`benchmark`), printed and written as `benchmark_<m
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import tempfile
 import time
@@ -66,6 +65,19 @@ from ppt_eval.arguments import (
 from ppt_eval.cost import analytic_cost, flop_count, relative_difference
 from ppt_eval.data import load_prepared, num_rows
 from ppt_eval.models import build_stock_model, load_model
+from ppt_eval.onnx_export import (
+    FINGERPRINT_KEY,
+    check_onnx_packages,
+    check_opset,
+    export_fingerprint,
+    export_onnx,
+    export_stock_classifier,
+    file_metadata,
+    max_difference,
+    onnx_runner,
+    onnx_session,
+    operator_counts,
+)
 from ppt_eval.preprocessing import eval_batches, load_image_processor
 from ppt_eval.results import (
     check_output_dir,
@@ -131,7 +143,6 @@ class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, Model
             raise ValueError("--onnx_dir and --onnx_graph_report belong to --backend onnxruntime")
 
 
-ONNX_DEPENDENCIES = ("onnx", "onnxscript", "onnxruntime")
 
 
 def check_onnx_backend(args: BenchmarkArguments) -> None:
@@ -145,17 +156,7 @@ def check_onnx_backend(args: BenchmarkArguments) -> None:
         raise ValueError(f"--backend onnxruntime exports fp32 graphs; got --dtype {args.dtype}")
     if args.onnx_dir is not None and os.path.exists(args.onnx_dir) and not os.path.isdir(args.onnx_dir):
         raise ValueError(f"--onnx_dir {args.onnx_dir!r} exists and is not a folder")
-    missing = []
-    for name in ONNX_DEPENDENCIES:  # imported here, on the backend's path only: eager runs need none of them
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise ValueError(f"--backend onnxruntime needs the optional ONNX dependencies ({', '.join(missing)} not "
-                         "installed): pip install \".[onnx]\"")
-    from ppt_eval.onnx_export import check_opset
-
+    check_onnx_packages("--backend onnxruntime")  # imported on the backend's path only: eager runs need none
     check_opset(args.onnx_opset)
 
 
@@ -208,14 +209,6 @@ def export_for_onnxruntime(models: dict, args: BenchmarkArguments, folder: str) 
     """Export `ppt` and `stock_sdpa` (CPU, fp32, the same weights) to `folder`/ppt.onnx and stock.onnx, or reuse
     the files there when their fingerprint (weights, config, opset, torch) matches. A file there that this tool
     did not write (no fingerprint) is never replaced. Returns how each file was obtained."""
-    from ppt_eval.onnx_export import (
-        FINGERPRINT_KEY,
-        export_fingerprint,
-        export_onnx,
-        export_stock_classifier,
-        file_metadata,
-    )
-
     exporters = {"ppt_onnx": export_onnx, "stock_onnx": export_stock_classifier}
     report = {}
     for name, source in ONNX_MODELS.items():
@@ -243,8 +236,6 @@ def onnxruntime_sessions(models: dict, args: BenchmarkArguments, device, folder:
     """ONNX Runtime sessions of `ppt` and `stock_sdpa` (exported into `folder`), checked against PyTorch on two
     images: name -> session, and what to record about them."""
     import onnxruntime
-
-    from ppt_eval.onnx_export import max_difference, onnx_session, operator_counts
 
     files = export_for_onnxruntime(models, args, folder)
     threads = args.threads or torch.get_num_threads()
@@ -363,8 +354,6 @@ def inference_steps(models: dict, onnx_sessions: dict, pixel_values: torch.Tenso
     """name -> one forward on `pixel_values`, for the PyTorch models and the ONNX Runtime sessions alike."""
     steps = {name: inference_step(model, pixel_values) for name, model in models.items()}
     if onnx_sessions:
-        from ppt_eval.onnx_export import onnx_runner
-
         steps.update({name: onnx_runner(session, pixel_values) for name, session in onnx_sessions.items()})
     return steps
 

@@ -43,6 +43,7 @@ a training run that has not finished (no `all_results.json`, or a `checkpoint-N`
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import json
 import re
@@ -62,6 +63,15 @@ from transformers import AutoImageProcessor
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from modeling_ppt_deit.configuration_ppt_deit import PPT_SETTINGS
 from ppt_eval.models import build_stock_model, load_pretrained
+from ppt_eval.onnx_export import (
+    DEFAULT_OPSET,
+    check_onnx_packages,
+    check_opset,
+    export_onnx,
+    max_difference,
+    onnx_runtime_config,
+    onnx_session,
+)
 from ppt_eval.results import (
     ALL_RESULTS_FILE,
     EVAL_RESULTS_FILE,
@@ -310,17 +320,7 @@ def export_folder(
 
 def _check_onnx_export(opset) -> int:
     """The opset to export at; a clear error before any work when the optional ONNX packages are missing."""
-    from ppt_eval.onnx_export import DEFAULT_OPSET, check_opset
-
-    missing = []
-    for name in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise ValueError(f"the ONNX export needs the optional dependencies ({', '.join(missing)} not installed): "
-                         'pip install ".[onnx]"')
+    check_onnx_packages("the ONNX export")
     return check_opset(DEFAULT_OPSET if opset is None else opset)
 
 
@@ -330,10 +330,6 @@ ONNX_TOLERANCE = 1e-4
 def _write_onnx(model, staging: Path, opset: int) -> None:
     """`onnx/model.onnx` (exported from a CPU fp32 copy of `model`), its plain config and the image processor's
     config, then the file run in ONNX Runtime against PyTorch on two images (one alone, to use the dynamic batch)."""
-    import copy
-
-    from ppt_eval.onnx_export import export_onnx, max_difference, onnx_runtime_config, onnx_session
-
     cpu_model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
     folder = staging / ONNX_DIR
     folder.mkdir()

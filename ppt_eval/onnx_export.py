@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -78,6 +79,23 @@ def output_names_of(model: torch.nn.Module) -> tuple[str, ...]:
         f"{type(model).__module__}.{type(model).__name__}; load one with "
         "PPTDeiTForImageClassification.from_pretrained(...) (it also loads stock DeiT / ViT checkpoints)"
     )
+
+
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the optional `.[onnx]` extra
+
+
+def check_onnx_packages(purpose: str) -> None:
+    """Raise `ValueError` naming the optional ONNX packages that do not import, before `purpose` does any work.
+    This module imports them only where they are used, so that the eager paths run without them."""
+    missing = []
+    for name in ONNX_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ValueError(f"{purpose} needs the optional ONNX dependencies ({', '.join(missing)} not installed): "
+                         'pip install ".[onnx]"')
 
 
 def check_opset(opset) -> int:
