@@ -88,19 +88,22 @@ def is_model_folder(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
 
 
-def check_checkpoint(checkpoint: str) -> None:
-    """A local `checkpoint` must be a model folder (config.json inside); Hub repo ids are left to from_pretrained.
-    Raises `FileNotFoundError` naming the path and what was expected."""
-    if not looks_like_local_path(checkpoint) or is_model_folder(checkpoint):
+def check_model_folder(name: str, option: str = "--checkpoint", hub_example: str | None = None) -> None:
+    """A local `name` (what `option` gave) must be a model folder (config.json inside); Hub repo ids are left to
+    from_pretrained, which would try a mistyped local path as a Hub id and report something else. Raises
+    `FileNotFoundError` naming the option, the path and what was expected."""
+    if not looks_like_local_path(name) or is_model_folder(name):
         return
-    expected = "a model folder with config.json (save_pretrained / train.py output) or a Hub repo id"
-    if not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"--checkpoint {checkpoint!r} does not exist; expected {expected}")
-    if not os.path.isdir(checkpoint):
-        raise FileNotFoundError(f"--checkpoint {checkpoint!r} is a file; expected {expected}")
-    inside = sorted(name for name in os.listdir(checkpoint) if is_model_folder(os.path.join(checkpoint, name)))
+    path = os.path.expanduser(name)
+    hub_id = f"a Hub model id such as {hub_example!r}" if hub_example else "a Hub repo id"
+    expected = f"expected a folder written by save_pretrained (e.g. a train.py --output_dir) or {hub_id}"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{option} {name!r} does not exist; {expected}")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{option} {name!r} is a file; {expected}")
+    inside = sorted(entry for entry in os.listdir(path) if is_model_folder(os.path.join(path, entry)))
     hint = f" (model folders inside it: {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''})" if inside else ""
-    raise FileNotFoundError(f"--checkpoint {checkpoint!r} is a folder without config.json{hint}; expected {expected}")
+    raise FileNotFoundError(f"{option} {name!r} is not a model folder (no config.json){hint}; {expected}")
 
 
 # ---- weight files ---------------------------------------------------------------------------------------------
@@ -226,7 +229,7 @@ def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs)
 def load_checkpoint(checkpoint: str, **ppt_settings) -> PPTDeiTForImageClassification:
     """A PPT-DeiT classifier from a local folder or Hub repo (ours, or a stock DeiT/ViT), in eval mode, with
     `ppt_settings` applied over the checkpoint's own."""
-    check_checkpoint(checkpoint)
+    check_model_folder(checkpoint)
     try:
         model = load_pretrained(checkpoint, f"--checkpoint {checkpoint!r}", **ppt_settings)
     except OSError as error:  # missing weights, a Hub id not found or not cached offline, ...
@@ -306,7 +309,7 @@ __all__ = [
     "CHECKPOINT_CONTENT_ERRORS",
     "build_named_model",
     "build_stock_model",
-    "check_checkpoint",
+    "check_model_folder",
     "check_model_type",
     "check_weight_files",
     "load_checkpoint",

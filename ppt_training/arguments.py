@@ -24,8 +24,8 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from ppt_eval.arguments import DatasetArguments, PPTArguments, check_at_least
-from ppt_eval.data import DIGITS, looks_like_local_path
-from ppt_eval.models import check_model_type, check_weight_files
+from ppt_eval.data import DIGITS
+from ppt_eval.models import check_model_folder, check_model_type, check_weight_files
 from ppt_eval.results import check_output_dir
 
 
@@ -272,14 +272,9 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
 
 
 def check_model_source(name: str) -> None:
-    """Fail early, naming the path, when `--model_name_or_path` points at a local path that is not a model folder
-    (transformers would try it as a Hub id and report something else). Other names are taken as Hub ids."""
+    """Fail early, naming the path, when `--model_name_or_path` points at a local path that is not a model folder,
+    or at one whose config.json or weights PPT-DeiT cannot load. Other names are taken as Hub ids."""
+    check_model_folder(name, "--model_name_or_path", hub_example=DEFAULT_MODEL)
     path = os.path.expanduser(name)
-    if looks_like_local_path(name) and not os.path.isfile(os.path.join(path, "config.json")):
-        problem = "does not exist" if not os.path.exists(path) else "is not a model folder (no config.json)"
-        raise ValueError(
-            f"--model_name_or_path {name!r} {problem}: give a folder written by save_pretrained (e.g. a train.py "
-            f"--output_dir) or a Hub model id such as {DEFAULT_MODEL!r}"
-        )
     check_model_type(path, f"--model_name_or_path {name!r}")
     check_weight_files(path, f"--model_name_or_path {name!r}")

@@ -186,7 +186,7 @@ def _write_config_only(folder):
 @pytest.mark.parametrize(
     "case, expected",
     [("missing_abs", "does not exist"), ("missing_rel", "does not exist"), ("file", "is a file"),
-     ("empty_folder", "folder without config.json"), ("parent_folder", "model folders inside it: model"),
+     ("empty_folder", "is not a model folder (no config.json)"), ("parent_folder", "model folders inside it: model"),
      ("no_weights", "could not be loaded")],
 )
 def test_bad_checkpoint_path_is_named(tmp_path, capsys, monkeypatch, case, expected):

@@ -260,7 +260,7 @@ def test_a_local_model_path_that_is_not_a_model_is_named(tmp_path, cifar_like, k
             *FAST_TRAINING_ARGS]
     with pytest.raises(ValueError) as error:
         train.main(argv)
-    problem = "does not exist" if kind == "missing" else "is not a model folder (no config.json)"
+    problem = {"missing": "does not exist", "file": "is a file"}.get(kind, "is not a model folder (no config.json)")
     assert f"--model_name_or_path {str(path)!r} {problem}" in str(error.value)
     assert not out.exists()
 
