@@ -77,6 +77,7 @@ from ppt_training.checkpoints import (
     checkpoint_folders,
     checkpoint_problem,
     find_resume_checkpoint,
+    not_checkpoint_content,
 )
 from ppt_training.modeling import build_config, build_model, pretrained_image_processor, scratch_image_processor
 
@@ -115,27 +116,45 @@ def resolve_resume(training_args) -> str | None:
 
 
 def check_output_dir(training_args, resume: str | None) -> None:
-    """A new run (neither resuming nor overwriting) refuses an output_dir that holds a finished run or another
-    run's checkpoints: training there would replace the finished model, or mix two runs, and Trainer's rotation
-    (`save_total_limit`) would delete the other run's checkpoints."""
+    """A new run (neither resuming nor overwriting) refuses an output_dir that is not empty: training there would
+    replace a finished model or an export (config.json, model.safetensors...), or mix two runs, and Trainer's
+    rotation (`save_total_limit`) would delete the other run's checkpoints. Resuming a checkpoint of another folder
+    refuses the same. --overwrite_output_dir deletes the previous run's checkpoints, so each must hold only what a
+    checkpoint holds (not a symlink, nothing else)."""
     output_dir = training_args.output_dir
+    checkpoints = checkpoint_folders(output_dir)
     if training_args.overwrite_output_dir:
+        for path in checkpoints if resume is None else ():
+            foreign = not_checkpoint_content(path)
+            if foreign:
+                what = "is a symlink" if foreign == [path] else f"holds what no checkpoint does ({', '.join(foreign[:5])})"
+                raise ValueError(f"--overwrite_output_dir would delete {path!r}, which {what}: move it out of "
+                                 f"{output_dir!r} first")
         return
     ways = ("pass another --output_dir, --resume_from_checkpoint True to continue that run, or "
             "--overwrite_output_dir True to start over (which deletes them)")
-    checkpoints = [os.path.basename(path) for path in checkpoint_folders(output_dir)]
-    shown = ", ".join(checkpoints[-5:]) + (f" and {len(checkpoints) - 5} more" if len(checkpoints) > 5 else "")
+    names = [os.path.basename(path) for path in checkpoints]
+    shown = ", ".join(names[-5:]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    others = sorted(set(os.listdir(output_dir)) - {CHECKPOINT_STAGING_DIR, STAGING_DIR_NAME, *names}) \
+        if os.path.isdir(output_dir) else []
+    not_empty = (f"output_dir {output_dir!r} is not empty ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}): "
+                 "the run's model and results would replace files of the same names there; pass another "
+                 "--output_dir, or --overwrite_output_dir True to write into it anyway")
     if resume is not None:
         # Resuming a checkpoint of another folder into this one would mix two runs here (and rotate theirs away).
         elsewhere = os.path.realpath(os.path.dirname(os.path.normpath(resume))) != os.path.realpath(output_dir)
         if elsewhere and checkpoints:
             raise ValueError(f"--resume_from_checkpoint {resume!r} is not in output_dir {output_dir!r}, which holds "
                              f"checkpoints of another run ({shown}); {ways}")
+        if elsewhere and others:
+            raise ValueError(not_empty)
         return
     if os.path.isfile(os.path.join(output_dir, ALL_RESULTS_FILE)):
         raise ValueError(f"output_dir {output_dir!r} already holds a finished run ({ALL_RESULTS_FILE}); {ways}")
     if checkpoints:
         raise ValueError(f"output_dir {output_dir!r} already holds checkpoints of a run ({shown}); {ways}")
+    if others:
+        raise ValueError(not_empty)
 
 
 def check_resume_matches(model, checkpoint: str) -> None:

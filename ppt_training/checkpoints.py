@@ -34,6 +34,13 @@ CHECKPOINT_STAGING_DIR = ".incomplete-checkpoint"
 TRAINER_STATE_FILE = "trainer_state.json"
 # What Trainer needs to continue exactly where it stopped (besides the weights and the trainer state).
 RESUME_STATE_FILES = ("optimizer.pt", "scheduler.pt")
+# Every file a Trainer checkpoint of this project holds (the model folder, its remote code, the training state):
+# --overwrite_output_dir deletes a checkpoint-N folder only when it holds nothing else.
+CHECKPOINT_FILE = re.compile(
+    r"trainer_state\.json|training_args\.bin|(optimizer|scheduler|scaler)\.pt|rng_state(_\d+)?\.pth"
+    r"|(config|preprocessor_config|generation_config)\.json|model(-\d+-of-\d+)?\.safetensors"
+    r"|model\.safetensors\.index\.json|pytorch_model\.bin|\w+\.py"
+)
 
 
 # ---- what a checkpoint folder holds -------------------------------------------------------------------------------
@@ -56,6 +63,15 @@ def _torch_file_problem(path: str) -> str | None:
     if not zipfile.is_zipfile(path):
         return f"{os.path.basename(path)} is truncated or not a torch.save file"
     return None
+
+
+def not_checkpoint_content(folder: str) -> list[str]:
+    """What `folder` holds that no Trainer checkpoint does (sub-folders, other files); `[folder]` for a symlink, whose
+    target is somebody else's."""
+    if os.path.islink(folder):
+        return [folder]
+    return sorted(entry.name + ("/" if entry.is_dir() else "") for entry in os.scandir(folder)
+                  if not (entry.is_file(follow_symlinks=False) and CHECKPOINT_FILE.fullmatch(entry.name)))
 
 
 def checkpoint_problem(folder: str) -> str | None:

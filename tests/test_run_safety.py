@@ -116,6 +116,63 @@ def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path, finished, chec
     assert snapshot(out) == before
 
 
+def an_export(folder: Path) -> None:
+    """What `python -m model_card.publish` leaves: a model folder with its card, no training state."""
+    folder.mkdir(parents=True)
+    for name, content in {"config.json": b'{"model_type": "vit"}', "model.safetensors": b"the exported weights",
+                          "preprocessor_config.json": b"{}", "README.md": b"the card", "results.json": b"{}"}.items():
+        (folder / name).write_bytes(content)
+
+
+@pytest.mark.parametrize("case", ["export", "symlink to an export", "a user's files"])
+def test_a_new_run_refuses_a_folder_that_is_not_empty(tmp_path, case):
+    """train.py writes config.json, model.safetensors... into output_dir when it ends: a folder holding anything
+    (an export, the checkpoint a run fine-tunes, a user's files) is refused before any work."""
+    out = tmp_path / "O"
+    if case == "a user's files":
+        out.mkdir()
+        (out / "config.json").write_text("my config")
+        (out / "notes.md").write_text("my notes")
+    else:
+        an_export(tmp_path / "export")
+        if case == "symlink to an export":
+            out.symlink_to(tmp_path / "export", target_is_directory=True)
+        else:
+            out = tmp_path / "export"
+    before = snapshot(tmp_path)
+    with pytest.raises(train.InputError) as error:
+        train.main(["--preset", "digits", "--max_train_samples", "64", "--max_steps", "1", "--output_dir", str(out),
+                    "--disable_tqdm", "True"])
+    shown = "config.json, notes.md" if case == "a user's files" else \
+        "README.md, config.json, model.safetensors, preprocessor_config.json, results.json"
+    assert f"output_dir {str(out)!r} is not empty ({shown})" in str(error.value)
+    for way in ("another --output_dir", "--overwrite_output_dir True"):
+        assert way in str(error.value)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", ["a user's folder named like one", "a symlink"])
+def test_overwrite_output_dir_deletes_nothing_but_checkpoints(tmp_path, case):
+    """--overwrite_output_dir deletes checkpoint-N folders: one that holds more than a checkpoint does (a user's
+    work in a folder of that name), or a symlink to somebody's folder, is refused, and nothing is deleted."""
+    out = tmp_path / "O"
+    make_previous_run(out, finished=False, checkpoints=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "thesis.tex").write_text("years of work")
+    if case == "a symlink":
+        (out / "checkpoint-70").symlink_to(elsewhere, target_is_directory=True)
+    else:
+        shutil.copytree(elsewhere, out / "checkpoint-70")
+    before = snapshot(tmp_path)
+    with pytest.raises(train.InputError) as error:
+        train.main(["--preset", "digits", "--max_train_samples", "64", "--max_steps", "1", "--output_dir", str(out),
+                    "--overwrite_output_dir", "True", "--disable_tqdm", "True"])
+    expected = "is a symlink" if case == "a symlink" else "holds what no checkpoint does (thesis.tex)"
+    assert f"would delete {str(out / 'checkpoint-70')!r}, which {expected}" in str(error.value)
+    assert snapshot(tmp_path) == before
+
+
 def test_overwrite_output_dir_starts_over_without_the_old_checkpoints(cifar100_path, tmp_path):
     """--overwrite_output_dir deletes the previous run's checkpoints: a later --resume_from_checkpoint True would
     otherwise take checkpoint-60 of the old run for this run's."""
