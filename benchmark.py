@@ -57,6 +57,7 @@ from ppt_eval.arguments import (
     DatasetArguments,
     MachineArguments,
     ModelSourceArguments,
+    OutputArguments,
     PPTArguments,
     check_at_least,
     parse_into,
@@ -80,7 +81,6 @@ from ppt_eval.onnx_export import (
 )
 from ppt_eval.preprocessing import eval_batches, load_image_processor
 from ppt_eval.results import (
-    check_output_dir,
     describe_machine,
     fmt,
     format_table,
@@ -97,7 +97,7 @@ FLOP_AGREEMENT_TOLERANCE = 0.01  # the spec: the cost model and the flop counter
 
 
 @dataclass
-class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, ModelSourceArguments):
+class BenchmarkArguments(OutputArguments, DatasetArguments, MachineArguments, PPTArguments, ModelSourceArguments):
     """Measure PPT-DeiT against its uncompressed baseline and the stock transformers ViT (see the module doc)."""
 
     mode: Literal["inference", "train", "step_cost"] = field(default="inference", metadata={
@@ -115,7 +115,6 @@ class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, Model
     memory: bool = field(default=True, metadata={"help": "Measure peak memory."})
     flop_check: bool = field(default=True, metadata={"help": "Count FLOPs of a real forward with torch's counter."})
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size of the accuracy evaluation."})
-    output_dir: str | None = field(default=None, metadata={"help": "Write benchmark_<mode>.json / .csv / .md here."})
     progress: bool = field(default=True, metadata={"help": "Progress bars (--no_progress: none, also transformers')."})
     backend: Literal["pytorch", "onnxruntime"] = field(default="pytorch", metadata={
         "help": "pytorch: eager (and --compile). onnxruntime: also export PPT and the stock model to ONNX (the same "
@@ -128,11 +127,13 @@ class BenchmarkArguments(DatasetArguments, MachineArguments, PPTArguments, Model
     onnx_graph_report: bool = field(default=False, metadata={
         "help": "With --backend onnxruntime: count the operators of both graphs after ONNX Runtime's optimisation."})
 
+    def output_files(self) -> list[str]:
+        return [f"benchmark_{self.mode}{extension}" for extension in RESULT_EXTENSIONS]
+
     def validate(self) -> None:
         check_at_least(self, 1, "batch_size", "rounds", "iterations", "latency_rounds", "latency_iterations",
                        "eval_batch_size")
         check_at_least(self, 0, "warmup")
-        check_output_dir(self.output_dir)
         processes = self.processes.num_processes
         if processes > 1 and (self.mode != "inference" or not self.cost_only or self.dataset_name is None):
             raise ValueError(f"{processes} processes share an accuracy evaluation only: give --dataset_name and "
@@ -598,6 +599,9 @@ def format_results(results: dict) -> str:
     return "\n".join(header + [format_table(headers, rows), ""] + notes(results))
 
 
+RESULT_EXTENSIONS = (".json", ".csv", ".md")
+
+
 def write_results(results: dict, output_dir: str) -> list[str]:
     """The one writer: `benchmark_<mode>.json` (everything), `.csv` (the table) and `.md` (table and notes), each
     through a temporary file, so a failure never leaves half a file."""
@@ -607,7 +611,7 @@ def write_results(results: dict, output_dir: str) -> list[str]:
     write_csv(prefix + ".csv", [dict(zip(headers, row)) for row in rows])
     write_text(prefix + ".md", markdown_table(headers, rows) + "\n\n" + "\n".join(f"- {line}" for line in notes(results))
                + "\n")
-    return [prefix + ext for ext in (".json", ".csv", ".md")]
+    return [prefix + ext for ext in RESULT_EXTENSIONS]
 
 
 def run(args: BenchmarkArguments) -> int:

@@ -7,24 +7,28 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ppt_eval.arguments import DatasetArguments, MachineArguments, ModelSourceArguments, PPTArguments, check_at_least
+from ppt_eval.arguments import (
+    DatasetArguments,
+    MachineArguments,
+    ModelSourceArguments,
+    OutputArguments,
+    PPTArguments,
+    check_at_least,
+)
 from ppt_eval.data import ImageClassificationData, load_prepared
 from ppt_eval.models import load_model
 from ppt_eval.preprocessing import eval_batches, load_image_processor
-from ppt_eval.results import check_output_dir
 
 
 @dataclass
-class AnalysisArguments(DatasetArguments, MachineArguments, PPTArguments, ModelSourceArguments):
+class AnalysisArguments(OutputArguments, DatasetArguments, MachineArguments, PPTArguments, ModelSourceArguments):
     """The model, its PPT settings, the machine, the dataset, and where results go."""
 
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size of the evaluation passes."})
-    output_dir: str | None = field(default=None, metadata={"help": "Write the command's tables and plots here."})
     progress: bool = field(default=True, metadata={"help": "Progress bars (--no_progress: none)."})
 
     def validate(self) -> None:
         check_at_least(self, 1, "eval_batch_size")
-        check_output_dir(self.output_dir)
 
 
 def load_placed_model(args) -> tuple[torch.nn.Module, torch.device]:

@@ -170,6 +170,10 @@ def calibrate_threshold(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+POLICY_STATS_FILES = {"json": "policy_stats.json", "csv": "policy_stats.csv", "png": "policy_stats.png"}
+CALIBRATION_FILE = "calibration.json"
+
+
 @dataclass
 class PolicyStatsArguments(AnalysisArguments):
     """Per reduction layer: score variances and the fraction of images pruned vs pooled, on the evaluation split
@@ -177,6 +181,9 @@ class PolicyStatsArguments(AnalysisArguments):
 
     num_samples: int = field(default=64, metadata={"help": "Images to run."})
     batch_size: int = field(default=32, metadata={"help": "Images per forward pass."})
+
+    def output_files(self) -> list[str]:
+        return list(POLICY_STATS_FILES.values())
 
     def validate(self) -> None:
         check_at_least(self, 1, "num_samples", "batch_size")
@@ -188,6 +195,9 @@ class CalibrateArguments(PolicyStatsArguments):
     training split of --dataset_name (never on the evaluation split; without a dataset: random noise)."""
 
     target_prune_fraction: float = field(default=0.5, metadata={"help": "Fraction of decisions that should prune."})
+
+    def output_files(self) -> list[str]:
+        return [CALIBRATION_FILE]
 
     def validate(self) -> None:
         if not 0.0 <= self.target_prune_fraction <= 1.0:
@@ -221,12 +231,12 @@ def run_policy_stats(args: PolicyStatsArguments) -> int:
           f"on {args.dataset_name or 'random noise'}")
     print(_stats_table(stats))
     if args.output_dir:
-        write_json(os.path.join(args.output_dir, "policy_stats.json"),
+        paths = {kind: os.path.join(args.output_dir, name) for kind, name in POLICY_STATS_FILES.items()}
+        write_json(paths["json"],
                    {"prune_threshold": config.prune_threshold, "score_function": config.score_function, "layers": stats})
-        write_csv(os.path.join(args.output_dir, "policy_stats.csv"), stats)
-        path = policy_stats_plot(stats, os.path.join(args.output_dir, "policy_stats.png"), config.prune_threshold,
-                                 title=f"{args.model_name}: {config.score_function}")
-        print(f"wrote {args.output_dir}/policy_stats.json, .csv, {path}")
+        write_csv(paths["csv"], stats)
+        policy_stats_plot(stats, paths["png"], config.prune_threshold, title=f"{args.model_name}: {config.score_function}")
+        print("wrote " + ", ".join(paths.values()))
     return 0
 
 
@@ -242,7 +252,7 @@ def run_calibrate(args: CalibrateArguments) -> int:
     print(f"use: --prune_threshold {result.prune_threshold:.6g}  or  "
           f"model.configure_compression(prune_threshold={result.prune_threshold:.6g})")
     if args.output_dir:
-        write_json(os.path.join(args.output_dir, "calibration.json"), result.to_dict())
+        write_json(os.path.join(args.output_dir, CALIBRATION_FILE), result.to_dict())
     return 0
 
 

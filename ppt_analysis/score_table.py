@@ -29,6 +29,9 @@ from .common import AnalysisArguments, load_data, load_placed_model, preprocesse
 from .policy import calibrate_threshold, collect_policy_records, overall_prune_fraction
 
 
+SCORE_TABLE_FILES = {"csv": "score_table.csv", "json": "score_table.json", "md": "score_table.md"}
+
+
 @dataclass
 class ScoreTableArguments(AnalysisArguments):
     """The thesis's table of significance scores at equal MACs, off the shelf and fine-tuned (needs
@@ -44,6 +47,9 @@ class ScoreTableArguments(AnalysisArguments):
         "help": "Give each score function its own tau, calibrated on training images to prune this fraction of "
                 "the decisions (score variances of different scores live on different scales)."})
     calibration_samples: int = field(default=256, metadata={"help": "Training images used for that calibration."})
+
+    def output_files(self) -> list[str]:
+        return list(SCORE_TABLE_FILES.values())
 
     def validate(self) -> None:
         check_at_least(self, 0, "finetune_steps")
@@ -180,13 +186,13 @@ def run(args: ScoreTableArguments) -> int:
     print(format_table(headers, body))
     print(f"machine: {describe_machine(machine)}; {time.time() - started:.0f} s")
     if args.output_dir:
-        write_csv(os.path.join(args.output_dir, "score_table.csv"), rows)
-        write_json(os.path.join(args.output_dir, "score_table.json"),
-                   {"rows": rows, "command": command, "machine": machine, "summary": summary})
-        write_text(os.path.join(args.output_dir, "score_table.md"),
+        paths = {kind: os.path.join(args.output_dir, name) for kind, name in SCORE_TABLE_FILES.items()}
+        write_csv(paths["csv"], rows)
+        write_json(paths["json"], {"rows": rows, "command": command, "machine": machine, "summary": summary})
+        write_text(paths["md"],
                    markdown_table(headers, body) + f"\n\n{summary}\n\nCommand: `{command}`\n\n"
                    f"Machine: {describe_machine(machine)}\n")
-        print(f"wrote {args.output_dir}/score_table.csv, .json, .md")
+        print("wrote " + ", ".join(paths.values()))
     return 0
 
 

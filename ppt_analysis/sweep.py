@@ -171,13 +171,13 @@ def table_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
     return headers, body
 
 
+SWEEP_FILES = {"csv": "sweep.csv", "json": "sweep.json", "md": "sweep.md", "pareto_macs": "pareto_macs.png",
+               "pareto_throughput": "pareto_throughput.png"}
+
+
 def save_sweep(rows: list[dict], output_dir: str, metadata: dict, title: str = "") -> dict[str, str]:
     """Write sweep.csv / sweep.json / sweep.md and the Pareto PNGs; returns the paths written."""
-    paths = {
-        "csv": os.path.join(output_dir, "sweep.csv"),
-        "json": os.path.join(output_dir, "sweep.json"),
-        "md": os.path.join(output_dir, "sweep.md"),
-    }
+    paths = {kind: os.path.join(output_dir, SWEEP_FILES[kind]) for kind in ("csv", "json", "md")}
     write_csv(paths["csv"], rows)
     write_json(paths["json"], {"metadata": metadata, "rows": rows})
     headers, body = table_rows(rows)
@@ -187,12 +187,12 @@ def save_sweep(rows: list[dict], output_dir: str, metadata: dict, title: str = "
     y_key, y_label = ("top1", "top-1 accuracy (%)") if has_accuracy else ("images_per_second", "throughput (images/s)")
     if has_accuracy or has_speed:
         paths["pareto_macs"] = pareto_plot(
-            rows, "gmacs", y_key, os.path.join(output_dir, "pareto_macs.png"), "GMACs per image", y_label,
+            rows, "gmacs", y_key, os.path.join(output_dir, SWEEP_FILES["pareto_macs"]), "GMACs per image", y_label,
             lower_x_is_better=True, title=title,
         )
     if has_accuracy and has_speed:
         paths["pareto_throughput"] = pareto_plot(
-            rows, "images_per_second", "top1", os.path.join(output_dir, "pareto_throughput.png"),
+            rows, "images_per_second", "top1", os.path.join(output_dir, SWEEP_FILES["pareto_throughput"]),
             "measured throughput (images/s)", "top-1 accuracy (%)", lower_x_is_better=False, title=title,
         )
     return paths
@@ -223,6 +223,9 @@ class SweepArguments(AnalysisArguments):
     batch_size: int = field(default=32, metadata={"help": "Images per timed call."})
     warmup: int = field(default=1, metadata={"help": "Untimed calls per setting."})
     rounds: int = field(default=3, metadata={"help": "Timed rounds per setting."})
+
+    def output_files(self) -> list[str]:
+        return list(SWEEP_FILES.values())
 
     def validate(self) -> None:
         check_at_least(self, 1, "batch_size", "rounds")

@@ -96,6 +96,7 @@ class VisualizeArguments(MachineArguments, PPTArguments, ModelSourceArguments):
                                                      "required": True})
     output: str = field(default="token_maps.png", metadata={
         "help": "The figure to write (.png, .jpg, .pdf, .svg, ...)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output file."})
     dpi: int = field(default=100, metadata={"help": "Resolution of the figure (dots per inch)."})
     png_colours: int | None = field(default=None, metadata={
         "help": "Store a .png with a palette of this many colours (2-256): a few times smaller, for documents."})
@@ -104,6 +105,11 @@ class VisualizeArguments(MachineArguments, PPTArguments, ModelSourceArguments):
         check_output(self.output)  # bad paths fail here, before the model loads
         for path in self.image:
             load_image(path)
+            if os.path.exists(self.output) and os.path.samefile(path, self.output):
+                raise ValueError(f"--output {self.output!r} is the --image {path!r}; give another --output")
+        if os.path.lexists(self.output) and not self.overwrite:
+            raise ValueError(f"--output {self.output!r} exists; it is left as it is: give another --output, or "
+                             "--overwrite to replace it")
         if self.dpi < 10:
             raise ValueError(f"--dpi {self.dpi} must be >= 10")
         if self.png_colours is not None and not 2 <= self.png_colours <= 256:

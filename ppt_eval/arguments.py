@@ -8,13 +8,16 @@ so an option has one name, one help text and one check everywhere:
 - `PPTArguments`: the compression schedule (`--reduction_layers`, `--tokens_removed`, `--prune_threshold`,
   `--score_function`); unset ones are the model's own;
 - `MachineArguments`: `--device`, `--dtype`, `--threads`;
-- `DatasetArguments`: which dataset, columns and splits (the split rule is in `ppt_eval.data`).
+- `DatasetArguments`: which dataset, columns and splits (the split rule is in `ppt_eval.data`);
+- `OutputArguments`: `--output_dir`, and `--overwrite_output_dir` to replace the files an earlier run left there
+  (each command names the files it writes; without the flag a command refuses before any work).
 
 Checks raise `ValueError` naming the flag and its value; `run_command` turns that into one line on stderr.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -26,6 +29,7 @@ from transformers import HfArgumentParser
 
 from .data import DEFAULT_TRAIN_SPLIT
 from .models import ARCHITECTURES
+from .results import check_output_dir
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -162,6 +166,30 @@ class DatasetArguments:
             raise ValueError(f"--eval_split_ratio {self.eval_split_ratio} must be in (0, 1)")
 
 
+@dataclass
+class OutputArguments:
+    """Where the command writes its results. Results an earlier run left there are measurements too: they are
+    replaced only when asked."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "Write the command's result files here."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Replace the result files of an earlier run in --output_dir (without it the command refuses)."})
+
+    def output_files(self) -> list[str]:
+        """The names of the files the command writes into --output_dir."""
+        return []
+
+    def validate(self) -> None:
+        check_output_dir(self.output_dir)
+        if self.output_dir is None or self.overwrite_output_dir:
+            return
+        existing = [name for name in self.output_files() if os.path.lexists(os.path.join(self.output_dir, name))]
+        if existing:
+            raise ValueError(f"--output_dir {self.output_dir!r} already holds {', '.join(existing)} (an earlier run's "
+                             "results, which this run would replace): pass another --output_dir, or "
+                             "--overwrite_output_dir to replace them")
+
+
 # ---- parsing and reporting --------------------------------------------------------------------------------------
 
 
@@ -214,6 +242,7 @@ __all__ = [
     "DatasetArguments",
     "MachineArguments",
     "ModelSourceArguments",
+    "OutputArguments",
     "PPTArguments",
     "check_at_least",
     "one_line",

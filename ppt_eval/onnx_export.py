@@ -109,8 +109,11 @@ def check_opset(opset) -> int:
 
 
 def check_target(path, overwrite: bool = False) -> Path:
-    """The output file: its folder must exist, and an existing file is only replaced with `overwrite`."""
+    """The output file: a `.onnx` name (so that `overwrite` can never replace a checkpoint's weights or config),
+    its folder must exist, and an existing file is only replaced with `overwrite`."""
     path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"{str(path)!r} does not end in .onnx; give the path of the .onnx file to write")
     folder = path.parent
     if not folder.is_dir():
         what = "is a file" if folder.exists() else "does not exist"
@@ -407,6 +410,7 @@ def _load(checkpoint: str) -> PPTDeiTForImageClassification:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ppt_eval.onnx_export",
+        allow_abbrev=False,
         description="Export a PPT-DeiT image classifier to ONNX (dynamic batch size, compression in the graph), "
                     "then check it against PyTorch with ONNX Runtime.",
     )

@@ -286,14 +286,37 @@ def image_dir(tmp_path):
         ("in.png", "map.xyz", ["--output", "'.xyz'", ".png", ".jpg"]),
         ("in.png", "map", ["--output", "no extension", ".png"]),
         ("in.png", ".", ["--output", "is a folder"]),
+        ("in.png", "in.png", ["--output", "is the --image"]),
+        ("in.png", "text.png", ["--output", "text.png' exists", "--overwrite"]),
     ],
-    ids=["missing", "not_an_image", "folder", "missing_folder", "unknown_extension", "no_extension", "output_folder"],
+    ids=["missing", "not_an_image", "folder", "missing_folder", "unknown_extension", "no_extension", "output_folder",
+         "output_is_the_image", "output_exists"],
 )
 def test_visualize_bad_paths(checkpoint, image_dir, capsys, image, output, expected):
-    before = sorted(p.name for p in image_dir.rglob("*"))
+    before = {p.name: p.read_bytes() for p in image_dir.rglob("*") if p.is_file()}
     rejected(capsys, ["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / image),
                       "--output", str(image_dir / output)], *expected)
-    assert sorted(p.name for p in image_dir.rglob("*")) == before
+    assert {p.name: p.read_bytes() for p in image_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("command, written", [
+    ("run", "benchmark_inference.json"), ("step-cost", "benchmark_step_cost.md"), ("sweep", "pareto_macs.png"),
+    ("score-table", "score_table.json"), ("policy-stats", "policy_stats.csv"), ("calibrate", "calibration.json"),
+])
+def test_an_earlier_runs_results_are_replaced_only_when_asked(checkpoint, labelled_dataset, tmp_path, capsys, command,
+                                                                written):
+    """A results file of an earlier run in --output_dir is refused before any work; --overwrite_output_dir replaces
+    it (shown for benchmark.py's cost-only run)."""
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / written).write_text("an earlier run's numbers")
+    dataset = ["--dataset_name", labelled_dataset] if command == "score-table" else []
+    argv = [command, "--checkpoint", checkpoint, *dataset, "--output_dir", str(out), "--no_progress"]
+    rejected(capsys, argv, f"already holds {written}", "another --output_dir", "--overwrite_output_dir")
+    assert (out / written).read_text() == "an earlier run's numbers" and len(list(out.iterdir())) == 1
+    if command == "run":
+        assert benchmark.main(argv[1:] + ["--cost_only", "--overwrite_output_dir"]) == 0
+        assert '"mode": "inference"' in (out / written).read_text()
 
 
 @pytest.mark.parametrize("flag", [["--output_dir", "somewhere"], ["--no_progress"]])

@@ -17,6 +17,7 @@ import re
 import pytest
 import torch
 
+from hub_fixtures import folder_snapshot
 from model_fixtures import mixed_pixels, threshold_between, tiny_model
 
 
@@ -220,6 +221,7 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, fake_exporter):
 def test_cli_errors_name_the_problem_and_touch_nothing(tmp_path, capsys, fake_exporter):
     checkpoint = tmp_path / "checkpoint"
     tiny_model().save_pretrained(checkpoint)
+    saved = folder_snapshot(checkpoint)
     existing = tmp_path / "existing.onnx"
     existing.write_bytes(b"keep me")
     bert = tmp_path / "bert"
@@ -231,12 +233,18 @@ def test_cli_errors_name_the_problem_and_touch_nothing(tmp_path, capsys, fake_ex
         ([str(tmp_path / "absent"), str(tmp_path / "m.onnx")], "checkpoint .*absent' does not exist"),
         ([str(bert), str(tmp_path / "m.onnx")], "holds a 'bert' model"),
         ([str(checkpoint), str(tmp_path / "m.onnx"), "--opset", "12"], "opset 12 is not supported"),
+        # --overwrite replaces .onnx files only: never the checkpoint's own weights
+        ([str(checkpoint), str(checkpoint / "model.safetensors"), "--overwrite"], "does not end in .onnx"),
     ]
     for argv, message in cases:
         assert onnx_export.main(argv) == 2, argv
         assert re.search(message, capsys.readouterr().err), message
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error; options cannot be abbreviated
+        onnx_export.main([str(checkpoint), str(existing), "--overwrit"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --overwrit" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep me"
     assert sorted(os.listdir(tmp_path)) == ["bert", "checkpoint", "existing.onnx"]
+    assert folder_snapshot(checkpoint) == saved
 
 
 @pytest.mark.parametrize("distilled", [False, True])
