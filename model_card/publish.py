@@ -44,8 +44,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import inspect
 import json
+import os
 import re
 import shutil
 import sys
@@ -176,6 +178,11 @@ def _check_output_dir(output_dir) -> Path:
         output_dir, _is_previous_export, "output_dir",
         f"a previous export (which holds only {list(EXPORT_FILES)}, with {list(ONNX_FILES)} in {ONNX_DIR}/ and .png "
         f"images in {EXAMPLES_DIR}/)", "an export replaces the folder's content")
+    edited = edited_export_files(output_dir) if output_dir.is_dir() else []
+    if edited:
+        raise ValueError(f"output_dir {str(output_dir)!r} is a previous export, but {', '.join(edited[:5])} changed "
+                         "since it was written, and replacing the export would lose that: keep a copy, then pass "
+                         "another --output_dir (or delete the folder)")
     parent = output_dir.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -298,7 +305,6 @@ def export_folder(
         if example_images:
             names = save_examples(staging / EXAMPLES_DIR, list(example_images))
             example_files = [(title, f"{EXAMPLES_DIR}/{name}") for (title, _), name in zip(example_images, names)]
-        write_json(staging / RESULTS_FILE, {"results": normalized, "raw": raw, "training_info": training_info})
         card = build_model_card(
             model.config,
             normalized,
@@ -315,7 +321,25 @@ def export_folder(
             _verify_export(staging, model)
         if onnx:
             _write_onnx(model, staging, onnx_opset)
+        # last, with what every other file holds: a later export finds out whether someone edited them since
+        write_json(staging / RESULTS_FILE, {"results": normalized, "raw": raw, "training_info": training_info,
+                                            "files": file_digests(staging)})
     return output_dir
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """path relative to `folder` -> sha256 of the file, for every file below it but results.json."""
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(Path(folder).rglob("*")) if path.is_file() and path.name != RESULTS_FILE}
+
+
+def edited_export_files(folder: Path) -> list[str]:
+    """The files of the export in `folder` that differ from what the export wrote, or that it did not write (a
+    hand-edited card, an added image); [] for an export written before the digests were recorded."""
+    written = previous_export_contents(folder).get("files")
+    if not isinstance(written, dict):
+        return []
+    return sorted(name for name, digest in file_digests(folder).items() if written.get(name) != digest)
 
 
 def _check_onnx_export(opset) -> int:
@@ -567,9 +591,16 @@ def main(argv=None) -> int:
     return 0
 
 
+def _export_dir(args) -> Path:
+    """Where the export goes: --output_dir, else outputs/hub/<repo name>; with --upload_only, the folder given."""
+    if args.upload_only:
+        return args.checkpoint_dir
+    return args.output_dir or Path("outputs") / "hub" / args.repo_id.split("/")[-1]
+
+
 def _space_target(args) -> tuple[str | None, Path | None]:
-    """The Space's repo id and folder for --space (None, None without it); a bad id or a folder this tool did not
-    write is refused here, before any export."""
+    """The Space's repo id and folder for --space (None, None without it); a bad id, a folder this tool did not
+    write, or one that holds or lies in the export folder is refused here, before any export."""
     if args.space is None:
         return None, None
     space_id = args.space or f"{args.repo_id}-demo"
@@ -577,8 +608,13 @@ def _space_target(args) -> tuple[str | None, Path | None]:
         validate_repo_id(space_id)
     except ValueError as error:
         raise ValueError(f"--space must be a Space id like 'user-or-org/name', got {space_id!r}: {error}") from None
-    space_dir = args.space_dir or Path("outputs") / "spaces" / space_id.split("/")[-1]
-    return space_id, check_space_dir(space_dir)
+    space_dir = check_space_dir(args.space_dir or Path("outputs") / "spaces" / space_id.split("/")[-1])
+    export_dir = Path(os.path.realpath(_export_dir(args)))
+    space_real = Path(os.path.realpath(space_dir))
+    if space_real == export_dir or export_dir in space_real.parents or space_real in export_dir.parents:
+        raise ValueError(f"--space_dir {str(space_dir)!r} and the export folder {str(_export_dir(args))!r} overlap; "
+                         "the Space and the model repo need folders of their own")
+    return space_id, space_dir
 
 
 def unfinished_run_problem(folder: Path) -> str | None:
@@ -635,7 +671,7 @@ def _export_checkpoint(args) -> Path:
         if getattr(args, key):
             training_info[key] = getattr(args, key)
     training_info["repo_id"] = args.repo_id
-    output_dir = args.output_dir or Path("outputs") / "hub" / args.repo_id.split("/")[-1]
+    output_dir = _export_dir(args)
     output_dir = _check_output_dir(output_dir)
     if args.onnx:
         _check_onnx_export(args.onnx_opset)  # before loading the model

@@ -15,7 +15,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hub_fixtures import REPO_ID, folder_snapshot, tiny_image_processor, tiny_trained_model, trained_export
+from hub_fixtures import (
+    REPO_ID,
+    TRAINING_INFO,
+    folder_snapshot,
+    tiny_image_processor,
+    tiny_trained_model,
+    trained_export,
+)
 
 from model_card import publish
 from model_card.publish import export_folder
@@ -61,8 +68,10 @@ def test_an_export_does_not_drop_numbers_unless_told(tmp_path):
 
 def test_an_output_dir_that_is_a_symlink_to_an_export_is_followed(tmp_path, capsys):
     source = copy_of_export(tmp_path, "source")
-    target = copy_of_export(tmp_path, "target")
-    (target / "README.md").write_text("an older card")
+    target = tmp_path / "target"  # an older export: another model, the same results
+    export_folder(tiny_trained_model(prune_threshold=7e-5, steps=1), tiny_image_processor(), target,
+                  results=trained_export().result_files, training_info=TRAINING_INFO)
+    assert folder_snapshot(target)["model.safetensors"] != folder_snapshot(source)["model.safetensors"]
     link = tmp_path / "links" / "current"
     link.parent.mkdir()
     link.symlink_to(target, target_is_directory=True)
@@ -72,6 +81,22 @@ def test_an_output_dir_that_is_a_symlink_to_an_export_is_followed(tmp_path, caps
     assert folder_snapshot(target) == folder_snapshot(source)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["links", "source", "target"]
     assert [path.name for path in link.parent.iterdir()] == ["current"]
+
+
+@pytest.mark.parametrize("edit", ["README.md", "examples/9_mine.png", "onnx/notes.txt"])
+def test_an_export_edited_since_it_was_written_is_not_replaced(tmp_path, capsys, edit):
+    """The card a user edited by hand (or an image they added) would be lost by replacing the export: refused, with
+    the file named. Adding a file the layout does not allow is refused as not an export at all."""
+    folder = copy_of_export(tmp_path)
+    (folder / edit).parent.mkdir(exist_ok=True)
+    (folder / edit).write_bytes(b"my own words")
+    before = folder_snapshot(folder)
+    code, err = publish_cli(capsys, folder, "--repo_id", REPO_ID, "--dry_run", "--output_dir", folder)
+    assert code == 1 and err.count("\n") == 1
+    expected = "is not empty and is not a previous export" if edit.startswith("onnx/") else f"{edit} changed since"
+    assert expected in err, err
+    assert folder_snapshot(folder) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["export"]
 
 
 def unfinished(tmp_path: Path, kind: str) -> Path:

@@ -163,6 +163,12 @@ def test_a_folder_the_tool_did_not_write_is_never_replaced(published, tmp_path, 
     assert publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
                          "--space", "a/b/c"]) == 1
     assert "--space must be a Space id" in capsys.readouterr().err
+    # The Space in the export folder (or the export in the Space's): refused before either is written.
+    for space_dir in (tmp_path / "export", tmp_path / "export" / "space"):
+        assert publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
+                             "--space", "--space_dir", str(space_dir)]) == 1
+        assert "overlap" in capsys.readouterr().err
+        assert not (tmp_path / "export").exists()
 
     # A Space it wrote is replaced (here by the same Space written again).
     space = published / "space"
