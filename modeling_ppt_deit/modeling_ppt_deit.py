@@ -435,7 +435,15 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
                                                           ignore_mismatched_sizes=True, tokens_removed=50)
         """
         kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            # safetensors' own error names no file ("incomplete metadata, file not fully covered"). Matched by name:
+            # the shipped code imports torch and transformers only.
+            if type(error).__name__ != "SafetensorError":
+                raise
+            raise OSError(f"a weights file of {str(pretrained_model_name_or_path)!r} cannot be read by safetensors "
+                          f"({error}): it is damaged or was not fully written; save or download it again") from error
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained` (safetensors, with the remote-code files), with `auto_map` naming all

@@ -160,3 +160,18 @@ def test_resave_round_trips(hub_checkpoint, tmp_path_factory):
     x = pixels(2)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x).logits, model(x).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad header"])
+def test_a_damaged_weights_file_is_named(tmp_path, damage):
+    """safetensors' own error names no file; from_pretrained (and AutoModel with the remote code) names the folder."""
+    from transformers import AutoModelForImageClassification
+
+    tiny_model().save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else (10**6).to_bytes(8, "little") + data[8:])
+    for load in (PPTDeiTForImageClassification.from_pretrained,
+                 lambda folder: AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)):
+        with pytest.raises(OSError, match=rf"a weights file of '{tmp_path}' cannot be read by safetensors .*damaged"):
+            load(str(tmp_path))
