@@ -126,6 +126,9 @@ class PPTDeiTConfig(DeiTConfig):
         for name in ("proportional_attention", "use_distillation_token", "distillation_head", "track_sources"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "True or False")
+        for name in ("hidden_size", "num_attention_heads", "intermediate_size", "num_channels"):
+            if not (is_int(getattr(self, name)) and getattr(self, name) > 0):
+                fail(name, "a positive int")  # a negative size would fail deep in torch ("negative dimension")
         for name in ("image_size", "patch_size"):
             value = getattr(self, name)
             if not (is_int(value) and value > 0) and not (
