@@ -236,10 +236,10 @@ def test_onnxruntime_backend_times_ppt_and_stock_graphs_interleaved(tiny_checkpo
     with open(out / "benchmark_inference.csv") as handle:
         assert [row["model"] for row in csv.DictReader(handle)][-2:] == ["ppt_onnx", "stock_onnx"]
 
-    assert main([*argv, "--output_dir", str(out)]) == 0
+    assert main([*argv, "--output_dir", str(out), "--overwrite_output_dir"]) == 0  # the same results file again
     files = json.loads((out / "benchmark_inference.json").read_text())["onnxruntime"]["files"]
     assert files["ppt_onnx"]["reused"] and files["stock_onnx"]["reused"]
-    assert main([*argv, "--output_dir", str(out), "--prune_threshold", "0"]) == 0
+    assert main([*argv, "--output_dir", str(out), "--overwrite_output_dir", "--prune_threshold", "0"]) == 0
     files = json.loads((out / "benchmark_inference.json").read_text())["onnxruntime"]["files"]
     assert not files["ppt_onnx"]["reused"] and files["stock_onnx"]["reused"]
 
