@@ -236,8 +236,8 @@ def start_probe(pause_step: int, ready: Path, argv: list[str], tmp_path: Path) -
 @pytest.mark.slow
 def test_sigkill_during_a_checkpoint_save_then_resume(cifar100_path, tmp_path):
     """A real `kill -9` while checkpoint-4 is half written (weights and optimizer on disk, RNG states and trainer
-    state not yet), then `--resume_from_checkpoint True`: it continues from checkpoint-2 to the last step, and the
-    result loads."""
+    state not yet), then `--resume_from_checkpoint True`: it continues from checkpoint-2 to the last step, the result
+    loads, and its weights are bitwise those of the same run never killed."""
     out, ready = tmp_path / "run", tmp_path / "ready"
     argv = run_argv(cifar100_path, out, "--max_steps", "6")
     probe = start_probe(4, ready, argv, tmp_path)
@@ -263,13 +263,21 @@ def test_sigkill_during_a_checkpoint_save_then_resume(cifar100_path, tmp_path):
     assert not (out / "all_results.json").exists()
 
     steps = StepRecorder()
-    results = train.main(run_argv(cifar100_path, out, "--max_steps", "6", "--resume_from_checkpoint", "True"),
-                         callbacks=[steps])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the probe ran (OMP_NUM_THREADS=1): another thread count rounds differently
+    try:
+        results = train.main(run_argv(cifar100_path, out, "--max_steps", "6", "--resume_from_checkpoint", "True"),
+                             callbacks=[steps])
+        train.main(run_argv(cifar100_path, tmp_path / "uninterrupted", "--max_steps", "6"))
+    finally:
+        torch.set_num_threads(threads)
     assert results["train_global_step"] == 6 and steps.steps == [3, 4, 5, 6]  # from checkpoint-2
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
     assert not (out / CHECKPOINT_STAGING_DIR).exists()
     model = PPTDeiTForImageClassification.from_pretrained(out)
     assert model(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 100)
+    # and it ends with the weights of the run that was never killed
+    assert_same_weights(weights(tmp_path / "uninterrupted"), weights(out))
 
 
 # ---- 3. resuming: incomplete checkpoints are skipped and named, or refused -------------------------------------------
