@@ -200,21 +200,27 @@ def previous_export_contents(folder: Path) -> dict[str, Any]:
     return content if isinstance(content, dict) and is_export_results(content) else {}
 
 
-def _check_nothing_dropped(output_dir: Path, results: Mapping[str, Any], training_info: Mapping[str, Any]) -> None:
-    """Refuse to replace a previous export whose results (or training information) hold entries this export lacks."""
+def _check_nothing_dropped(output_dir: Path, results: Mapping[str, Any], training_info: Mapping[str, Any],
+                           allow_fewer_results: bool = False) -> None:
+    """Refuse to replace a previous export whose results (or training information) hold entries this export lacks;
+    with `allow_fewer_results`, name them on stderr and go on."""
     previous = previous_export_contents(output_dir)
     if not previous:
         return
     lost = sorted(set(previous["results"]) - set(results))
     lost_info = sorted(set(previous.get("training_info") or {}) - set(training_info) - {"repo_id"})
-    if lost or lost_info:
-        what = ", ".join(filter(None, [f"results {lost}" if lost else "", f"training info {lost_info}" if lost_info
-                                       else ""]))
-        raise ValueError(
-            f"output_dir {str(output_dir)!r} holds an export with {what} that this export would drop: pass the "
-            "result files that hold them (--results), or allow_fewer_results=True (--allow_fewer_results) to replace "
-            "them anyway"
-        )
+    if not (lost or lost_info):
+        return
+    what = ", ".join(filter(None, [f"results {lost}" if lost else "", f"training info {lost_info}" if lost_info
+                                   else ""]))
+    if allow_fewer_results:
+        print(f"{PROG}: note: replacing the export in {str(output_dir)!r} drops its {what}", file=sys.stderr)
+        return
+    raise ValueError(
+        f"output_dir {str(output_dir)!r} holds an export with {what} that this export would drop: pass the "
+        "result files that hold them (--results), or allow_fewer_results=True (--allow_fewer_results) to replace "
+        "them anyway"
+    )
 
 
 def _verify_export(folder: Path, model) -> None:
@@ -287,8 +293,7 @@ def export_folder(
             "parameters: they were measured on another model"
         )
     training_info = dict(training_info or {})
-    if not allow_fewer_results:
-        _check_nothing_dropped(output_dir, normalized, training_info)
+    _check_nothing_dropped(output_dir, normalized, training_info, allow_fewer_results)
     code_dir = _code_dir(model)
     if onnx:
         onnx_opset = _check_onnx_export(onnx_opset)
@@ -678,7 +683,7 @@ def _export_checkpoint(args) -> Path:
     elif args.onnx_opset is not None:
         raise ValueError("--onnx_opset belongs to --onnx")
     normalized, _ = load_results(result_files)  # validate before loading the model
-    if not args.allow_fewer_results:
+    if not args.allow_fewer_results:  # refused before loading the model; with the flag export_folder names them
         _check_nothing_dropped(output_dir, normalized, training_info)
     model = load_pretrained(str(checkpoint), f"checkpoint {str(checkpoint)!r}").eval()
     image_processor = AutoImageProcessor.from_pretrained(checkpoint)

@@ -50,7 +50,7 @@ def test_exporting_an_export_onto_itself_keeps_its_numbers(tmp_path, capsys):
     assert "| **PPT (this model)** | 43.75% |" in (folder / "README.md").read_text()
 
 
-def test_an_export_does_not_drop_numbers_unless_told(tmp_path):
+def test_an_export_does_not_drop_numbers_unless_told(tmp_path, capsys):
     folder = copy_of_export(tmp_path)
     before = folder_snapshot(folder)
     model = tiny_trained_model(prune_threshold=7e-5)
@@ -64,6 +64,8 @@ def test_an_export_does_not_drop_numbers_unless_told(tmp_path):
 
     export_folder(model, tiny_image_processor(), folder, results={"eval_accuracy": 0.5}, allow_fewer_results=True)
     assert json.loads((folder / "results.json").read_text())["results"] == {"accuracy": 0.5}
+    note = capsys.readouterr().err  # what was dropped is said
+    assert "drops its results [" in note and "'throughput'" in note and "'base_model'" in note
 
 
 def test_an_output_dir_that_is_a_symlink_to_an_export_is_followed(tmp_path, capsys):
