@@ -127,7 +127,8 @@ def check_output_dir(training_args, resume: str | None) -> None:
         for path in checkpoints if resume is None else ():
             foreign = not_checkpoint_content(path)
             if foreign:
-                what = "is a symlink" if foreign == [path] else f"holds what no checkpoint does ({', '.join(foreign[:5])})"
+                what = "is a symlink" if foreign == [path] else \
+                    f"holds what no checkpoint does ({', '.join(foreign[:5])})"
                 raise ValueError(f"--overwrite_output_dir would delete {path!r}, which {what}: move it out of "
                                  f"{output_dir!r} first")
         return
@@ -137,9 +138,10 @@ def check_output_dir(training_args, resume: str | None) -> None:
     shown = ", ".join(names[-5:]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     others = sorted(set(os.listdir(output_dir)) - {CHECKPOINT_STAGING_DIR, STAGING_DIR_NAME, *names}) \
         if os.path.isdir(output_dir) else []
-    not_empty = (f"output_dir {output_dir!r} is not empty ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}): "
-                 "the run's model and results would replace files of the same names there; pass another "
-                 "--output_dir, or --overwrite_output_dir True to write into it anyway")
+    shown_others = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+    not_empty = (f"output_dir {output_dir!r} is not empty ({shown_others}): the run's model and results would "
+                 "replace files of the same names there; pass another --output_dir, or --overwrite_output_dir True "
+                 "to write into it anyway")
     if resume is not None:
         # Resuming a checkpoint of another folder into this one would mix two runs here (and rotate theirs away).
         elsewhere = os.path.realpath(os.path.dirname(os.path.normpath(resume))) != os.path.realpath(output_dir)
