@@ -22,8 +22,8 @@ The folder holds exactly what is uploaded:
 - `configuration_ppt_deit.py`, `modeling_ppt_deit.py`, `token_ops.py`: the remote code;
 - `preprocessor_config.json`: the image processor;
 - `README.md`: the model card (see `model_card.card`, which documents the result keys it reads);
-- `results.json`: the measured results the card was filled from (normalized, and each source file as given), and
-  the training information;
+- `results.json`: the measured results the card was filled from (normalized, and each source file as given), the
+  training information, and the sha256 of every other file (so that a later export sees a hand-edited card);
 - with `onnx=True` (`--onnx`): `onnx/model.onnx`, the PPT model as an ONNX graph (`ppt_eval.onnx_export`:
   compression in the graph, dynamic batch), with `onnx/config.json`, a plain vit / deit config, and
   `onnx/preprocessor_config.json`, the layout Optimum's `ORTModelForImageClassification` loads with
