@@ -151,9 +151,9 @@ PRESETS = {
     }
 }
 # A preset's PPT schedule, kept apart so that `--preset digits --ppt False` is not a conflict: it applies only to
-# the PPT options the user left unset, and only with PPT on.
+# the PPT options the user left unset, and only with PPT on. tau and the score function are the config's defaults.
 PRESET_PPT_SETTINGS = {
-    "digits": {"reduction_layers": [1, 2, 3], "tokens_removed": [8], "prune_threshold": 7e-5, "score_function": "ats"},
+    "digits": {"reduction_layers": [1, 2, 3], "tokens_removed": [8]},
 }
 
 
