@@ -96,6 +96,9 @@ from ppt_eval.timing import inference_step, peak_memory, time_interleaved
 FLOP_AGREEMENT_TOLERANCE = 0.01  # the spec: the cost model and the flop counter agree within 1%
 
 
+RESULT_EXTENSIONS = (".json", ".csv", ".md")  # benchmark_<mode>.json|csv|md, the files write_results writes
+
+
 @dataclass
 class BenchmarkArguments(OutputArguments, DatasetArguments, MachineArguments, PPTArguments, ModelSourceArguments):
     """Measure PPT-DeiT against its uncompressed baseline and the stock transformers ViT (see the module doc)."""
@@ -142,8 +145,6 @@ class BenchmarkArguments(OutputArguments, DatasetArguments, MachineArguments, PP
             check_onnx_backend(self)
         elif self.onnx_dir is not None or self.onnx_graph_report:
             raise ValueError("--onnx_dir and --onnx_graph_report belong to --backend onnxruntime")
-
-
 
 
 def check_onnx_backend(args: BenchmarkArguments) -> None:
@@ -597,9 +598,6 @@ def format_results(results: dict) -> str:
     ]
     headers, rows = table(results)
     return "\n".join(header + [format_table(headers, rows), ""] + notes(results))
-
-
-RESULT_EXTENSIONS = (".json", ".csv", ".md")
 
 
 def write_results(results: dict, output_dir: str) -> list[str]:

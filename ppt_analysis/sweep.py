@@ -109,9 +109,9 @@ def run_sweep(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> list[dict]:
-    """Measure every point (in eval mode); the model leaves with its own settings and mode. Throughput is timed interleaved against an
-    uncompressed copy of the model in the same loop, so each row's speed-up is against a baseline measured at the
-    same time."""
+    """Measure every point (in eval mode); the model leaves with its own settings and mode. Throughput is timed
+    interleaved against an uncompressed copy of the model in the same loop, so each row's speed-up is against a
+    baseline measured at the same time."""
     validate_points(model.config, points)
     baseline = copy.deepcopy(model).eval()
     baseline.configure_compression(reduction_layers=[])
