@@ -363,40 +363,67 @@ def inference_steps(models: dict, onnx_sessions: dict, pixel_values: torch.Tenso
 def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
     """At the first reduction layer (the most tokens, the dearest step), on the same hidden states, interleaved:
     the whole layer without compression (the reference), the attention with and without the statistics the scores
-    need (CLS row, value norms, mean keys), and the compression step itself (scores, policy, prune, pool)."""
+    need (CLS row, value norms, mean keys), and the compression step itself (scores, policy, prune, pool).
+
+    In the same rounds, the layer's two halves (attention + residual, MLP + residual) at every token count of the
+    schedule: what the encoder would cost if the compression step were free (`free_step_ceiling`), and a fit
+    `ms = fixed + per_token * tokens` of the layer, whose fixed part no compression can remove.
+    """
     config = model.config
     if not config.compression_enabled:
         raise ValueError("the model has no reduction layer (reduction_layers is empty or r = 0): nothing to measure")
     layer_index = next(index for index in config.reduction_layers if config.tokens_removed_at(index) > 0)
     layer = model.deit.layers[layer_index]
-    num_tokens = config.token_schedule()[layer_index][0]
+    schedule = config.token_schedule()
+    num_tokens = schedule[layer_index][0]
+    full_tokens = schedule[0][0]
     protected = config.num_protected_tokens
     r = clamp_tokens_removed(config.tokens_removed_at(layer_index), num_tokens, protected)
     parameter = next(model.parameters())
-    hidden = torch.randn(args.batch_size, num_tokens, config.hidden_size, generator=torch.Generator().manual_seed(0))
+    hidden = torch.randn(args.batch_size, full_tokens, config.hidden_size,
+                         generator=torch.Generator().manual_seed(0))
     hidden = hidden.to(device=parameter.device, dtype=parameter.dtype)
     needs_probs = get_score_function(config.score_function).needs_full_attention
 
+    def attention_half(tokens: int):
+        x = hidden[:, :tokens].contiguous()
+        # After the first step the layers add the log token sizes to the attention logits: timed with that bias.
+        key_bias = None if tokens == full_tokens else x.new_zeros(x.shape[:2])
+        return lambda: layer.attention(layer.layernorm_before(x), key_bias=key_bias).output + x
+
+    def mlp_half(tokens: int):
+        x = hidden[:, :tokens].contiguous()
+        return lambda: layer.mlp(layer.layernorm_after(x)) + x
+
+    token_counts = sorted({count for pair in schedule for count in pair}, reverse=True)
     with torch.inference_mode():
-        normed = layer.layernorm_before(hidden)
+        step_input = hidden[:, :num_tokens].contiguous()
+        normed = layer.layernorm_before(step_input)
         stats = layer.attention(normed, need_stats=True, need_probs=needs_probs)
-        sizes = hidden.new_ones(hidden.shape[:2])
+        sizes = step_input.new_ones(step_input.shape[:2])
 
         def compression_step():
             scores = compute_scores(config.score_function,
                                     ScoreInputs(stats.cls_attention, stats.value_norm, protected, stats.probs))
-            return compress(hidden, sizes, scores, stats.key_mean, r, config.prune_threshold, protected)
+            return compress(step_input, sizes, scores, stats.key_mean, r, config.prune_threshold, protected)
 
         steps = {
-            "layer": lambda: layer(hidden),  # a layer with the default schedule: no compression
+            "layer": lambda: layer(step_input),  # a layer with the default schedule: no compression
             "attention": lambda: layer.attention(normed),
             "attention_with_statistics": lambda: layer.attention(normed, need_stats=True, need_probs=needs_probs),
             "compression_step": compression_step,
         }
+        for count in token_counts:
+            steps[f"attention_half@{count}"] = attention_half(count)
+            steps[f"mlp_half@{count}"] = mlp_half(count)
         timings = time_interleaved(steps, args.batch_size, device, args.warmup, args.rounds, 1, args.progress,
                                    "step cost")
     ms = {name: stats.median_latency_ms for name, stats in timings.items()}
     statistics_ms = max(0.0, ms["attention_with_statistics"] - ms["attention"])
+    layer_ms_by_tokens = {count: ms[f"attention_half@{count}"] + ms[f"mlp_half@{count}"] for count in token_counts}
+    uncompressed_ms = sum(layer_ms_by_tokens[full_tokens] for _ in schedule)
+    free_step_ms = sum(ms[f"attention_half@{attention}"] + ms[f"mlp_half@{mlp}"] for attention, mlp in schedule)
+    baseline_config = config.with_compression(reduction_layers=[])
     return {
         "layer_index": layer_index,
         "tokens": num_tokens,
@@ -405,8 +432,28 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
         "attention_statistics_ms": statistics_ms,
         "compression_step_ms": ms["compression_step"],
         "step_share_of_layer": (statistics_ms + ms["compression_step"]) / ms["layer"],
+        "layer_ms_by_tokens": layer_ms_by_tokens,
+        "layer_fit": fit_fixed_and_per_token(layer_ms_by_tokens),
+        "encoder_layers_ms": {"uncompressed": uncompressed_ms, "ppt_with_free_step": free_step_ms},
+        "free_step_ceiling": uncompressed_ms / free_step_ms,
+        "layer_macs_ratio": analytic_cost(baseline_config).layer_macs / analytic_cost(config).layer_macs,
         "timings": {name: stats.to_dict() for name, stats in timings.items()},
     }
+
+
+def fit_fixed_and_per_token(ms_by_tokens: dict[int, float]) -> dict | None:
+    """Least-squares `ms = fixed_ms + per_token_ms * tokens` over the measured token counts (None with fewer than
+    two): the fixed part (weights read from memory, kernel launches, Python) is paid at any token count."""
+    if len(ms_by_tokens) < 2:
+        return None
+    counts, times = list(ms_by_tokens), list(ms_by_tokens.values())
+    mean_count, mean_time = sum(counts) / len(counts), sum(times) / len(times)
+    per_token = (sum((n - mean_count) * (t - mean_time) for n, t in zip(counts, times))
+                 / sum((n - mean_count) ** 2 for n in counts))
+    fixed = mean_time - per_token * mean_count
+    largest = max(counts)
+    return {"fixed_ms": fixed, "per_token_ms": per_token,
+            "fixed_share_at_most_tokens": fixed / (fixed + per_token * largest)}
 
 
 def compute_ratios(models: dict) -> dict:
@@ -504,6 +551,8 @@ def table(results: dict) -> tuple[list[str], list[list]]:
                  ("scores + policy + prune + pool", step["compression_step_ms"])]
         rows = [[name, fmt(ms, ".2f"), fmt(100 * ms / layer, ".1f")] for name, ms in parts]
         rows.append(["compression step, all in", "", fmt(100 * step["step_share_of_layer"], ".1f")])
+        for count, ms in step["layer_ms_by_tokens"].items():
+            rows.append([f"layer at {count} tokens, no step", fmt(ms, ".2f"), fmt(100 * ms / layer, ".1f")])
         return ["part", "ms", "% of the layer"], rows
     headers = ["model", "params (M)", "GMACs", "GFLOPs", "counter GFLOPs", "diff %", "img/s median", "[min, max]",
                "speed-up", "latency b1 (ms)", "peak mem (MiB)", "top-1 %", "top-5 %"]
@@ -541,8 +590,20 @@ def notes(results: dict) -> list[str]:
     """What the table's numbers mean and how they were measured."""
     if results["mode"] == "step_cost":
         step = results["step_cost"]
-        return [f"at layer {step['layer_index']}: {step['tokens']} tokens, r={step['tokens_removed']}, batch "
-                f"{results['batch_size']}; median of {len(step['timings']['layer']['images_per_second'])} rounds"]
+        lines = [f"at layer {step['layer_index']}: {step['tokens']} tokens, r={step['tokens_removed']}, batch "
+                 f"{results['batch_size']}; median of {len(step['timings']['layer']['images_per_second'])} rounds"]
+        fit = step["layer_fit"]
+        if fit is not None:
+            lines.append(f"a layer at n tokens ~ {fit['fixed_ms']:.2f} ms + {1000 * fit['per_token_ms']:.2f} us x n "
+                         f"(least squares over the counts above): the fixed part, "
+                         f"{100 * fit['fixed_share_at_most_tokens']:.0f}% of a layer at full length, is paid whatever "
+                         "PPT removes")
+        layers_ms = step["encoder_layers_ms"]
+        lines.append(f"free-step ceiling: the encoder's layers at PPT's token counts with a free compression step "
+                     f"take {layers_ms['ppt_with_free_step']:.1f} ms against {layers_ms['uncompressed']:.1f} ms "
+                     f"uncompressed, at most {step['free_step_ceiling']:.2f}x (their MAC ratio: "
+                     f"{step['layer_macs_ratio']:.2f}x)")
+        return lines
     lines = ["MACs = multiply-accumulates per image from the spec's cost model (the paper's 'GFLOPs'); GFLOPs = 2 x "
              "MACs; counter = torch.utils.flop_counter on a real forward (per image, batch path); diff = |counter - 2*MACs| / 2*MACs."]
     for name, entry in results["models"].items():

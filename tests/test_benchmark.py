@@ -13,6 +13,7 @@ import torch
 from model_fixtures import DEIT_S, tiny_config
 from torch.utils.flop_counter import FlopCounterMode
 
+import benchmark
 from benchmark import main
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 from ppt_eval.cost import analytic_cost, flop_count, relative_difference
@@ -190,7 +191,25 @@ def test_step_cost_mode_times_the_step_against_its_layer(tiny_checkpoint, tmp_pa
     assert (step["layer_index"], step["tokens"], step["tokens_removed"]) == (1, 65, 8)  # the first reduction layer
     assert step["step_share_of_layer"] == pytest.approx(
         (step["attention_statistics_ms"] + step["compression_step_ms"]) / step["layer_ms"])
-    assert "scores + policy + prune + pool" in capsys.readouterr().out
+    # the layer's halves at every token count of the tiny schedule (65 tokens, then r=8 at layers 1 and 2)
+    assert sorted(step["layer_ms_by_tokens"], key=int) == ["49", "57", "65"]
+    halves = {name: timing["median_latency_ms"] for name, timing in step["timings"].items() if "_half@" in name}
+    assert step["encoder_layers_ms"]["uncompressed"] == pytest.approx(
+        4 * (halves["attention_half@65"] + halves["mlp_half@65"]))
+    assert step["encoder_layers_ms"]["ppt_with_free_step"] == pytest.approx(
+        halves["attention_half@65"] * 2 + halves["attention_half@57"] + halves["attention_half@49"]
+        + halves["mlp_half@65"] + halves["mlp_half@57"] + halves["mlp_half@49"] * 2)
+    assert step["layer_macs_ratio"] > 1
+    out = capsys.readouterr().out
+    assert "scores + policy + prune + pool" in out and "layer at 57 tokens, no step" in out
+    assert "free-step ceiling" in out
+
+
+def test_the_layer_fit_recovers_a_fixed_and_a_per_token_cost():
+    fit = benchmark.fit_fixed_and_per_token({197: 0.5 + 0.01 * 197, 147: 0.5 + 0.01 * 147, 49: 0.5 + 0.01 * 49})
+    assert fit["fixed_ms"] == pytest.approx(0.5) and fit["per_token_ms"] == pytest.approx(0.01)
+    assert fit["fixed_share_at_most_tokens"] == pytest.approx(0.5 / 2.47)
+    assert benchmark.fit_fixed_and_per_token({197: 3.0}) is None
 
 
 def test_a_checkpoint_without_compression_is_measured_with_the_default_schedule(tmp_path, capsys):
