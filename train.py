@@ -184,8 +184,13 @@ def total_batch_size(training_args) -> int:
             * training_args.gradient_accumulation_steps)
 
 
-# Rows a stream is shuffled within (the stream's shards are shuffled too): about 1,000 images in memory.
+# Rows a stream is shuffled within (the stream's shards are shuffled too). The buffer holds rows as they are read,
+# images still encoded (about 0.1 MB each for ImageNet): it is filled before the transform, never after, as 1,000
+# transformed 224 px images held as Python rows took 5 GB.
 STREAM_SHUFFLE_BUFFER = 1_000
+# Rows a stream decodes and transforms at a time (datasets' `map` default, 1,000, would hold as many transformed
+# images at once).
+STREAM_TRANSFORM_BATCH = 32
 
 
 def set_steps_of_a_stream(training_args, train) -> None:
@@ -201,13 +206,17 @@ def set_steps_of_a_stream(training_args, train) -> None:
     training_args.max_steps = max(1, math.ceil(training_args.num_train_epochs * per_epoch))
 
 
-def with_transform(dataset, transform, columns: list[str]):
+def with_transform(dataset, transform, columns: list[str], shuffle_seed: int | None = None):
     """`dataset` with `transform` (rows of `columns` -> pixel_values, labels) applied as rows are read:
-    `set_transform` on a map-style dataset, a lazy batched `map` on a stream."""
-    if isinstance(dataset, IterableDataset):
-        return dataset.select_columns(columns).map(transform, batched=True, remove_columns=columns)
-    dataset.set_transform(transform)
-    return dataset
+    `set_transform` on a map-style dataset, a lazy batched `map` on a stream, which `shuffle_seed` first shuffles
+    (its shards, and its rows within `STREAM_SHUFFLE_BUFFER`)."""
+    if not isinstance(dataset, IterableDataset):
+        dataset.set_transform(transform)
+        return dataset
+    dataset = dataset.select_columns(columns)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(seed=shuffle_seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+    return dataset.map(transform, batched=True, batch_size=STREAM_TRANSFORM_BATCH, remove_columns=columns)
 
 
 # ---- metrics ----------------------------------------------------------------------------------------------------
@@ -512,8 +521,8 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     columns = [data.image_column, data.label_column]
     if data.streaming:
         # A stream has no row index to seed each image's augmentation by (AugmentedDataset): it draws from `random`.
-        train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns)
-        train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+        train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns,
+                                       shuffle_seed=training_args.seed)
         epoch_callbacks = []  # Trainer itself tells a stream its epoch (its shuffle order)
     else:
         train_dataset = AugmentedDataset(data.train, train_transform, *columns, seed=training_args.seed)
