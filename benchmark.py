@@ -31,7 +31,8 @@ How it measures:
   (`ppt_eval.onnx_export`: torch's dynamo exporter, dynamic batch), checked against PyTorch, and timed in ONNX
   Runtime sessions with `--threads` intra-op threads, interleaved with the eager models in the same rounds
   (`ppt_onnx`, `stock_onnx`; their ratio is `ppt_onnx_vs_stock_onnx`). Needs `pip install ".[onnx]"`.
-- `--mode step_cost`: the compression step alone against the whole layer it sits in, at the first reduction layer.
+- `--mode step_cost`: the compression step alone against the whole layer it sits in, at the first reduction layer;
+  and that layer at every token count of the schedule, with the free-step ceiling it implies.
 - Several processes (`accelerate launch --num_processes N`) share the accuracy evaluation; timing is refused there
   (the processes would time their contention), so such runs take `--cost_only`.
 
