@@ -33,7 +33,7 @@ import torch
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
 
-from .models import eval_mode
+from .models import eval_mode, stock_classes
 
 
 # torch's dynamo exporter implements its operators at opset 18 (lower versions go through a converter that fails on
@@ -370,7 +370,8 @@ _RUNTIME_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads
 
 
 def onnx_runtime_config(config: PPTDeiTConfig) -> dict:
-    """A plain `vit` (or, with the DIST token, `deit`) config.json for the folder that holds the ONNX file.
+    """A plain `vit` (or, with the DIST token, `deit`) config.json for the folder that holds the ONNX file, naming
+    the stock classifier whose weights are ours (`ppt_eval.models.stock_classes`).
 
     Optimum's `ORTModelForImageClassification` (optimum-onnx 0.1, which needs transformers < 4.58) reads the
     config.json of the folder it loads; ours (`ppt_deit`, remote code for transformers >= 5.9) cannot load there.
@@ -379,9 +380,9 @@ def onnx_runtime_config(config: PPTDeiTConfig) -> dict:
     """
     settings = config.to_dict()
     runtime = {key: settings[key] for key in _RUNTIME_CONFIG_KEYS if key in settings}
-    distilled = config.use_distillation_token
-    runtime["model_type"] = "deit" if distilled else "vit"
-    runtime["architectures"] = ["DeiTForImageClassification" if distilled else "ViTForImageClassification"]
+    model_type, _, stock_class = stock_classes(config)  # the stock classifier that holds exactly these weights
+    runtime["model_type"] = model_type
+    runtime["architectures"] = [stock_class.__name__]
     runtime["ppt_deit"] = {key.removeprefix(METADATA_PREFIX): json.loads(value)
                            for key, value in compression_metadata(config).items()}
     return runtime

@@ -260,6 +260,9 @@ def test_onnx_runtime_config_is_a_plain_stock_config(tmp_path, distilled):
     (tmp_path / "config.json").write_text(json.dumps(onnx_export.onnx_runtime_config(model.config)))
     loaded = AutoConfig.from_pretrained(tmp_path)  # no trust_remote_code: a stock config class
     assert type(loaded) is (DeiTConfig if distilled else ViTConfig)
+    # the graph's logits average the two heads of a distilled model, as the WithTeacher class does
+    stock_class = "DeiTForImageClassificationWithTeacher" if distilled else "ViTForImageClassification"
+    assert loaded.architectures == [stock_class]
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
                 "patch_size", "num_channels"):
         assert getattr(loaded, key) == getattr(model.config, key), key
