@@ -77,6 +77,7 @@ def time_interleaved(
     iterations: int = 1,
     progress: bool = True,
     description: str = "timing",
+    settle_seconds: float = 0.0,
 ) -> dict[str, TimingStats]:
     """Time several zero-argument callables (each processes one batch of `batch_size` images), interleaved.
 
@@ -86,6 +87,8 @@ def time_interleaved(
         warmup: untimed calls per model first (allocator warm-up, oneDNN / cuDNN autotuning, torch.compile).
         rounds: timed rounds; in each round every model runs `iterations` calls, in turn.
         iterations: calls per timed measurement.
+        settle_seconds: an untimed pause before each measurement, for the threads of the step before to go idle
+            (ONNX Runtime's threads spin for a while after a run, on the cores the next step needs).
 
     Returns:
         name -> `TimingStats` (images/s of every round).
@@ -105,6 +108,8 @@ def time_interleaved(
         for name in names[shift:] + names[:shift]:
             step = steps[name]
             synchronize(device)
+            if settle_seconds:
+                time.sleep(settle_seconds)
             start = time.perf_counter()
             for _ in range(iterations):
                 step()

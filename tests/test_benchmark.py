@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -131,6 +132,12 @@ def test_timing_stats_and_interleaving_order():
     # warm-up A B, then A B interleaved round by round, the order rotated every round (AB, BA, AB)
     assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
     assert len(timing["a"].images_per_second) == 3
+    # the settle pause comes before each measurement and is not timed
+    started = time.perf_counter()
+    settled = time_interleaved({"a": lambda: None, "b": lambda: None}, batch_size=1, warmup=0, rounds=2, progress=False,
+                               settle_seconds=0.05)
+    assert time.perf_counter() - started >= 4 * 0.05
+    assert all(rate > 200 for stats in settled.values() for rate in stats.images_per_second)  # not 1 / 0.05 = 20
     stats = TimingStats(8, 1, [10.0, 20.0, 30.0, 40.0, 50.0])
     assert stats.median == 30.0 and (stats.minimum, stats.maximum) == (10.0, 50.0)
     assert stats.iqr == (20.0, 40.0)
@@ -249,6 +256,7 @@ def test_onnxruntime_backend_times_ppt_and_stock_graphs_interleaved(tiny_checkpo
     assert {"speedup", "latency_speedup"} <= set(report["ratios"]["ppt_onnx_vs_stock_onnx"])
     onnx = report["onnxruntime"]
     assert onnx["intra_op_threads"] == 1 and onnx["providers"][0] == "CPUExecutionProvider" and onnx["opset"] == 18
+    assert "ms pause before each measurement" in report["timing_method"]
     assert all(difference < 1e-4 for difference in onnx["max_abs_logits_difference_vs_pytorch"].values())
     assert not any(entry["reused"] for entry in onnx["files"].values())
     assert sorted(p.name for p in onnx_dir.iterdir()) == ["ppt.onnx", "stock.onnx"]
