@@ -603,7 +603,11 @@ def notes(results: dict) -> list[str]:
         lines = [f"at layer {step['layer_index']}: {step['tokens']} tokens, r={step['tokens_removed']}, batch "
                  f"{results['batch_size']}; median of {len(step['timings']['layer']['images_per_second'])} rounds"]
         fit = step["layer_fit"]
-        if fit is not None:
+        if fit is not None and (fit["fixed_ms"] < 0 or fit["per_token_ms"] <= 0):
+            lines.append("the layer's times at these token counts do not fit a fixed plus a per-token cost (fixed "
+                         f"{fit['fixed_ms']:.2f} ms, per token {1000 * fit['per_token_ms']:.2f} us): too noisy; "
+                         "more --rounds on a quieter machine")
+        elif fit is not None:
             lines.append(f"a layer at n tokens ~ {fit['fixed_ms']:.2f} ms + {1000 * fit['per_token_ms']:.2f} us x n "
                          f"(least squares over the counts above): the fixed part, "
                          f"{100 * fit['fixed_share_at_most_tokens']:.0f}% of a layer at full length, is paid whatever "

@@ -219,6 +219,21 @@ def test_the_layer_fit_recovers_a_fixed_and_a_per_token_cost():
     assert benchmark.fit_fixed_and_per_token({197: 3.0}) is None
 
 
+@pytest.mark.parametrize("fit, printed", [
+    ({"fixed_ms": 0.4, "per_token_ms": 0.0136, "fixed_share_at_most_tokens": 0.13}, "0.40 ms + 13.60 us x n"),
+    ({"fixed_ms": -2.2, "per_token_ms": 0.0197, "fixed_share_at_most_tokens": -1.35}, "too noisy"),
+    ({"fixed_ms": 2.1, "per_token_ms": -0.0037, "fixed_share_at_most_tokens": 1.51}, "too noisy"),
+])
+def test_step_cost_notes_print_the_fit_only_when_it_makes_sense(fit, printed):
+    step = {"layer_index": 3, "tokens": 197, "tokens_removed": 50, "layer_fit": fit,
+            "timings": {"layer": {"images_per_second": [1.0] * 5}},
+            "encoder_layers_ms": {"uncompressed": 37.3, "ppt_with_free_step": 25.4},
+            "free_step_ceiling": 37.3 / 25.4, "layer_macs_ratio": 1.58}
+    lines = benchmark.notes({"mode": "step_cost", "batch_size": 1, "step_cost": step})
+    assert any(printed in line for line in lines)
+    assert any("at most 1.47x" in line for line in lines)
+
+
 def test_a_checkpoint_without_compression_is_measured_with_the_default_schedule(tmp_path, capsys):
     """A model trained with compression off has nothing to compare with its baseline: the benchmark measures the
     authors' schedule on it (and says what it needs when that schedule does not fit)."""
