@@ -64,7 +64,7 @@ from ppt_eval.arguments import (
     parse_into,
     run_command,
 )
-from ppt_eval.cost import analytic_cost, flop_count, relative_difference
+from ppt_eval.cost import analytic_cost, baseline_cost, flop_count, relative_difference
 from ppt_eval.data import load_prepared, num_rows
 from ppt_eval.models import build_stock_model, load_model
 from ppt_eval.onnx_export import (
@@ -431,9 +431,8 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
     ms = {name: stats.median_latency_ms for name, stats in timings.items()}
     statistics_ms = max(0.0, ms["attention_with_statistics"] - ms["attention"])
     layer_ms_by_tokens = {count: ms[f"attention_half@{count}"] + ms[f"mlp_half@{count}"] for count in token_counts}
-    uncompressed_ms = sum(layer_ms_by_tokens[full_tokens] for _ in schedule)
+    uncompressed_ms = len(schedule) * layer_ms_by_tokens[full_tokens]
     free_step_ms = sum(ms[f"attention_half@{attention}"] + ms[f"mlp_half@{mlp}"] for attention, mlp in schedule)
-    baseline_config = config.with_compression(reduction_layers=[])
     return {
         "layer_index": layer_index,
         "tokens": num_tokens,
@@ -446,7 +445,7 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
         "layer_fit": fit_fixed_and_per_token(layer_ms_by_tokens),
         "encoder_layers_ms": {"uncompressed": uncompressed_ms, "ppt_with_free_step": free_step_ms},
         "free_step_ceiling": uncompressed_ms / free_step_ms,
-        "layer_macs_ratio": analytic_cost(baseline_config).layer_macs / analytic_cost(config).layer_macs,
+        "layer_macs_ratio": baseline_cost(config).layer_macs / analytic_cost(config).layer_macs,
         "timings": {name: stats.to_dict() for name, stats in timings.items()},
     }
 

@@ -221,13 +221,19 @@ def relative_difference(measured: float, expected: float) -> float:
     return abs(measured - expected) / expected
 
 
+def baseline_cost(config: PPTDeiTConfig, image_size: int | None = None) -> ModelCost:
+    """Analytic cost of the same model with compression off (the stock DeiT/ViT)."""
+    return analytic_cost(config.with_compression(reduction_layers=[]), image_size)
+
+
 def baseline_macs(config: PPTDeiTConfig, image_size: int | None = None) -> int:
     """MACs of the same model with compression off (the stock DeiT/ViT)."""
-    return analytic_cost(config.with_compression(reduction_layers=[]), image_size).macs
+    return baseline_cost(config, image_size).macs
 
 
 __all__ = [
     "FlopCount",
+    "baseline_cost",
     "baseline_macs",
     "LayerCost",
     "ModelCost",
