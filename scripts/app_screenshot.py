@@ -4,7 +4,7 @@
     python scripts/app_screenshot.py outputs/hub/ppt-deit-digits --title me/ppt-deit-digits \
         --output docs/figures/app_digits.png --colours 128
 
-Serves `model_card.space_app.build_demo(checkpoint)` on localhost, opens it in headless Chromium (the system
+Serves `ppt_tools.demo.build_demo(checkpoint)` on localhost, opens it in headless Chromium (the system
 `chromium`, driven by playwright), clicks the first example and "Run PPT", waits for the token maps and saves the page down to them.
 Needs the `.[demo]` extra, playwright and Debian's `chromium`.
 """
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from model_card.space_app import build_demo
+    from ppt_tools.demo import build_demo
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -26,14 +26,8 @@ BATTERY_OUTCOMES = pytest.StashKey[list]()
 
 
 def train_script():
-    """train.py as a module (`train_script`), loaded once per test session."""
-    module = sys.modules.get("train_script")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return module
+    """The training command's module (`ppt_tools.train`, what `train.py` and `ppt-train` run)."""
+    return importlib.import_module("ppt_tools.train")
 
 
 def cli_options(settings: dict) -> list[str]:

@@ -121,7 +121,7 @@ class Export:
 @functools.lru_cache(maxsize=None)
 def trained_export() -> Export:
     """The tiny model (vit layout, tau = 7e-5), exported once per test session with both result files."""
-    from model_card.publish import export_folder
+    from ppt_tools.export.publish import export_folder
 
     workdir = make_tmpdir("ppt-hub-")
     all_results = workdir / "all_results.json"

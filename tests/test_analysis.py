@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""The analysis tools (`python -m ppt_analysis ...`): policy statistics, calibration, sweeps, the score table,
+"""The analysis tools (`ppt-analysis ...`): policy statistics, calibration, sweeps, the score table,
 plots and token maps. No timings are asserted."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import torch
 from model_fixtures import tiny_config
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
-from ppt_analysis.__main__ import main
-from ppt_analysis.common import noise_batches
-from ppt_analysis.plots import pareto_front
-from ppt_analysis.policy import calibrate_threshold, collect_policy_records, overall_prune_fraction, policy_statistics
-from ppt_analysis.sweep import run_sweep, sweep_grid
+from ppt_tools.analysis.__main__ import main
+from ppt_tools.analysis.common import noise_batches
+from ppt_tools.analysis.plots import pareto_front
+from ppt_tools.analysis.policy import calibrate_threshold, collect_policy_records, overall_prune_fraction, policy_statistics
+from ppt_tools.analysis.sweep import run_sweep, sweep_grid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -147,7 +147,7 @@ def test_pareto_plot_draws_every_group(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from ppt_analysis.plots import pareto_plot
+    from ppt_tools.analysis.plots import pareto_plot
 
     rows = [{"x": 1.0, "y": 1.0, "policy": "a", "label": "a"}, {"x": 2.0, "y": 2.0, "policy": "b", "label": "b"}]
     path = pareto_plot(rows, "x", "y", str(tmp_path / "p.png"), "x", "y", lower_x_is_better=True)

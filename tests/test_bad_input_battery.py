@@ -1,6 +1,6 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""A battery of bad inputs and faults for the command-line tools: train.py, benchmark.py, `python -m ppt_analysis`
-and `python -m model_card.publish`, including damaged checkpoints and config.json files that reach the model only
+"""A battery of bad inputs and faults for the command-line tools: train.py, benchmark.py, `ppt-analysis`
+and `ppt-publish`, including damaged checkpoints and config.json files that reach the model only
 through them. Each case runs the tool in-process and is classified:
 
 - clear: a non-zero exit code, one `<prog>: error:` line, last on stderr, that holds the case's expected text (the
@@ -38,10 +38,10 @@ from hub_fixtures import trained_export
 from model_fixtures import tiny_model
 from safetensors.torch import load_file, save_file
 
-import benchmark
-from model_card import publish
-from ppt_analysis import __main__ as analysis
-from ppt_eval.preprocessing import whole_image_processor
+from ppt_tools import benchmark
+from ppt_tools.export import publish
+from ppt_tools.analysis import __main__ as analysis
+from ppt_tools.core.preprocessing import whole_image_processor
 
 
 train = train_script()
@@ -49,7 +49,7 @@ train = train_script()
 SCRATCH_ARGS = [*TINY_MODEL_ARGS, *TINY_PPT_ARGS]
 
 PREFIXES = {"train": "train.py: error: ", "benchmark": "benchmark.py: error: ",
-            "publish": "python -m model_card.publish: error: "}
+            "publish": "ppt-publish: error: "}
 
 
 def run_tool(tool: str, argv: list[str]) -> int:
@@ -107,7 +107,7 @@ def classify(tool: str, argv: list[str], expected: tuple[str, ...], guarded: lis
 class World:
     checkpoint: Path  # the tiny PPT-DeiT (10 classes, 32 px) with an image processor
     labelled: Path  # a save_to_disk dataset for it: 10 classes, 32 px
-    export: Path  # an export (model_card.publish) with results
+    export: Path  # an export (ppt_tools.export.publish) with results
     image: Path  # a PNG for visualize
     resumable: Path  # a checkpoint-2 folder with everything a resume checks for
     tmp: Path  # this case's own folder

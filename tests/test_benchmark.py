@@ -14,12 +14,12 @@ import torch
 from model_fixtures import DEIT_S, tiny_config
 from torch.utils.flop_counter import FlopCounterMode
 
-import benchmark
-from benchmark import main
+from ppt_tools import benchmark
+from ppt_tools.benchmark import main
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
-from ppt_eval.cost import analytic_cost, flop_count, relative_difference
-from ppt_eval.models import build_named_model, build_stock_model
-from ppt_eval.timing import TensorMemoryTracker, TimingStats, time_interleaved
+from ppt_tools.core.cost import analytic_cost, flop_count, relative_difference
+from ppt_tools.core.models import build_named_model, build_stock_model
+from ppt_tools.core.timing import TensorMemoryTracker, TimingStats, time_interleaved
 
 
 def deit_small_config(**ppt) -> PPTDeiTConfig:
@@ -318,7 +318,7 @@ def test_eager_benchmark_does_not_import_onnx():
     """benchmark.py runs without the onnx extra: importing it and parsing an eager run imports none of it."""
     import subprocess
 
-    code = ("import sys; import benchmark; from ppt_eval.arguments import parse_into; "
+    code = ("import sys; from ppt_tools import benchmark; from ppt_tools.core.arguments import parse_into; "
             "parse_into(benchmark.BenchmarkArguments, ['--arch', 'deit-tiny'], 'benchmark.py'); "
             "print(sorted(m for m in ('onnx', 'onnxscript', 'onnxruntime') if m in sys.modules))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Bad input to benchmark.py and to `python -m ppt_analysis <command>`: one line `<prog>: error: <message>` naming
+"""Bad input to benchmark.py and to `ppt-analysis <command>`: one line `<prog>: error: <message>` naming
 the bad value, exit code 2, no traceback, nothing written. The CLIs run in-process on the tiny model.
 
 Commands are named as in the table `COMMANDS`: "run" and "step-cost" are benchmark.py (inference, `--mode
@@ -12,8 +12,8 @@ import torch
 from helpers import save_labelled
 from model_fixtures import tiny_model
 
-import benchmark
-from ppt_analysis import __main__ as analysis
+from ppt_tools import benchmark
+from ppt_tools.analysis import __main__ as analysis
 
 
 ANALYSIS = ("sweep", "score-table", "policy-stats", "calibrate", "visualize")
@@ -205,7 +205,7 @@ def test_bad_checkpoint_path_is_named(tmp_path, capsys, monkeypatch, case, expec
 
 def test_hub_ids_still_go_to_from_pretrained(monkeypatch, tmp_path):
     from modeling_ppt_deit import PPTDeiTForImageClassification
-    from ppt_eval.models import load_checkpoint as build_model
+    from ppt_tools.core.models import load_checkpoint as build_model
 
     monkeypatch.chdir(tmp_path)
     asked = []
@@ -331,7 +331,7 @@ def test_visualize_honours_dtype_and_device(checkpoint, image_dir, capsys, monke
     """The tiny checkpoint has no preprocessor_config.json: visualize falls back to a ViT processor at its size."""
     from PIL import Image
 
-    import ppt_analysis.visualize as visualize
+    import ppt_tools.analysis.visualize as visualize
 
     used = []
     original = visualize.load_placed_model
@@ -386,7 +386,7 @@ def test_train_labels_outside_the_model_are_named(checkpoint, label_datasets, tm
 
 
 def test_check_labels_accepts_labels_in_range():
-    from ppt_eval.data import check_labels
+    from ppt_tools.core.data import check_labels
 
     check_labels(torch.tensor([0, 9, 3]), 10, "labels")
     with pytest.raises(ValueError, match="-1"):

@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""The one split rule (ppt_eval.data) and what depends on it: train.py and benchmark.py, given the same dataset,
+"""The one split rule (ppt_tools.core.data) and what depends on it: train.py and benchmark.py, given the same dataset,
 evaluate the same images and report the same accuracy."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features
 from datasets import Image as ImageFeature
 from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, random_images, train_script
 
-import benchmark
-from ppt_eval.data import load_digits_dataset, select_splits
+from ppt_tools import benchmark
+from ppt_tools.core.data import load_digits_dataset, select_splits
 
 
 def dataset_with(splits: dict[str, int], num_classes: int = 3) -> DatasetDict:

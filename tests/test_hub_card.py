@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard, metadata_load
 
 from hub_fixtures import ALL_RESULTS, BENCHMARK, REPO_ID, TRAINING_INFO, china_photo, make_tmpdir, run_python
 from hub_fixtures import trained_export
-from model_card.card import EXAMPLE_IMAGE_URL, normalize_results, pin_usage
+from ppt_tools.export.card import EXAMPLE_IMAGE_URL, normalize_results, pin_usage
 
 
 def _table_row(card_text: str, label_start: str) -> list[str]:
@@ -92,7 +92,7 @@ def test_card_states_settings_citations_and_pinning():
 
 
 def test_missing_measurements_are_shown_as_missing(tmp_path):
-    from model_card.card import build_model_card
+    from ppt_tools.export.card import build_model_card
 
     config = trained_export().model.config
     card = build_model_card(config, normalize_results({"eval_accuracy": 0.5}), {}, stock_class="ViTForImageClassification",
@@ -162,7 +162,7 @@ def test_card_usage_code_runs_as_written_offline():
 
 def test_train_py_result_keys_are_read():
     """train.py's all_results.json names the compression-off run `eval_baseline_*` and the PPT cost `ppt_gmacs`."""
-    from model_card.card import normalize_results
+    from ppt_tools.export.card import normalize_results
 
     results = normalize_results({
         "eval_accuracy": 0.975, "eval_top5_accuracy": 1.0, "eval_baseline_accuracy": 0.9694,
@@ -176,8 +176,8 @@ def test_train_py_result_keys_are_read():
 def test_a_real_benchmark_report_fills_the_card(tmp_path):
     """benchmark.py's own JSON (models/<name>/throughput/median, machine) is read as written, and a report of
     another model is refused."""
-    from benchmark import main as benchmark_main
-    from model_card.publish import export_folder
+    from ppt_tools.benchmark import main as benchmark_main
+    from ppt_tools.export.publish import export_folder
     from hub_fixtures import tiny_image_processor, tiny_trained_model
 
     model = tiny_trained_model(prune_threshold=7e-5)
@@ -206,7 +206,7 @@ def test_a_real_benchmark_report_fills_the_card(tmp_path):
 
 
 def test_the_split_comes_from_train_py_results_when_training_info_lacks_it():
-    from model_card.card import build_model_card
+    from ppt_tools.export.card import build_model_card
 
     config = trained_export().model.config
     results = normalize_results({"eval_accuracy": 0.5, "eval_split": "train (held out 20%)"})

@@ -22,8 +22,8 @@ from hub_fixtures import (
     tiny_trained_model,
     trained_export,
 )
-from model_card import publish
-from model_card.publish import export_folder
+from ppt_tools.export import publish
+from ppt_tools.export.publish import export_folder
 
 
 EXPECTED_FILES = {
@@ -309,7 +309,7 @@ def test_onnx_export_adds_optimum_layout_that_runs_in_onnxruntime(tmp_path):
     pytest.importorskip("onnxruntime")
     from transformers import AutoConfig, ViTConfig
 
-    from ppt_eval.onnx_export import onnx_outputs, onnx_session
+    from ppt_tools.export.onnx import onnx_outputs, onnx_session
 
     model = tiny_trained_model(steps=1, prune_threshold=7e-5)
     folder = export_folder(model, tiny_image_processor(), tmp_path / "export", onnx=True, repo_id="me/tiny-ppt")

@@ -20,12 +20,12 @@ from hub_fixtures import (
     tiny_trained_model,
     trained_export,
 )
-from model_card import publish
-from model_card.publish import HubPushError, check_export_folder, push_folder
+from ppt_tools.export import publish
+from ppt_tools.export.publish import HubPushError, check_export_folder, push_folder
 
 
 def _cli(*args, **env):
-    return run_python(args=["-m", "model_card.publish", *map(str, args)], env=offline_env(**env), timeout=120)
+    return run_python(args=["-m", "ppt_tools.export.publish", *map(str, args)], env=offline_env(**env), timeout=120)
 
 
 @pytest.mark.slow
@@ -36,7 +36,7 @@ def test_upload_without_token_fails_clearly_and_keeps_the_folder():
                 HF_ENDPOINT="http://127.0.0.1:9")
     assert done.returncode == 1
     assert "No Hugging Face token found" in done.stderr and "HF_TOKEN" in done.stderr
-    assert "RuntimeWarning" not in done.stderr  # `python -m model_card.publish` runs without runpy's warning
+    assert "RuntimeWarning" not in done.stderr  # `ppt-publish` runs without runpy's warning
     assert f"{folder} was not changed" in done.stderr
     assert folder_snapshot(folder) == before
 

@@ -10,7 +10,7 @@ import shutil
 import textwrap
 
 from hub_fixtures import make_tmpdir, run_python, trained_export
-from model_card.publish import CODE_FILES
+from ppt_tools.export.publish import CODE_FILES
 
 
 ALLOWED_THIRD_PARTY = {"torch", "transformers", "huggingface_hub"}

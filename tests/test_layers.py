@@ -2,14 +2,15 @@
 """Dependencies run one way. Every import of the project's own code (function-local ones included) is read from
 the source and held against the layers:
 
-    1. modeling_ppt_deit      the shipped model: torch + transformers only
-    2. ppt_eval               the evaluation / cost core
-    3. model_card             the Hub export (train.py uses it for --push_to_hub)
-    4. train.py + ppt_training, benchmark.py, ppt_analysis: the entry points, side by side
-    5. scripts/                the runbooks' helpers, on top of everything
+    1. modeling_ppt_deit                      the shipped model: torch + transformers only
+    2. ppt_tools.core                         the evaluation / cost core (and the package's own __init__)
+    3. ppt_tools.training, .analysis, .export what the commands need beyond the core, side by side
+    4. ppt_tools.train, .benchmark, .demo     the entry points, side by side (train.py and benchmark.py at the top
+                                              of the checkout are theirs)
+    5. scripts/                               the runbooks' helpers, on top of everything
 
-A file may import its own package and lower layers, never a higher layer nor a sibling entry point; and the graph
-of module imports has no cycle, so no function-local import can be hiding one.
+A file may import its own component and lower layers, never a higher layer nor a sibling; and the graph of module
+imports has no cycle, so no function-local import can be hiding one.
 """
 
 from __future__ import annotations
@@ -25,20 +26,25 @@ ROOT = Path(__file__).resolve().parents[1]
 # component -> (layer, the components it may import besides itself)
 COMPONENTS = {
     "modeling_ppt_deit": (1, set()),
-    "ppt_eval": (2, {"modeling_ppt_deit"}),
-    "model_card": (3, {"modeling_ppt_deit", "ppt_eval"}),
-    "train": (4, {"modeling_ppt_deit", "ppt_eval", "model_card"}),
-    "benchmark": (4, {"modeling_ppt_deit", "ppt_eval"}),
-    "ppt_analysis": (4, {"modeling_ppt_deit", "ppt_eval"}),
-    "scripts": (5, {"modeling_ppt_deit", "ppt_eval", "model_card", "train", "benchmark", "ppt_analysis"}),
+    "model_card": (1, set()),  # the templates (installed as ppt_tools.templates): no code
+    "core": (2, {"modeling_ppt_deit"}),
+    "training": (3, {"modeling_ppt_deit", "core"}),
+    "analysis": (3, {"modeling_ppt_deit", "core"}),
+    "export": (3, {"modeling_ppt_deit", "core"}),
+    "train": (4, {"modeling_ppt_deit", "core", "training", "export"}),
+    "benchmark": (4, {"modeling_ppt_deit", "core", "export"}),
+    "demo": (4, {"modeling_ppt_deit", "core", "analysis"}),
+    "scripts": (5, {"modeling_ppt_deit", "core", "training", "analysis", "export", "train", "benchmark", "demo"}),
 }
-PACKAGE_OF_COMPONENT = {"ppt_training": "train", "train": "train", "benchmark": "benchmark"}
 
 
 def component_of(module: str) -> str | None:
-    top = module.split(".")[0]
-    top = PACKAGE_OF_COMPONENT.get(top, top)
-    return top if top in COMPONENTS else None
+    parts = module.split(".")
+    if parts[0] == "ppt_tools":
+        component = {"templates": "model_card"}.get(parts[1], parts[1]) if len(parts) > 1 else "core"
+    else:
+        component = parts[0]
+    return component if component in COMPONENTS else None
 
 
 def source_files() -> dict[str, Path]:
@@ -116,9 +122,9 @@ def test_the_check_sees_a_wrong_import(tmp_path):
     """The reader resolves relative and function-local imports, so a lower layer reaching up is caught."""
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from .sweep import run\n    import benchmark\n")
-    found = project_imports("ppt_eval.bad", bad, set(MODULES) | {"ppt_eval.sweep"})
-    assert found == {"ppt_eval.sweep", "benchmark"}
-    assert component_of("benchmark") not in COMPONENTS["ppt_eval"][1]
+    found = project_imports("ppt_tools.core.bad", bad, set(MODULES) | {"ppt_tools.core.sweep"})
+    assert found == {"ppt_tools.core.sweep", "benchmark"}
+    assert component_of("benchmark") not in COMPONENTS["core"][1]
 
 
 def test_gradio_is_imported_by_the_demo_app_alone():
@@ -132,7 +138,7 @@ def test_gradio_is_imported_by_the_demo_app_alone():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(name.split(".")[0] in ("gradio", "gradio_client") for name in names):
                 importers.add(module)
-    assert importers == {"model_card.space_app"}
+    assert importers == {"ppt_tools.demo"}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(requirement.startswith("gradio") for requirement in project["dependencies"])
     assert any(requirement.startswith("gradio") for requirement in project["optional-dependencies"]["demo"])

@@ -21,7 +21,7 @@ from hub_fixtures import folder_snapshot
 from model_fixtures import mixed_pixels, threshold_between, tiny_model
 
 
-onnx_export = pytest.importorskip("ppt_eval.onnx_export")
+onnx_export = pytest.importorskip("ppt_tools.export.onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 

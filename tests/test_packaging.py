@@ -1,6 +1,6 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
 """A non-editable `pip install .` holds every package the commands need: train.py and benchmark.py, copied away
-from the checkout, and `python -m model_card.publish` run on the installed packages alone.
+from the checkout, and `ppt-publish` run on the installed packages alone.
 
 The test environment usually has the project installed in editable mode too, which could quietly supply a module
 the real install lacks. So each command runs under a wrapper that, at exit, checks that every project module it
@@ -29,7 +29,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 # The packages of the checkout (not pyproject's list, which is what is under test: a package missing from it must
 # show up as a module loaded from outside the install).
-PACKAGES = sorted(path.parent.name for path in ROOT.glob("*/__init__.py") if path.parent.name != "tests")
+PACKAGES = sorted(path.parent.name for path in ROOT.glob("*/__init__.py")
+                  if path.parent.name not in ("tests", "model_card"))  # model_card/ installs as ppt_tools.templates
 
 WRAPPER = textwrap.dedent('''
     import atexit, json, os, runpy, sys, sysconfig
@@ -67,13 +68,16 @@ def test_a_non_editable_install_runs_train_benchmark_and_publish(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in (*PACKAGES, "model_card"):  # model_card/: the templates, installed as ppt_tools.templates
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path / "site"
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(site),
                     str(source)], check=True, capture_output=True, timeout=300)
-    assert sorted(path.name for path in site.iterdir() if not path.name.endswith(".dist-info")) == PACKAGES
+    assert sorted(path.name for path in site.iterdir() if not path.name.endswith(".dist-info")) == sorted([*PACKAGES, "bin"])
+    assert {path.name for path in (site / "bin").iterdir()} == {
+        "ppt-train", "ppt-benchmark", "ppt-analysis", "ppt-publish", "ppt-export-onnx", "ppt-demo"}
+    assert (site / "ppt_tools" / "templates" / "template.md").is_file()
 
     work = tmp_path / "work"  # the scripts, away from the checkout and its packages
     work.mkdir()
@@ -97,7 +101,7 @@ def test_a_non_editable_install_runs_train_benchmark_and_publish(tmp_path):
         "--no_progress", "--output_dir", "bench")
     report = json.loads((work / "bench" / "benchmark_inference.json").read_text())
     assert report["models"]["ppt"]["accuracy"]["num_samples"] == 16
-    run("model_card.publish", "run", "--repo_id", "someone/ppt-digits", "--dry_run", "--output_dir", "export",
+    run("ppt_tools.export.publish", "run", "--repo_id", "someone/ppt-digits", "--dry_run", "--output_dir", "export",
         "--results", "run/all_results.json", "bench/benchmark_inference.json")
     assert (work / "export" / "model.safetensors").is_file() and (work / "export" / "README.md").is_file()
 

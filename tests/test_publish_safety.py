@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""`python -m model_card.publish` loses nothing measured and exports only finished runs:
+"""`ppt-publish` loses nothing measured and exports only finished runs:
 
 - exporting an export onto itself keeps every number and the training information (the card is unchanged);
 - an export never replaces a previous one with fewer numbers unless told to;
@@ -24,8 +24,8 @@ from hub_fixtures import (
     trained_export,
 )
 
-from model_card import publish
-from model_card.publish import export_folder
+from ppt_tools.export import publish
+from ppt_tools.export.publish import export_folder
 
 
 def copy_of_export(tmp_path: Path, name: str = "export") -> Path:

@@ -31,8 +31,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import TrainerState
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
-from ppt_eval.preprocessing import AugmentedDataset, TrainTransform
-from ppt_training.checkpoints import CHECKPOINT_STAGING_DIR, checkpoint_problem
+from ppt_tools.training.augmentation import AugmentedDataset, TrainTransform
+from ppt_tools.training.checkpoints import CHECKPOINT_STAGING_DIR, checkpoint_problem
 
 
 train = train_script()
@@ -117,7 +117,7 @@ def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path, finished, chec
 
 
 def an_export(folder: Path) -> None:
-    """What `python -m model_card.publish` leaves: a model folder with its card, no training state."""
+    """What `ppt-publish` leaves: a model folder with its card, no training state."""
     folder.mkdir(parents=True)
     for name, content in {"config.json": b'{"model_type": "vit"}', "model.safetensors": b"the exported weights",
                           "preprocessor_config.json": b"{}", "README.md": b"the card", "results.json": b"{}"}.items():

@@ -1,9 +1,9 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""The demo app (model_card.space_app), served on localhost and driven the way a person's browser or a script drives
+"""The demo app (ppt_tools.demo), served on localhost and driven the way a person's browser or a script drives
 it: through `gradio_client` (a real HTTP client) and, in one test, headless Chromium clicking in the page.
 
 Expectations are independent of the app: predictions are the model's own (the checkpoint loaded and run here), the
-maps are the figure `ppt_eval.token_maps` draws from that run, and the MACs are `ppt_eval.cost.analytic_cost`'s."""
+maps are the figure `ppt_tools.analysis.token_maps` draws from that run, and the MACs are `ppt_tools.core.cost.analytic_cost`'s."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from ppt_eval.cost import analytic_cost  # noqa: E402
-from ppt_eval.preprocessing import whole_image_processor  # noqa: E402
-from ppt_eval.token_maps import figure_pixels, model_view, token_map_figure  # noqa: E402
+from ppt_tools.core.cost import analytic_cost  # noqa: E402
+from ppt_tools.core.preprocessing import whole_image_processor  # noqa: E402
+from ppt_tools.analysis.token_maps import figure_pixels, model_view, token_map_figure  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(checkpoint):
     """The app on a free localhost port, and a client connected to it."""
-    from model_card.space_app import build_demo
+    from ppt_tools.demo import build_demo
 
     demo = build_demo(str(checkpoint), latency_rounds=2)
     port = free_port()

@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""`python -m model_card.publish ... --space`: the model repo's example images come from its evaluation set (the
+"""`ppt-publish ... --space`: the model repo's example images come from its evaluation set (the
 digits' test split here, checked against scikit-learn's digits directly), the Space folder holds what a Space needs
 and runs from its own copies of the code, a folder the tool did not write is never replaced, and the upload goes to
 a Gradio Space. Never reaches the real network."""
@@ -16,8 +16,8 @@ from huggingface_hub import constants, metadata_load
 from PIL import Image
 
 from hub_fixtures import folder_snapshot, offline_env, run_python, tiny_image_processor, tiny_trained_model
-from model_card import publish
-from model_card.space import SPACE_CODE, is_space_folder
+from ppt_tools.export import publish
+from ppt_tools.export.space import SPACE_CODE, is_space_folder
 
 
 REPO = "someone/tiny-digits"
@@ -36,7 +36,7 @@ def digits_run(path):
 def first_test_digit_of_each_label(count=4):
     """Independently of model_card: the digits' test split (ppt_eval's one split rule), the first image of each new
     label in row order."""
-    from ppt_eval.data import load_digits_dataset
+    from ppt_tools.core.data import load_digits_dataset
 
     test = load_digits_dataset()["test"]
     found, seen = [], set()
@@ -79,7 +79,7 @@ def test_examples_of_a_cifar100_run_take_its_fine_labels(cifar100_path, recorded
     first test images of each new fine label, titled with its name, as train.py's column rule picks the labels."""
     from datasets import load_from_disk
 
-    from model_card.space import evaluation_examples
+    from ppt_tools.export.space import evaluation_examples
 
     info = {"dataset_name": cifar100_path, "eval_split": "test"}
     if recorded_columns:
@@ -122,9 +122,9 @@ def test_the_space_runs_from_its_own_copies_of_the_code(published):
     script = """
 import json, os, sys
 from pathlib import Path
-import app, space_app, ppt_eval.cost, ppt_eval.token_maps, modeling_ppt_deit
+import app, space_app, ppt_tools.core.cost, ppt_tools.analysis.token_maps, modeling_ppt_deit
 here = Path.cwd().resolve()
-for module in (space_app, ppt_eval.cost, ppt_eval.token_maps, modeling_ppt_deit):
+for module in (space_app, ppt_tools.core.cost, ppt_tools.analysis.token_maps, modeling_ppt_deit):
     assert Path(module.__file__).resolve().is_relative_to(here), module.__file__
 from gradio_client import Client, handle_file
 app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=int(sys.argv[1]), quiet=True)

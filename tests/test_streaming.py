@@ -17,8 +17,8 @@ from datasets import Image as ImageFeature
 from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, free_port, train_script
 from PIL import Image
 
-import benchmark
-import ppt_eval.accuracy as accuracy_module
+from ppt_tools import benchmark
+import ppt_tools.core.accuracy as accuracy_module
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""ppt_eval.token_maps: the per-layer patch states read from hand-built compression records (a 4x4 grid whose
+"""ppt_tools.analysis.token_maps: the per-layer patch states read from hand-built compression records (a 4x4 grid whose
 merges and prunes are chosen by hand), the pixels of a rendered panel, the figure's panels and captions, and the same
 maps from the real model's source tracking."""
 
@@ -13,7 +13,7 @@ from model_fixtures import pixels, tiny_model
 
 from modeling_ppt_deit import PPTDeiTConfig
 from modeling_ppt_deit.modeling_ppt_deit import PPTCompressionRecord
-from ppt_eval.token_maps import (
+from ppt_tools.analysis.token_maps import (
     PRUNED_BEFORE_COLOUR,
     PRUNED_HERE_COLOUR,
     assign_colours,

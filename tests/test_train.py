@@ -31,9 +31,10 @@ from PIL import Image
 from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
-from ppt_eval.accuracy import TopKAccuracy
-from ppt_eval.preprocessing import TrainTransform, random_resized_crop_box, whole_image_processor
-from ppt_training.arguments import DEFAULT_DATASET, DEFAULT_MODEL, parse_args, validate_args
+from ppt_tools.core.accuracy import TopKAccuracy
+from ppt_tools.core.preprocessing import whole_image_processor
+from ppt_tools.training.augmentation import TrainTransform, random_resized_crop_box
+from ppt_tools.training.arguments import DEFAULT_DATASET, DEFAULT_MODEL, parse_args, validate_args
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +203,7 @@ def test_a_failed_push_keeps_the_run_and_says_how_to_retry(cifar_like, tmp_path,
         run_train(cifar_like, out, *TINY_PPT_ARGS, "--push_to_hub", "True", "--hub_model_id", "someone/ppt-tiny")
     export = out / train.HUB_EXPORT_DIR
     assert (out / "all_results.json").is_file() and (export / "model.safetensors").is_file()
-    assert f"python -m model_card.publish {export} --repo_id someone/ppt-tiny --upload_only" in str(error.value)
+    assert f"ppt-publish {export} --repo_id someone/ppt-tiny --upload_only" in str(error.value)
 
 
 @pytest.mark.slow
@@ -288,7 +289,7 @@ def test_a_plain_integer_label_column_is_found_by_name_and_counts_classes_of_all
     """With this seed the held-out half takes every label-2 row: the classes still come from both splits."""
     from datasets import Dataset, DatasetDict, Features, Image as ImageFeature, Value
 
-    from ppt_eval.data import prepare_data
+    from ppt_tools.core.data import prepare_data
 
     features = Features({"image": ImageFeature(), "label": Value("int64"), "weight": Value("int64")})
     rows = {"image": random_images(6, 8, seed=1), "label": [0, 1, 2, 0, 1, 2], "weight": [1] * 6}

@@ -375,7 +375,7 @@ def _first(split, count: int | None):
 
 def load_prepared(args, *, digits_size: int = 32, check_all_images: bool = False, need_train: bool = False,
                   max_train_samples: int | None = None, cache_dir: str | None = None) -> ImageClassificationData:
-    """`load_image_dataset` + `prepare_data` for a `DatasetArguments` (see `ppt_eval.arguments`). Evaluation
+    """`load_image_dataset` + `prepare_data` for a `DatasetArguments` (see `ppt_tools.core.arguments`). Evaluation
     (`need_train=False`, the default) works on datasets without a training split too."""
     raw = load_image_dataset(args.dataset_name, args.dataset_config_name, cache_dir, digits_size=digits_size,
                              streaming=args.streaming)

@@ -9,8 +9,8 @@ import contextlib
 from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
-from ppt_eval.models import CHECKPOINT_CONTENT_ERRORS, load_pretrained
-from ppt_eval.preprocessing import resized_to, whole_image_processor
+from ppt_tools.core.models import CHECKPOINT_CONTENT_ERRORS, load_pretrained
+from ppt_tools.core.preprocessing import resized_to, whole_image_processor
 
 from .arguments import ModelArguments
 
@@ -25,7 +25,7 @@ def ppt_settings(model_args: ModelArguments) -> dict:
 @contextlib.contextmanager
 def loading_from(source: str, what: str):
     """Turn transformers' `OSError` (Hub id not found, offline, files missing in a folder) and the errors a damaged
-    checkpoint raises inside from_pretrained (`ppt_eval.models.CHECKPOINT_CONTENT_ERRORS`) into a `ValueError` that
+    checkpoint raises inside from_pretrained (`ppt_tools.core.models.CHECKPOINT_CONTENT_ERRORS`) into a `ValueError` that
     names what was being loaded from where, which train.py reports as one line."""
     try:
         yield

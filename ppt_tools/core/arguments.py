@@ -8,7 +8,7 @@ so an option has one name, one help text and one check everywhere:
 - `PPTArguments`: the compression schedule (`--reduction_layers`, `--tokens_removed`, `--prune_threshold`,
   `--score_function`); unset ones are the model's own;
 - `MachineArguments`: `--device`, `--dtype`, `--threads`;
-- `DatasetArguments`: which dataset, columns and splits (the split rule is in `ppt_eval.data`);
+- `DatasetArguments`: which dataset, columns and splits (the split rule is in `ppt_tools.core.data`);
 - `OutputArguments`: `--output_dir`, and `--overwrite_output_dir` to replace the files an earlier run left there
   (each command names the files it writes; without the flag a command refuses before any work).
 
@@ -139,7 +139,7 @@ class MachineArguments:
 
 @dataclass
 class DatasetArguments:
-    """Which dataset and which of its columns and splits (the split rule is documented in `ppt_eval.data`)."""
+    """Which dataset and which of its columns and splits (the split rule is documented in `ppt_tools.core.data`)."""
 
     dataset_name: str | None = field(default=None, metadata={
         "help": "A Hub dataset id, a save_to_disk folder, an imagefolder directory, or 'digits' (scikit-learn's "

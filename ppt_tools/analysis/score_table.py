@@ -18,12 +18,12 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainingArguments
 
-from ppt_eval.accuracy import evaluate_accuracy
-from ppt_eval.arguments import check_at_least
-from ppt_eval.cost import analytic_cost
-from ppt_eval.data import check_labels
-from ppt_eval.preprocessing import collate_image_batch, eval_batch_transform
-from ppt_eval.results import describe_machine, fmt, format_table, machine_info, markdown_table, write_csv, write_json, write_text
+from ppt_tools.core.accuracy import evaluate_accuracy
+from ppt_tools.core.arguments import check_at_least
+from ppt_tools.core.cost import analytic_cost
+from ppt_tools.core.data import check_labels
+from ppt_tools.core.preprocessing import collate_image_batch, eval_batch_transform
+from ppt_tools.core.results import describe_machine, fmt, format_table, machine_info, markdown_table, write_csv, write_json, write_text
 
 from .common import AnalysisArguments, load_data, load_placed_model, preprocessed
 from .policy import calibrate_threshold, collect_policy_records, overall_prune_fraction
@@ -171,7 +171,7 @@ def run(args: ScoreTableArguments) -> int:
                                 calibration, args.progress)
     config = model.config
     headers, body = table(rows)
-    command = "python -m ppt_analysis score-table " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = "ppt-analysis score-table " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     machine = machine_info(device)
     if calibration is not None:
         tau_text = (f"tau calibrated per score function for {args.calibrate_prune_fraction:.0%} pruned decisions on "

@@ -1,22 +1,22 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
 """The PPT demo: a Gradio app that runs PPT itself on an image (the Hub widget cannot: it runs no custom code).
 
-    from model_card.space_app import build_demo
+    from ppt_tools.demo import build_demo
     build_demo("outputs/digits").launch()                  # a local model folder
     build_demo("me/ppt-deit-small").launch()               # a Hub repo (its remote code: trust_remote_code=True)
 
-    python -m model_card.space_app outputs/digits           # the same from the command line
+    ppt-demo outputs/digits           # the same from the command line
 
 For an image (uploaded, or one of the bundled examples) and the chosen `tokens_removed`, `prune_threshold` and score
 function it shows, compression off next to compression on: the top-5 labels with probabilities, the per-layer token
-maps (`ppt_eval.token_maps`), the MACs per image (`ppt_eval.cost`) and the latency of both measured here, interleaved
-(`ppt_eval.timing`). Bad input (a file that is no image, a huge image, settings the model refuses) is a message in
+maps (`ppt_tools.analysis.token_maps`), the MACs per image (`ppt_tools.core.cost`) and the latency of both measured here, interleaved
+(`ppt_tools.core.timing`). Bad input (a file that is no image, a huge image, settings the model refuses) is a message in
 the page, never a traceback; a grayscale or transparent image is converted and says so, and so does an r that the
 clamp reduces.
 
-A Space runs this module as it is: `python -m model_card.publish ... --space` writes a Space folder holding `app.py`
-(which calls `build_demo`), this file as `space_app.py`, the few modules it imports (`ppt_eval.cost`,
-`ppt_eval.timing`, `ppt_eval.token_maps` and the model package they use) and example images. So this module imports
+A Space runs this module as it is: `ppt-publish ... --space` writes a Space folder holding `app.py`
+(which calls `build_demo`), this file as `space_app.py`, the few modules it imports (`ppt_tools.core.cost`,
+`ppt_tools.core.timing`, `ppt_tools.analysis.token_maps` and the model package they use) and example images. So this module imports
 nothing of this project but those. gradio is imported here and nowhere else (the `.[demo]` extra).
 """
 
@@ -38,9 +38,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from ppt_eval.cost import analytic_cost
-from ppt_eval.timing import time_interleaved
-from ppt_eval.token_maps import figure_pixels, layer_maps, model_view, patch_grid, token_map_figure
+from ppt_tools.core.cost import analytic_cost
+from ppt_tools.core.timing import time_interleaved
+from ppt_tools.analysis.token_maps import figure_pixels, layer_maps, model_view, patch_grid, token_map_figure
 
 
 # Larger images are refused before decoding (an upload of a 100-megapixel photo would take seconds and gigabytes to
@@ -265,7 +265,7 @@ def cost_table(details: dict, device: str) -> str:
         f"| compression off | {macs(details['macs_off'])} | {details['latency_ms_off']:.2f} ms |\n"
         f"| PPT on | {macs(details['macs_on'])} ({saved:.0%} fewer) | {details['latency_ms_on']:.2f} ms "
         f"({speedup:.2f}× the speed) |\n\n"
-        f"MACs from the cost model (`ppt_eval.cost`); latency measured now on this machine ({device}), one image, "
+        f"MACs from the cost model (`ppt_tools.core.cost`); latency measured now on this machine ({device}), one image, "
         f"{details['latency_rounds']} rounds of {details['latency_iterations']} calls each, interleaved."
         + (" Here PPT ran slower: in a model this small the compression step can cost about what the removed tokens "
            "save, and a few rounds on a busy machine vary; DeiT-sized models gain the speed." if speedup < 1 else "")
@@ -390,7 +390,7 @@ def build_demo(checkpoint: str, examples: str | os.PathLike | None = None, title
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_card.space_app", description="Serve the PPT demo locally.")
+    parser = argparse.ArgumentParser(prog="ppt-demo", description="Serve the PPT demo locally.")
     parser.add_argument("checkpoint", help="a local model folder (train.py output, export) or a Hub repo id")
     parser.add_argument("--examples", default=None, help="a folder of example images")
     parser.add_argument("--port", type=int, default=7860)
@@ -399,7 +399,7 @@ def main(argv=None) -> int:
     try:
         demo = build_demo(args.checkpoint, args.examples)
     except (OSError, ValueError) as error:
-        print(f"python -m model_card.space_app: error: {error}", file=sys.stderr)
+        print(f"ppt-demo: error: {error}", file=sys.stderr)
         return 1
     demo.launch(server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
     return 0

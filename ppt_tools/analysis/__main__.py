@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""`python -m ppt_analysis <command> [options]`; `python -m ppt_analysis <command> --help` lists a command's
+"""`ppt-analysis <command> [options]`; `ppt-analysis <command> --help` lists a command's
 options. Bad input prints `ppt_analysis <command>: error: <message>` and exits with 2."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import sys
 
-from ppt_eval.arguments import parse_into, run_command
+from ppt_tools.core.arguments import parse_into, run_command
 
 from . import policy, score_table, sweep, visualize
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"unknown command {given!r}" if given and given not in ("-h", "--help") else "a command is needed"
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         stream = sys.stdout if given in ("-h", "--help") else sys.stderr
-        print(f"usage: python -m ppt_analysis {{{','.join(COMMANDS)}}} [options]\n"
+        print(f"usage: ppt-analysis {{{','.join(COMMANDS)}}} [options]\n"
               + (f"ppt_analysis: error: {problem}{hint}; choose one of {', '.join(COMMANDS)}"
                  if stream is sys.stderr else __doc__.strip()), file=stream)
         return 0 if stream is sys.stdout else 2

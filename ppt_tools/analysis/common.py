@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ppt_eval.arguments import (
+from ppt_tools.core.arguments import (
     DatasetArguments,
     MachineArguments,
     ModelSourceArguments,
@@ -15,9 +15,9 @@ from ppt_eval.arguments import (
     PPTArguments,
     check_at_least,
 )
-from ppt_eval.data import ImageClassificationData, load_prepared
-from ppt_eval.models import load_model
-from ppt_eval.preprocessing import eval_batches, load_image_processor
+from ppt_tools.core.data import ImageClassificationData, load_prepared
+from ppt_tools.core.models import load_model
+from ppt_tools.core.preprocessing import eval_batches, load_image_processor
 
 
 @dataclass
@@ -37,7 +37,7 @@ def load_placed_model(args) -> tuple[torch.nn.Module, torch.device]:
 
 
 def load_data(args, model, need_train: bool = False) -> tuple[ImageClassificationData, object]:
-    """`--dataset_name`'s splits (by the split rule of `ppt_eval.data`) and the model's image processor."""
+    """`--dataset_name`'s splits (by the split rule of `ppt_tools.core.data`) and the model's image processor."""
     if args.dataset_name is None:
         raise ValueError("this command needs images: give --dataset_name (a dataset folder, a Hub id, or digits)")
     if args.streaming:

@@ -2,11 +2,11 @@
 """Draw what PPT did to one or more images, layer by layer: which patches each reduction layer pruned, which it
 pooled together, and why (the image's score variance against tau).
 
-The figure is `ppt_eval.token_maps.token_map_figure` (one row per image: the input, then one panel per reduction
+The figure is `ppt_tools.analysis.token_maps.token_map_figure` (one row per image: the input, then one panel per reduction
 layer; a title with the settings and a legend); this command runs the model with source tracking on and saves it.
 
-    python -m ppt_analysis visualize --checkpoint outputs/digits --image digit.png --output token_maps.png
-    python -m ppt_analysis visualize --arch deit-small --image a.jpg b.jpg --output maps.png --png_colours 64
+    ppt-analysis visualize --checkpoint outputs/digits --image digit.png --output token_maps.png
+    ppt-analysis visualize --arch deit-small --image a.jpg b.jpg --output maps.png --png_colours 64
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ppt_eval.arguments import MachineArguments, ModelSourceArguments, PPTArguments
-from ppt_eval.preprocessing import load_image_processor
-from ppt_eval.results import atomic_path
-from ppt_eval.token_maps import figure_pixels, layer_maps, model_view, patch_grid, patch_owners, token_map_figure
+from ppt_tools.core.arguments import MachineArguments, ModelSourceArguments, PPTArguments
+from ppt_tools.core.preprocessing import load_image_processor
+from ppt_tools.core.results import atomic_path
+from ppt_tools.analysis.token_maps import figure_pixels, layer_maps, model_view, patch_grid, patch_owners, token_map_figure
 
 from .common import load_placed_model
 

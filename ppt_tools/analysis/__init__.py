@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Analysis tools for PPT-DeiT, run as `python -m ppt_analysis <command> [options]`:
+"""Analysis tools for PPT-DeiT, run as `ppt-analysis <command> [options]`:
 
 - `sweep`: accuracy, MACs and measured speed over grids of r, tau, reduction layers and score functions, with the
   reference policies pool-only (tau = inf, ToMe) and prune-only (tau = 0, top-k); table and Pareto plots;

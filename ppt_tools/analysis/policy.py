@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ppt_eval.arguments import check_at_least
-from ppt_eval.models import eval_mode
-from ppt_eval.results import fmt, format_table, write_csv, write_json
+from ppt_tools.core.arguments import check_at_least
+from ppt_tools.core.models import eval_mode
+from ppt_tools.core.results import fmt, format_table, write_csv, write_json
 
 from .common import AnalysisArguments, load_data, load_placed_model, noise_batches, preprocessed
 from .plots import policy_stats_plot

@@ -14,12 +14,12 @@ import torch
 from tqdm.auto import tqdm
 
 from modeling_ppt_deit import PPTDeiTConfig
-from ppt_eval.accuracy import evaluate_accuracy
-from ppt_eval.arguments import check_at_least
-from ppt_eval.cost import analytic_cost
-from ppt_eval.models import eval_mode
-from ppt_eval.results import fmt, format_table, machine_info, markdown_table, write_csv, write_json, write_text
-from ppt_eval.timing import inference_step, time_interleaved
+from ppt_tools.core.accuracy import evaluate_accuracy
+from ppt_tools.core.arguments import check_at_least
+from ppt_tools.core.cost import analytic_cost
+from ppt_tools.core.models import eval_mode
+from ppt_tools.core.results import fmt, format_table, machine_info, markdown_table, write_csv, write_json, write_text
+from ppt_tools.core.timing import inference_step, time_interleaved
 
 from .common import AnalysisArguments, load_data, load_placed_model, preprocessed
 from .plots import pareto_plot

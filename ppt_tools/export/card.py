@@ -52,15 +52,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ppt_eval.results import read_json_object
+from ppt_tools.core.results import read_json_object
 
 
-TEMPLATE_PATH = Path(__file__).with_name("template.md")
+TEMPLATE_PATH = resources.files("ppt_tools.templates").joinpath("template.md")  # model_card/ in a checkout
 NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded"
 UNPINNED_REVISION = "main"

@@ -12,7 +12,7 @@ After each reduction layer every input patch is in one of three states, read fro
 them over the image (merged tokens each in their own colour, a thin outline around every token, pruned patches
 greyed and crossed: red when dropped at that layer), and `token_map_figure` lays out a batch as a grid with the
 settings, each layer's policy and score variance against tau, and a legend. The analysis command
-(`python -m ppt_analysis visualize`) and the demo app (`model_card.space_app`) both draw with these.
+(`ppt-analysis visualize`) and the demo app (`ppt_tools.demo`) both draw with these.
 
     with model.compression_settings(track_sources=True):
         outputs = model(pixel_values, output_compression=True)

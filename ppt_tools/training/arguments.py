@@ -23,10 +23,10 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from ppt_eval.arguments import DatasetArguments, PPTArguments, check_at_least
-from ppt_eval.data import DIGITS
-from ppt_eval.models import check_model_folder, check_model_type, check_weight_files
-from ppt_eval.results import check_output_dir
+from ppt_tools.core.arguments import DatasetArguments, PPTArguments, check_at_least
+from ppt_tools.core.data import DIGITS
+from ppt_tools.core.models import check_model_folder, check_model_type, check_weight_files
+from ppt_tools.core.results import check_output_dir
 
 
 DEFAULT_MODEL = "facebook/deit-small-patch16-224"
@@ -128,7 +128,7 @@ def recipe_defaults() -> dict:
 # r = 8 at layers 1, 2, 3: 65 -> 57 -> 49 -> 41 tokens (MLPs of layers 1-3 see 57, 49, 41).
 PRESETS = {
     "digits": {
-        "dataset_name": DIGITS,  # its own 20% test split (ppt_eval.data)
+        "dataset_name": DIGITS,  # its own 20% test split (ppt_tools.core.data)
         "from_scratch": True,
         "hidden_size": 96,
         "num_hidden_layers": 4,

@@ -1,7 +1,7 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
 """Export a trained PPT-DeiT classifier as a Hub repo folder, and upload it.
 
-    from model_card.publish import export_folder, push_folder
+    from ppt_tools.export.publish import export_folder, push_folder
     folder = export_folder(model, image_processor, "outputs/hub/ppt-deit-small", results=results,
                            training_info={"dataset": "imagenet-1k", "base_model": "facebook/deit-small-patch16-224",
                                           "repo_id": "me/ppt-deit-small"})
@@ -9,8 +9,8 @@
 
 Command line (an existing checkpoint folder, e.g. the `output_dir` of `train.py`):
 
-    python -m model_card.publish outputs/run --repo_id me/ppt-deit-small --dry_run
-    python -m model_card.publish outputs/run --repo_id me/ppt-deit-small --results outputs/bench/results.json
+    ppt-publish outputs/run --repo_id me/ppt-deit-small --dry_run
+    ppt-publish outputs/run --repo_id me/ppt-deit-small --results outputs/bench/results.json
 
 The folder holds exactly what is uploaded:
 
@@ -21,17 +21,17 @@ The folder holds exactly what is uploaded:
   (compression off; what the Hub widget runs); `trust_remote_code=True` gives the PPT model;
 - `configuration_ppt_deit.py`, `modeling_ppt_deit.py`, `token_ops.py`: the remote code;
 - `preprocessor_config.json`: the image processor;
-- `README.md`: the model card (see `model_card.card`, which documents the result keys it reads);
+- `README.md`: the model card (see `ppt_tools.export.card`, which documents the result keys it reads);
 - `results.json`: the measured results the card was filled from (normalized, and each source file as given), the
   training information, and the sha256 of every other file (so that a later export sees a hand-edited card);
-- with `onnx=True` (`--onnx`): `onnx/model.onnx`, the PPT model as an ONNX graph (`ppt_eval.onnx_export`:
+- with `onnx=True` (`--onnx`): `onnx/model.onnx`, the PPT model as an ONNX graph (`ppt_tools.export.onnx`:
   compression in the graph, dynamic batch), with `onnx/config.json`, a plain vit / deit config, and
   `onnx/preprocessor_config.json`, the layout Optimum's `ORTModelForImageClassification` loads with
   `subfolder="onnx"`. The file is checked against PyTorch in ONNX Runtime before the folder is kept.
 - `examples/` (when given): example images from the model's evaluation set, which the card's widget offers.
 
 `--space` also writes (and uploads, as a Gradio Space) a demo that runs PPT itself on an image: see
-`model_card.space`.
+`ppt_tools.export.space`.
 
 Nothing measured is lost without saying so: an export that would replace a previous export whose results hold
 numbers the new one lacks is refused (`allow_fewer_results` / `--allow_fewer_results` to do it anyway), and the
@@ -64,8 +64,8 @@ from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from modeling_ppt_deit.configuration_ppt_deit import PPT_SETTINGS
-from ppt_eval.models import build_stock_model, load_pretrained
-from ppt_eval.onnx_export import (
+from ppt_tools.core.models import build_stock_model, load_pretrained
+from ppt_tools.export.onnx import (
     DEFAULT_OPSET,
     check_onnx_packages,
     check_opset,
@@ -74,7 +74,7 @@ from ppt_eval.onnx_export import (
     onnx_runtime_config,
     onnx_session,
 )
-from ppt_eval.results import (
+from ppt_tools.core.results import (
     ALL_RESULTS_FILE,
     EVAL_RESULTS_FILE,
     TRAIN_RESULTS_FILE,
@@ -101,7 +101,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 RUN_RESULT_FILES = (ALL_RESULTS_FILE, TRAIN_RESULTS_FILE, EVAL_RESULTS_FILE)
 # What Trainer leaves in a run folder or checkpoint that has not finished (train.py writes all_results.json last).
 TRAINING_STATE_FILES = ("trainer_state.json", "optimizer.pt")
-PROG = "python -m model_card.publish"
+PROG = "ppt-publish"
 
 
 class HubPushError(RuntimeError):
@@ -173,7 +173,7 @@ def _is_previous_export(folder: Path) -> bool:
 
 
 def _check_output_dir(output_dir) -> Path:
-    """`output_dir` with a symlink followed, where an export may be written (`ppt_eval.results.replaceable_folder`)."""
+    """`output_dir` with a symlink followed, where an export may be written (`ppt_tools.core.results.replaceable_folder`)."""
     output_dir = replaceable_folder(
         output_dir, _is_previous_export, "output_dir",
         f"a previous export (which holds only {list(EXPORT_FILES)}, with {list(ONNX_FILES)} in {ONNX_DIR}/ and .png "
@@ -261,18 +261,18 @@ def export_folder(
         output_dir: the folder to write. It must be new, empty, or a previous export, whose content is replaced.
             The folder is built next to it and moved in place at the end: an error leaves nothing half-written. A
             symlink is followed.
-        results: measured results, a dict with the keys documented in `model_card.card` (e.g. `eval_accuracy`,
+        results: measured results, a dict with the keys documented in `ppt_tools.export.card` (e.g. `eval_accuracy`,
             `baseline_accuracy`, `macs`, `throughput`, `hardware`), or a list of JSON result files to merge.
-        training_info: how the model was trained (`dataset`, `base_model`, `epochs`, ...: see `model_card.card`).
+        training_info: how the model was trained (`dataset`, `base_model`, `epochs`, ...: see `ppt_tools.export.card`).
         repo_id: target repo, for the usage code in the card (default `training_info["repo_id"]`).
         verify: reload the written folder and check weights and settings are exactly the model's.
         allow_fewer_results: replace a previous export in `output_dir` even though its results (or training info)
             hold entries that this export lacks; without it that raises `ValueError` naming them.
         example_images: `(title, PIL image)` pairs from the model's evaluation set, stored as `examples/*.png`; the
-            card's widget offers them (see `model_card.card.build_model_card`'s `example_files`).
+            card's widget offers them (see `ppt_tools.export.card.build_model_card`'s `example_files`).
         onnx: also write `onnx/model.onnx` (+ `onnx/config.json`, `onnx/preprocessor_config.json`) for ONNX Runtime
             and Optimum, checked against PyTorch within 1e-4 (needs `pip install ".[onnx]"`).
-        onnx_opset: its opset (default `ppt_eval.onnx_export.DEFAULT_OPSET`).
+        onnx_opset: its opset (default `ppt_tools.export.onnx.DEFAULT_OPSET`).
     """
     _check_model(model)
     if image_processor is None or not hasattr(image_processor, "save_pretrained"):
@@ -409,7 +409,7 @@ def check_repo_id(repo_id) -> None:
 def _retry_hint(folder: Path, repo_id: str) -> str:
     return (
         f"The exported folder {folder} was not changed; upload it later with "
-        f"`python -m model_card.publish {folder} --repo_id {repo_id} --upload_only`."
+        f"`ppt-publish {folder} --repo_id {repo_id} --upload_only`."
     )
 
 
@@ -481,7 +481,7 @@ def push_folder(
 
 def push_space(folder, space_id: str, token: str | None = None, private: bool = False,
                commit_message: str | None = None) -> str:
-    """Upload a Space folder (`model_card.space.write_space_folder`) to the Gradio Space `space_id` (created if
+    """Upload a Space folder (`ppt_tools.export.space.write_space_folder`) to the Gradio Space `space_id` (created if
     needed) and return the commit URL. Failures raise `HubPushError` with what to do next; the folder is unchanged."""
     folder = Path(folder)
     if not folder.is_dir() or not (folder / "app.py").is_file():
@@ -563,7 +563,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    """The command line; any failure is one `python -m model_card.publish: error:` line and exit code 1 (argparse's
+    """The command line; any failure is one `ppt-publish: error:` line and exit code 1 (argparse's
     own usage errors: 2). The export folder is replaced only once the new one is complete."""
     args = _parse_args(argv)
     try:

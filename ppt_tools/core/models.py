@@ -239,7 +239,7 @@ def load_checkpoint(checkpoint: str, **ppt_settings) -> PPTDeiTForImageClassific
 
 
 def load_model(source, ppt_settings: Mapping | None = None) -> PPTDeiTForImageClassification:
-    """The model a `ModelSourceArguments` names (`ppt_eval.arguments`). With `--arch`, `--image_size` defaults to
+    """The model a `ModelSourceArguments` names (`ppt_tools.core.arguments`). With `--arch`, `--image_size` defaults to
     224 and `--num_labels` to 1000; a checkpoint keeps its own, and a different value is refused (its trained
     position embeddings and classifier fit only its own)."""
     settings = dict(ppt_settings or {})

@@ -24,7 +24,7 @@ import zipfile
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from ppt_eval.models import safetensors_problem
+from ppt_tools.core.models import safetensors_problem
 
 
 CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")

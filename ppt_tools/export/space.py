@@ -2,11 +2,11 @@
 """A Hugging Face Space that runs PPT itself (the model repo's widget cannot: it runs no custom code), and the example
 images of a model repo.
 
-`write_space_folder` writes the folder that `model_card.publish.push_space` uploads:
+`write_space_folder` writes the folder that `ppt_tools.export.publish.push_space` uploads:
 
 - `app.py`: serves `space_app.build_demo(<model repo>)` (the model with its own remote code, trust_remote_code=True);
-- `space_app.py`: `model_card/space_app.py` as it is, and the modules it imports beside it (`ppt_eval/cost.py`,
-  `ppt_eval/timing.py`, `ppt_eval/token_maps.py`, and `modeling_ppt_deit/`, which the cost model reads);
+- `space_app.py`: `ppt_tools/demo.py` as it is, and the modules it imports beside it (`ppt_tools/core/cost.py`,
+  `ppt_tools/core/timing.py`, `ppt_tools/analysis/token_maps.py`, and `modeling_ppt_deit/`, which the cost model reads);
 - `requirements.txt`: the versions installed where the folder was written (those the tests ran with);
 - `README.md`: the Space card (`sdk: gradio`, `models: [<model repo>]`);
 - `examples/`: the model repo's example images (its evaluation images), else, for an ImageNet classifier,
@@ -27,19 +27,21 @@ from pathlib import Path
 from huggingface_hub import SpaceCardData
 from PIL import Image
 
-from ppt_eval.data import DIGITS, load_image_dataset, prepare_data
-from ppt_eval.results import atomic_folder, replaceable_folder
+from ppt_tools.core.data import DIGITS, load_image_dataset, prepare_data
+from ppt_tools.core.results import atomic_folder, replaceable_folder
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the folder that holds ppt_tools/ and modeling_ppt_deit/
 EXAMPLES_DIR = "examples"
 # Space file -> the project file it is a copy of.
 SPACE_CODE = {
-    "space_app.py": "model_card/space_app.py",
-    "ppt_eval/__init__.py": "ppt_eval/__init__.py",
-    "ppt_eval/cost.py": "ppt_eval/cost.py",
-    "ppt_eval/timing.py": "ppt_eval/timing.py",
-    "ppt_eval/token_maps.py": "ppt_eval/token_maps.py",
+    "space_app.py": "ppt_tools/demo.py",
+    "ppt_tools/__init__.py": "ppt_tools/__init__.py",
+    "ppt_tools/core/__init__.py": "ppt_tools/core/__init__.py",
+    "ppt_tools/analysis/__init__.py": "ppt_tools/analysis/__init__.py",
+    "ppt_tools/core/cost.py": "ppt_tools/core/cost.py",
+    "ppt_tools/core/timing.py": "ppt_tools/core/timing.py",
+    "ppt_tools/analysis/token_maps.py": "ppt_tools/analysis/token_maps.py",
     "modeling_ppt_deit/__init__.py": "modeling_ppt_deit/__init__.py",
     "modeling_ppt_deit/configuration_ppt_deit.py": "modeling_ppt_deit/configuration_ppt_deit.py",
     "modeling_ppt_deit/modeling_ppt_deit.py": "modeling_ppt_deit/modeling_ppt_deit.py",
@@ -87,7 +89,7 @@ no custom code, so it shows the uncompressed model). For an image and your choic
 - per reduction layer, which patches were pruned (grey, crossed) and which were merged (one colour per token);
 - the MACs per image (cost model) and the latency of both, measured on this Space's hardware.
 
-Written by `python -m model_card.publish ... --space` of the PPT-DeiT project; `space_app.py` and the modules beside
+Written by `ppt-publish ... --space` of the PPT-DeiT project; `space_app.py` and the modules beside
 it are copies of that project's files, and `requirements.txt` pins the versions it was tested with.
 """
 
@@ -187,7 +189,7 @@ def evaluation_examples(training_info: dict, count: int = 4) -> list[tuple[str, 
     """Up to `count` images of the evaluation split of the dataset `training_info` names (`dataset`, a local
     dataset folder that still exists, or train.py's "scikit-learn digits"), one per class in order of appearance:
     `(title, image)`, the title being the label name. Columns and split follow the rules train.py used
-    (`ppt_eval.data.prepare_data`), with the columns and the split it recorded.
+    (`ppt_tools.core.data.prepare_data`), with the columns and the split it recorded.
 
     Raises whatever loading the dataset raises (offline, not found, no image column): the caller decides.
     """

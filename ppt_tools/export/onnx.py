@@ -1,10 +1,10 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
 """Export a PPT-DeiT model to ONNX with its token compression in the graph, and run the file with ONNX Runtime.
 
-    from ppt_eval.onnx_export import export_onnx
+    from ppt_tools.export.onnx import export_onnx
     export_onnx(model, "ppt-deit-small.onnx")            # opset 18, dynamic batch size
 
-    python -m ppt_eval.onnx_export CHECKPOINT OUT.onnx [--opset 18] [--overwrite]
+    ppt-export-onnx CHECKPOINT OUT.onnx [--opset 18] [--overwrite]
 
 The graph keeps PPT's per-sample policy: every reduction layer scores its tokens, chooses pruning or pooling per
 sample (score variance against tau) and removes `r` tokens, with proportional attention (`+ log size`) in every
@@ -33,7 +33,7 @@ import torch
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
 
-from .models import eval_mode, stock_classes
+from ppt_tools.core.models import eval_mode, stock_classes
 
 
 # torch's dynamo exporter implements its operators at opset 18 (lower versions go through a converter that fails on
@@ -372,7 +372,7 @@ _RUNTIME_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads
 
 def onnx_runtime_config(config: PPTDeiTConfig) -> dict:
     """A plain `vit` (or, with the DIST token, `deit`) config.json for the folder that holds the ONNX file, naming
-    the stock classifier whose weights are ours (`ppt_eval.models.stock_classes`).
+    the stock classifier whose weights are ours (`ppt_tools.core.models.stock_classes`).
 
     Optimum's `ORTModelForImageClassification` (optimum-onnx 0.1, which needs transformers < 4.58) reads the
     config.json of the folder it loads; ours (`ppt_deit`, remote code for transformers >= 5.9) cannot load there.
@@ -411,7 +411,7 @@ def _load(checkpoint: str) -> PPTDeiTForImageClassification:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ppt_eval.onnx_export",
+        prog="ppt-export-onnx",
         allow_abbrev=False,
         description="Export a PPT-DeiT image classifier to ONNX (dynamic batch size, compression in the graph), "
                     "then check it against PyTorch with ONNX Runtime.",
