@@ -9,10 +9,10 @@
     python benchmark.py --arch deit-base --image_size 384 --cost_only                   # MACs only
     python benchmark.py --arch deit-small --mode step_cost                              # the compression step
     python benchmark.py --arch deit-small --backend onnxruntime --threads 2            # + ONNX Runtime
-    python benchmark.py --checkpoint outputs/digits --dataset_name digits               # + top-1 / top-5
+    python benchmark.py --model_name_or_path outputs/digits --dataset_name digits               # + top-1 / top-5
 
     # accuracy over several processes (each image evaluated once, results gathered); streaming for large data
-    accelerate launch --num_processes 4 benchmark.py --checkpoint facebook/deit-small-patch16-224 \
+    accelerate launch --num_processes 4 benchmark.py --model_name_or_path facebook/deit-small-patch16-224 \
         --dataset_name ILSVRC/imagenet-1k --eval_split_name validation --streaming --cost_only
 
 Per model: parameters; MACs per image from the spec's cost model (the paper's "GFLOPs") and FLOPs = 2 x MACs; the
@@ -300,7 +300,7 @@ def measure_accuracy(models: dict, args: BenchmarkArguments, device) -> dict:
     comparison itself)."""
     config = models["ppt"].config
     data = load_prepared(args, digits_size=config.image_size)
-    processor = load_image_processor(args.checkpoint, config.image_size)
+    processor = load_image_processor(args.model_name_or_path, config.image_size)
     share = this_process_share(data.eval)
     batches = eval_batches(share, processor, data.image_column, data.label_column, args.eval_batch_size)
     rows = num_rows(data.eval)

@@ -391,13 +391,14 @@ def build_demo(checkpoint: str, examples: str | os.PathLike | None = None, title
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ppt-demo", description="Serve the PPT demo locally.")
-    parser.add_argument("checkpoint", help="a local model folder (train.py output, export) or a Hub repo id")
+    parser.add_argument("--model_name_or_path", required=True,
+                        help="a local model folder (train.py output, export) or a Hub repo id")
     parser.add_argument("--examples", default=None, help="a folder of example images")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also serve a temporary public gradio.live link")
     args = parser.parse_args(argv)
     try:
-        demo = build_demo(args.checkpoint, args.examples)
+        demo = build_demo(args.model_name_or_path, args.examples)
     except (OSError, ValueError) as error:
         print(f"ppt-demo: error: {error}", file=sys.stderr)
         return 1

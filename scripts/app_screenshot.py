@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     if chromium is None:
         print("no chromium executable: apt-get install -y chromium", file=sys.stderr)
         return 1
-    demo = build_demo(args.checkpoint, args.examples, title=args.title)
+    demo = build_demo(args.model_name_or_path, args.examples, title=args.title)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     try:

@@ -83,7 +83,7 @@ def test_sweep_grid_adds_reference_policies_once():
 
 def test_sweep_on_tiny_model_writes_table_and_pngs(tiny_checkpoint, labelled_dataset, tmp_path):
     out = tmp_path / "sweep"
-    main(["sweep", "--checkpoint", tiny_checkpoint, "--dataset_name", labelled_dataset, "--tokens_removed_values", "4", "8",
+    main(["sweep", "--model_name_or_path", tiny_checkpoint, "--dataset_name", labelled_dataset, "--tokens_removed_values", "4", "8",
           "--prune_threshold_values", "1e-4", "--reduction_layer_sets", "1,2", "--score_functions", "ats", "cls_attention",
           "--batch_size", "4", "--warmup", "0", "--rounds", "1", "--output_dir", str(out), "--no_progress"])
     with open(out / "sweep.csv") as handle:
@@ -103,7 +103,7 @@ def test_sweep_on_tiny_model_writes_table_and_pngs(tiny_checkpoint, labelled_dat
 
 def test_sweep_rejects_bad_setting_before_writing(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "never"
-    assert main(["sweep", "--checkpoint", tiny_checkpoint, "--reduction_layer_sets", "1,7", "--no_speed",
+    assert main(["sweep", "--model_name_or_path", tiny_checkpoint, "--reduction_layer_sets", "1,7", "--no_speed",
                  "--tokens_removed_values", "8", "--output_dir", str(out), "--no_progress"]) == 2
     assert "reduction_layers" in capsys.readouterr().err
     assert not out.exists()
@@ -130,7 +130,7 @@ def test_sweep_and_calibration_leave_the_model_as_it_came():
 
 def test_score_table_equal_macs(tiny_checkpoint, labelled_dataset, tmp_path):
     out = tmp_path / "scores"
-    main(["score-table", "--checkpoint", tiny_checkpoint, "--dataset_name", labelled_dataset, "--finetune_steps", "2",
+    main(["score-table", "--model_name_or_path", tiny_checkpoint, "--dataset_name", labelled_dataset, "--finetune_steps", "2",
           "--finetune_batch_size", "8", "--calibrate_prune_fraction", "0.5", "--output_dir", str(out), "--no_progress"])
     rows = json.loads((out / "score_table.json").read_text())["rows"]
     assert [row["setting"] for row in rows] == ["baseline", "ats", "cls_attention", "entropy"]

@@ -231,11 +231,11 @@ def model_damage_case(tool: str, damage: str, command: str | None = None):
             argv = ["--model_name_or_path", str(folder), "--dataset_name", str(world.labelled), "--output_dir", str(out),
                     *FAST_TRAINING_ARGS]
         elif tool == "benchmark":
-            argv = ["--checkpoint", str(folder), "--cost_only", "--no_stock", "--no_progress", "--output_dir", str(out)]
+            argv = ["--model_name_or_path", str(folder), "--cost_only", "--no_stock", "--no_progress", "--output_dir", str(out)]
         elif tool == "publish":
-            argv = [str(folder), "--repo_id", "someone/tiny", "--dry_run", "--output_dir", str(out)]
+            argv = ["--model_name_or_path", str(folder), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir", str(out)]
         else:
-            argv = [*ANALYSIS_ARGV[command](world), "--checkpoint", str(folder)]
+            argv = [*ANALYSIS_ARGV[command](world), "--model_name_or_path", str(folder)]
             out = None if command == "visualize" else out
             if out is not None:
                 argv += ["--output_dir", str(out)]
@@ -422,7 +422,7 @@ def dataset_damage_case(tool: str, damage: str):
             argv = ["--dataset_name", str(dataset), "--output_dir", str(out), *SCRATCH_ARGS, *FAST_TRAINING_ARGS,
                     *extra]
         else:
-            argv = ["--checkpoint", str(world.checkpoint), "--dataset_name", str(dataset), "--cost_only", "--no_stock",
+            argv = ["--model_name_or_path", str(world.checkpoint), "--dataset_name", str(dataset), "--cost_only", "--no_stock",
                     "--no_progress", "--output_dir", str(out), *extra]
         guarded = [dataset] if dataset.exists() else []
         return argv, (DATASET_DAMAGES[damage],), guarded, out
@@ -440,10 +440,10 @@ def option_case(tool: str, extra: list[str], expected: str, command: str | None 
             argv = ["--dataset_name", str(world.labelled), "--output_dir", str(out), *SCRATCH_ARGS,
                     *FAST_TRAINING_ARGS, *extra]
         elif tool == "benchmark":
-            argv = ["--checkpoint", str(world.checkpoint), "--cost_only", "--no_stock", "--no_progress",
+            argv = ["--model_name_or_path", str(world.checkpoint), "--cost_only", "--no_stock", "--no_progress",
                     "--output_dir", str(out), *extra]
         else:
-            argv = [*ANALYSIS_ARGV[command](world), "--checkpoint", str(world.checkpoint), *extra]
+            argv = [*ANALYSIS_ARGV[command](world), "--model_name_or_path", str(world.checkpoint), *extra]
             if command != "visualize":
                 argv += ["--output_dir", str(out)]
         return argv, (expected,), [world.checkpoint], out
@@ -544,7 +544,7 @@ def benchmark_output_case(kind: str, expected: str):
         blocker = world.tmp / "file.txt"
         blocker.write_text("keep me")
         target = blocker if kind == "a file" else blocker / "sub"
-        argv = ["--checkpoint", str(world.checkpoint), "--cost_only", "--no_stock", "--no_progress", "--output_dir",
+        argv = ["--model_name_or_path", str(world.checkpoint), "--cost_only", "--no_stock", "--no_progress", "--output_dir",
                 str(target)]
         return argv, (expected,), [blocker], None
 
@@ -600,7 +600,7 @@ def visualize_path_case(kind: str, expected: str):
             output = world.tmp / "file" / "map.png"
         elif kind == "output extension unknown":
             output = world.tmp / "map.tiffany"
-        argv = ["visualize", "--checkpoint", str(world.checkpoint), "--image", str(image), "--output", str(output)]
+        argv = ["visualize", "--model_name_or_path", str(world.checkpoint), "--image", str(image), "--output", str(output)]
         guarded = [path for path in (image, world.tmp / "file") if path.exists()]
         return argv, (expected,), guarded, output
 
@@ -652,11 +652,11 @@ def publish_case(kind: str, expected: str):
                 guarded.append(info)
             extra = ["--training_info", str(info)]
         elif kind == "repo_id missing":
-            return [str(checkpoint), "--dry_run", "--output_dir", str(out)], ("--repo_id",), guarded, out
+            return ["--model_name_or_path", str(checkpoint), "--dry_run", "--output_dir", str(out)], ("--hub_model_id",), guarded, out
         elif kind.startswith("repo_id"):
             value = {"repo_id with spaces": "some one/tiny", "repo_id three parts": "a/b/c", "repo_id empty": "",
                      "repo_id too long": "a/" + "b" * 120}[kind]
-            return [str(checkpoint), "--repo_id", value, "--dry_run", "--output_dir", str(out)], (repr(value)[1:-1],), \
+            return ["--model_name_or_path", str(checkpoint), "--hub_model_id", value, "--dry_run", "--output_dir", str(out)], (repr(value)[1:-1],), \
                 guarded, out
         elif kind == "option abbreviated":
             extra = ["--dry"]
@@ -684,16 +684,16 @@ def publish_case(kind: str, expected: str):
             shutil.copytree(world.export, out)
             guarded.append(out)
         elif kind == "upload_only an incomplete folder":
-            return [str(checkpoint), "--repo_id", "someone/tiny", "--upload_only"], ("not a complete export",), \
+            return ["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--upload_only"], ("not a complete export",), \
                 guarded, None
         elif kind == "upload_only a folder with pickles":
             folder = tmp / "exported"
             shutil.copytree(world.export, folder)
             (folder / "extra.bin").write_bytes(b"pickle")
-            return [str(folder), "--repo_id", "someone/tiny", "--upload_only"], ("pickle",), [folder], None
+            return ["--model_name_or_path", str(folder), "--hub_model_id", "someone/tiny", "--upload_only"], ("pickle",), [folder], None
         else:
             raise KeyError(kind)
-        argv = [str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--output_dir", str(out), *extra]
+        argv = ["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir", str(out), *extra]
         return argv, (expected,), guarded, (out if not out.exists() else None)
 
     return build

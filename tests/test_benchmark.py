@@ -149,7 +149,7 @@ def test_timing_stats_and_interleaving_order():
 
 def test_run_reports_baseline_ppt_and_stock(tiny_checkpoint, labelled_dataset, tmp_path, capsys):
     out = tmp_path / "run"
-    main(["--checkpoint", tiny_checkpoint, "--dataset_name", labelled_dataset, "--batch_size", "2", "--warmup", "0",
+    main(["--model_name_or_path", tiny_checkpoint, "--dataset_name", labelled_dataset, "--batch_size", "2", "--warmup", "0",
           "--rounds", "2", "--latency_rounds", "1", "--latency_iterations", "1", "--output_dir", str(out), "--no_progress"])
     printed = capsys.readouterr().out
     assert "stock_sdpa" in printed and "ppt_vs_baseline" in printed
@@ -177,7 +177,7 @@ def test_run_reports_baseline_ppt_and_stock(tiny_checkpoint, labelled_dataset, t
 def test_run_train_mode_cost_and_memory(tiny_checkpoint, tmp_path):
     out = tmp_path / "train"
     # remove half the tokens before the first MLP (prune only): the memory saving must show even on a tiny model
-    main(["--checkpoint", tiny_checkpoint, "--mode", "train", "--batch_size", "4", "--warmup", "0", "--rounds", "1",
+    main(["--model_name_or_path", tiny_checkpoint, "--mode", "train", "--batch_size", "4", "--warmup", "0", "--rounds", "1",
           "--reduction_layers", "0", "--tokens_removed", "32", "--prune_threshold", "0", "--no_stock",
           "--output_dir", str(out), "--no_progress"])
     report = json.loads((out / "benchmark_train.json").read_text())
@@ -192,7 +192,7 @@ def test_run_train_mode_cost_and_memory(tiny_checkpoint, tmp_path):
 
 def test_step_cost_mode_times_the_step_against_its_layer(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "step"
-    assert main(["--checkpoint", tiny_checkpoint, "--mode", "step_cost", "--batch_size", "2", "--rounds", "1",
+    assert main(["--model_name_or_path", tiny_checkpoint, "--mode", "step_cost", "--batch_size", "2", "--rounds", "1",
                  "--warmup", "0", "--no_progress", "--output_dir", str(out)]) == 0
     step = json.loads((out / "benchmark_step_cost.json").read_text())["step_cost"]
     assert (step["layer_index"], step["tokens"], step["tokens_removed"]) == (1, 65, 8)  # the first reduction layer
@@ -239,11 +239,11 @@ def test_a_checkpoint_without_compression_is_measured_with_the_default_schedule(
     authors' schedule on it (and says what it needs when that schedule does not fit)."""
     small = tmp_path / "small"
     build_named_model("deit-tiny", image_size=224, num_labels=10, reduction_layers=[]).save_pretrained(small)
-    assert main(["--checkpoint", str(small), "--cost_only", "--no_stock", "--no_flop_check", "--no_progress"]) == 0
+    assert main(["--model_name_or_path", str(small), "--cost_only", "--no_stock", "--no_flop_check", "--no_progress"]) == 0
     assert "PPT: reduction_layers=[3, 6, 9] tokens_removed=50" in capsys.readouterr().out
     tiny = tmp_path / "tiny"
     PPTDeiTForImageClassification(tiny_config(reduction_layers=[])).save_pretrained(tiny)
-    assert main(["--checkpoint", str(tiny), "--cost_only", "--no_progress"]) == 2
+    assert main(["--model_name_or_path", str(tiny), "--cost_only", "--no_progress"]) == 2
     assert "has compression off and the default schedule does not fit it" in capsys.readouterr().err
 
 
@@ -259,7 +259,7 @@ def test_onnxruntime_backend_times_ppt_and_stock_graphs_interleaved(tiny_checkpo
     same rounds as the eager models; a second run reuses the files, a changed tau re-exports the PPT graph only."""
     pytest.importorskip("onnxruntime")
     onnx_dir, out = tmp_path / "onnx", tmp_path / "run"  # the folder is created
-    argv = ["--checkpoint", tiny_checkpoint, "--backend", "onnxruntime", "--onnx_dir", str(onnx_dir), *ONNX_RUN]
+    argv = ["--model_name_or_path", tiny_checkpoint, "--backend", "onnxruntime", "--onnx_dir", str(onnx_dir), *ONNX_RUN]
     assert main([*argv, "--output_dir", str(out)]) == 0
     assert "ppt_onnx_vs_stock_onnx" in capsys.readouterr().out
     report = json.loads((out / "benchmark_inference.json").read_text())
@@ -287,7 +287,7 @@ def test_onnxruntime_backend_times_ppt_and_stock_graphs_interleaved(tiny_checkpo
 
 
 def test_onnxruntime_backend_refuses_what_it_cannot_do(tiny_checkpoint, tmp_path, capsys, monkeypatch):
-    base = ["--checkpoint", tiny_checkpoint, "--backend", "onnxruntime", *ONNX_RUN]
+    base = ["--model_name_or_path", tiny_checkpoint, "--backend", "onnxruntime", *ONNX_RUN]
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "ppt.onnx").write_bytes(b"someone else's file")
@@ -302,7 +302,7 @@ def test_onnxruntime_backend_refuses_what_it_cannot_do(tiny_checkpoint, tmp_path
     for extra, message in cases:
         assert main([*base, *extra]) == 2, extra
         assert message in capsys.readouterr().err, message
-    assert main(["--checkpoint", tiny_checkpoint, "--onnx_graph_report", *ONNX_RUN]) == 2
+    assert main(["--model_name_or_path", tiny_checkpoint, "--onnx_graph_report", *ONNX_RUN]) == 2
     assert "belong to --backend onnxruntime" in capsys.readouterr().err
     pytest.importorskip("onnxruntime")
     assert main([*base, "--onnx_dir", str(foreign)]) == 2  # a file it did not write is not replaced

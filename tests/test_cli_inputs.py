@@ -72,25 +72,25 @@ def rejected(capsys, argv: list[str], *expected: str, output_dir=None, command: 
 )
 def test_run_bad_option_is_one_line(checkpoint, tmp_path, capsys, extra, expected):
     out = tmp_path / "out"
-    rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--output_dir", str(out), *extra],
+    rejected(capsys, ["--model_name_or_path", checkpoint, "--cost_only", "--no_stock", "--output_dir", str(out), *extra],
              *expected, output_dir=out)
 
 
 def test_model_source_must_be_exactly_one(checkpoint, capsys):
-    rejected(capsys, ["--cost_only"], "--arch", "--checkpoint")
-    rejected(capsys, ["--cost_only", "--arch", "deit-tiny", "--checkpoint", checkpoint], "--arch", "--checkpoint")
+    rejected(capsys, ["--cost_only"], "--arch", "--model_name_or_path")
+    rejected(capsys, ["--cost_only", "--arch", "deit-tiny", "--model_name_or_path", checkpoint], "--arch", "--model_name_or_path")
 
 
 def test_output_dir_that_is_a_file(checkpoint, tmp_path, capsys):
     path = tmp_path / "file.txt"
     path.write_text("keep me")
-    rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--output_dir", str(path)], str(path), "not a directory")
+    rejected(capsys, ["--model_name_or_path", checkpoint, "--cost_only", "--output_dir", str(path)], str(path), "not a directory")
     assert path.read_text() == "keep me"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_run_cuda_without_cuda(checkpoint, capsys):
-    rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--device", "cuda"], "'cuda'", "CUDA is not available")
+    rejected(capsys, ["--model_name_or_path", checkpoint, "--cost_only", "--device", "cuda"], "'cuda'", "CUDA is not available")
 
 
 def test_internal_errors_keep_their_traceback(checkpoint, monkeypatch):
@@ -101,7 +101,7 @@ def test_internal_errors_keep_their_traceback(checkpoint, monkeypatch):
 
     monkeypatch.setattr(benchmark, "benchmark", broken)
     with pytest.raises(RuntimeError, match="a bug"):
-        benchmark.main(["--checkpoint", checkpoint, "--cost_only"])
+        benchmark.main(["--model_name_or_path", checkpoint, "--cost_only"])
 
 
 # ---- 3, 4, 8. the options every subcommand shares are checked by one function, for every subcommand ---------------
@@ -122,7 +122,7 @@ SUBCOMMANDS = {
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_batch_size_must_be_positive(checkpoint, tmp_path, capsys, command, value):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--batch_size", value, "--output_dir", str(out)]
+    argv = [command, "--model_name_or_path", checkpoint, *SUBCOMMANDS[command], "--batch_size", value, "--output_dir", str(out)]
     rejected(capsys, argv, f"--batch_size {value}", ">= 1", output_dir=out)
 
 
@@ -130,7 +130,7 @@ def test_batch_size_must_be_positive(checkpoint, tmp_path, capsys, command, valu
 @pytest.mark.parametrize("command", ["policy-stats", "calibrate"])
 def test_num_samples_must_be_positive(checkpoint, tmp_path, capsys, command):
     out = tmp_path / "out"
-    rejected(capsys, [command, "--checkpoint", checkpoint, "--num_samples", "0", "--output_dir", str(out)],
+    rejected(capsys, [command, "--model_name_or_path", checkpoint, "--num_samples", "0", "--output_dir", str(out)],
              "--num_samples 0", ">= 1", output_dir=out)
 
 
@@ -138,7 +138,7 @@ def test_num_samples_must_be_positive(checkpoint, tmp_path, capsys, command):
 @pytest.mark.parametrize("command", list(SUBCOMMANDS))
 def test_cuda_without_cuda_in_every_subcommand(checkpoint, tmp_path, capsys, command):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--device", "cuda", "--output_dir", str(out)]
+    argv = [command, "--model_name_or_path", checkpoint, *SUBCOMMANDS[command], "--device", "cuda", "--output_dir", str(out)]
     rejected(capsys, argv, "--device 'cuda'", "CUDA is not available", output_dir=out)
 
 
@@ -150,26 +150,26 @@ def test_cuda_without_cuda_in_every_subcommand(checkpoint, tmp_path, capsys, com
 )
 def test_counts_are_checked_in_every_subcommand(checkpoint, tmp_path, capsys, command, flag, value):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
+    argv = [command, "--model_name_or_path", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
     rejected(capsys, argv, f"{flag} {value}", output_dir=out)
 
 
 def test_device_must_be_a_known_name(checkpoint, capsys):
-    rejected(capsys, ["sweep", "--checkpoint", checkpoint, *TINY_SWEEP, "--device", "tpu"],
+    rejected(capsys, ["sweep", "--model_name_or_path", checkpoint, *TINY_SWEEP, "--device", "tpu"],
              "--device 'tpu'", "auto, cpu, cuda, cuda:N")
 
 
 def test_output_dir_below_a_file(checkpoint, tmp_path, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("")
-    rejected(capsys, ["step-cost", "--checkpoint", checkpoint, "--output_dir", str(blocker / "sub")],
+    rejected(capsys, ["step-cost", "--model_name_or_path", checkpoint, "--output_dir", str(blocker / "sub")],
              str(blocker), "is a file")
 
 
 @pytest.mark.parametrize("command", ["run", "sweep", "score-table"])
 def test_max_eval_samples_names_the_flag(checkpoint, tmp_path, capsys, command):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset_name", "digits",
+    argv = [command, "--model_name_or_path", checkpoint, *SUBCOMMANDS[command], "--dataset_name", "digits",
             "--max_eval_samples", "-3", "--output_dir", str(out)]
     rejected(capsys, argv, "--max_eval_samples -3", ">= 1", output_dir=out)
 
@@ -199,7 +199,7 @@ def test_bad_checkpoint_path_is_named(tmp_path, capsys, monkeypatch, case, expec
     path = {"missing_abs": str(tmp_path / "nowhere"), "missing_rel": "./nowhere", "file": str(tmp_path / "image.png"),
             "empty_folder": str(tmp_path / "empty"), "parent_folder": str(tmp_path / "parent"),
             "no_weights": str(tmp_path / "parent" / "model")}[case]
-    message = rejected(capsys, ["--checkpoint", path, "--cost_only"], f"--checkpoint {path!r}", expected)
+    message = rejected(capsys, ["--model_name_or_path", path, "--cost_only"], f"--model_name_or_path {path!r}", expected)
     assert "Repo id" not in message
 
 
@@ -240,7 +240,7 @@ def test_arch_image_size_is_checked(tmp_path, capsys, command, value, expected):
                                                    ("--image_size", "64", "checkpoint's 32")])
 def test_checkpoint_keeps_its_image_size_and_classes(checkpoint, tmp_path, capsys, command, flag, value, expected):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
+    argv = [command, "--model_name_or_path", checkpoint, *SUBCOMMANDS[command], flag, value, "--output_dir", str(out)]
     rejected(capsys, argv, f"{flag} {value}", expected, output_dir=out)
 
 
@@ -249,7 +249,7 @@ def test_num_labels_zero_is_refused(capsys):
 
 
 def test_checkpoint_with_its_own_num_labels_and_image_size_runs(checkpoint, capsys):
-    assert benchmark.main(["--checkpoint", checkpoint, "--num_labels", "10", "--image_size", "32", "--cost_only",
+    assert benchmark.main(["--model_name_or_path", checkpoint, "--num_labels", "10", "--image_size", "32", "--cost_only",
                  "--no_stock", "--no_flop_check", "--no_progress"]) == 0
     assert "image_size=32" in capsys.readouterr().out
 
@@ -294,7 +294,7 @@ def image_dir(tmp_path):
 )
 def test_visualize_bad_paths(checkpoint, image_dir, capsys, image, output, expected):
     before = {p.name: p.read_bytes() for p in image_dir.rglob("*") if p.is_file()}
-    rejected(capsys, ["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / image),
+    rejected(capsys, ["visualize", "--model_name_or_path", checkpoint, "--image", str(image_dir / image),
                       "--output", str(image_dir / output)], *expected)
     assert {p.name: p.read_bytes() for p in image_dir.rglob("*") if p.is_file()} == before
 
@@ -311,7 +311,7 @@ def test_an_earlier_runs_results_are_replaced_only_when_asked(checkpoint, labell
     out.mkdir()
     (out / written).write_text("an earlier run's numbers")
     dataset = ["--dataset_name", labelled_dataset] if command == "score-table" else []
-    argv = [command, "--checkpoint", checkpoint, *dataset, "--output_dir", str(out), "--no_progress"]
+    argv = [command, "--model_name_or_path", checkpoint, *dataset, "--output_dir", str(out), "--no_progress"]
     rejected(capsys, argv, f"already holds {written}", "another --output_dir", "--overwrite_output_dir")
     assert (out / written).read_text() == "an earlier run's numbers" and len(list(out.iterdir())) == 1
     if command == "run":
@@ -322,7 +322,7 @@ def test_an_earlier_runs_results_are_replaced_only_when_asked(checkpoint, labell
 @pytest.mark.parametrize("flag", [["--output_dir", "somewhere"], ["--no_progress"]])
 def test_visualize_does_not_offer_what_it_ignores(checkpoint, image_dir, capsys, flag):
     with pytest.raises(SystemExit) as exit_info:
-        analysis.main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), *flag])
+        analysis.main(["visualize", "--model_name_or_path", checkpoint, "--image", str(image_dir / "in.png"), *flag])
     assert exit_info.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
 
@@ -343,13 +343,13 @@ def test_visualize_honours_dtype_and_device(checkpoint, image_dir, capsys, monke
 
     monkeypatch.setattr(visualize, "load_placed_model", spy)
     output = image_dir / "map.jpg"
-    assert analysis.main(["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"), "--output", str(output),
+    assert analysis.main(["visualize", "--model_name_or_path", checkpoint, "--image", str(image_dir / "in.png"), "--output", str(output),
                  "--dtype", "bf16", "--device", "cpu"]) == 0
     assert used == [(torch.bfloat16, "cpu")]
     assert Image.open(output).format == "JPEG"
     assert sorted(p.name for p in image_dir.iterdir()) == ["in.png", "map.jpg", "text.png"]  # no temporary left
     if not torch.cuda.is_available():
-        rejected(capsys, ["visualize", "--checkpoint", checkpoint, "--image", str(image_dir / "in.png"),
+        rejected(capsys, ["visualize", "--model_name_or_path", checkpoint, "--image", str(image_dir / "in.png"),
                           "--output", str(image_dir / "other.png"), "--device", "cuda"], "--device 'cuda'")
         assert not (image_dir / "other.png").exists()
 
@@ -368,7 +368,7 @@ def label_datasets(tmp_path_factory):
 @pytest.mark.parametrize("command", ["run", "sweep", "score-table"])
 def test_eval_labels_outside_the_model_are_named(checkpoint, label_datasets, tmp_path, capsys, command):
     out = tmp_path / "out"
-    argv = [command, "--checkpoint", checkpoint, *SUBCOMMANDS[command], "--dataset_name", label_datasets["eval"],
+    argv = [command, "--model_name_or_path", checkpoint, *SUBCOMMANDS[command], "--dataset_name", label_datasets["eval"],
             "--no_progress", "--output_dir", str(out)]
     if command == "sweep":
         argv.append("--no_speed")
@@ -380,7 +380,7 @@ def test_eval_labels_outside_the_model_are_named(checkpoint, label_datasets, tmp
 
 def test_train_labels_outside_the_model_are_named(checkpoint, label_datasets, tmp_path, capsys):
     out = tmp_path / "out"
-    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset_name", label_datasets["train"],
+    rejected(capsys, ["score-table", "--model_name_or_path", checkpoint, "--dataset_name", label_datasets["train"],
                       "--finetune_steps", "1", "--finetune_batch_size", "2", "--no_progress", "--output_dir", str(out)],
              "the training split has labels outside the classes 0 to 9 (num_labels=10): 11", output_dir=out)
 
@@ -397,7 +397,7 @@ def test_check_labels_accepts_labels_in_range():
 
 
 def test_a_model_folder_is_no_dataset(checkpoint, capsys):
-    rejected(capsys, ["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--dataset_name", checkpoint],
+    rejected(capsys, ["--model_name_or_path", checkpoint, "--cost_only", "--no_stock", "--dataset_name", checkpoint],
              f"dataset folder {checkpoint!r} is neither a save_to_disk folder nor a folder of data files")
 
 
@@ -408,7 +408,7 @@ def test_cost_only_prints_no_timing_line(checkpoint, tmp_path, capsys):
     import json
 
     out = tmp_path / "out"
-    assert benchmark.main(["--checkpoint", checkpoint, "--cost_only", "--no_stock", "--warmup", "3", "--no_progress",
+    assert benchmark.main(["--model_name_or_path", checkpoint, "--cost_only", "--no_stock", "--warmup", "3", "--no_progress",
                            "--output_dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "timing:" not in printed and "warm-up" not in printed
@@ -431,7 +431,7 @@ def good_dataset(labelled_dataset):
     ids=["policy-stats", "score-table"],
 )
 def test_long_loops_show_progress(checkpoint, good_dataset, capsys, argv, bar):
-    argv = [*argv, "--checkpoint", checkpoint, "--dataset_name", good_dataset]
+    argv = [*argv, "--model_name_or_path", checkpoint, "--dataset_name", good_dataset]
     assert analysis.main(argv) == 0
     err = capsys.readouterr().err
     assert bar in err and "it/s" in err
@@ -453,7 +453,7 @@ def test_a_failed_write_never_leaves_half_a_result_file(checkpoint, tmp_path, mo
     import json
 
     out = tmp_path / "out"
-    argv = ["--checkpoint", checkpoint, "--mode", "step_cost", "--batch_size", "2", "--rounds", "1", "--warmup", "0",
+    argv = ["--model_name_or_path", checkpoint, "--mode", "step_cost", "--batch_size", "2", "--rounds", "1", "--warmup", "0",
             "--no_progress", "--output_dir", str(out)]
     assert benchmark.main(argv) == 0
     assert json.loads((out / "benchmark_step_cost.json").read_text())["step_cost"]["tokens"] == 65
@@ -473,7 +473,7 @@ def test_a_failed_write_never_leaves_half_a_result_file(checkpoint, tmp_path, mo
 
 def test_score_table_checks_the_calibration_fraction_before_loading_data(checkpoint, tmp_path, capsys):
     """Not after loading the model and preprocessing the evaluation split (here a missing dataset would fail first)."""
-    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset_name", str(tmp_path / "nowhere"),
+    rejected(capsys, ["score-table", "--model_name_or_path", checkpoint, "--dataset_name", str(tmp_path / "nowhere"),
                       "--calibrate_prune_fraction", "1.5"], "--calibrate_prune_fraction 1.5", "[0, 1]")
-    rejected(capsys, ["score-table", "--checkpoint", checkpoint, "--dataset_name", str(tmp_path / "nowhere"),
+    rejected(capsys, ["score-table", "--model_name_or_path", checkpoint, "--dataset_name", str(tmp_path / "nowhere"),
                       "--finetune_steps", "-1"], "--finetune_steps -1", ">= 0")

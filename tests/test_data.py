@@ -68,7 +68,7 @@ def test_train_and_benchmark_report_the_same_accuracy_on_the_same_split(tmp_path
     train = train_script()
     results = train.main(["--dataset_name", str(path), "--output_dir", str(out), *TINY_MODEL_ARGS, *TINY_PPT_ARGS,
                           *FAST_TRAINING_ARGS])
-    assert benchmark.main(["--checkpoint", str(out), "--dataset_name", str(path), "--cost_only", "--no_progress",
+    assert benchmark.main(["--model_name_or_path", str(out), "--dataset_name", str(path), "--cost_only", "--no_progress",
                            "--output_dir", str(tmp_path / "bench")]) == 0
     models = json.loads((tmp_path / "bench" / "benchmark_inference.json").read_text())["models"]
     assert models["ppt"]["accuracy"]["split"] == results["eval_split"]

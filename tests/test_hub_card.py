@@ -183,7 +183,7 @@ def test_a_real_benchmark_report_fills_the_card(tmp_path):
     model = tiny_trained_model(prune_threshold=7e-5)
     checkpoint = tmp_path / "checkpoint"
     model.save_pretrained(checkpoint)
-    benchmark_main(["--checkpoint", str(checkpoint), "--batch_size", "2", "--warmup", "0", "--rounds", "1",
+    benchmark_main(["--model_name_or_path", str(checkpoint), "--batch_size", "2", "--warmup", "0", "--rounds", "1",
                     "--latency_rounds", "1", "--latency_iterations", "1", "--no_memory", "--no_stock",
                     "--output_dir", str(tmp_path / "bench"), "--no_progress"])
     report_path = tmp_path / "bench" / "benchmark_inference.json"

@@ -32,7 +32,7 @@ def _cli(*args, **env):
 def test_upload_without_token_fails_clearly_and_keeps_the_folder():
     folder = trained_export().folder
     before = folder_snapshot(folder)
-    done = _cli(folder, "--repo_id", "someone/tiny", "--upload_only", HF_HUB_OFFLINE="0",
+    done = _cli("--model_name_or_path", folder, "--hub_model_id", "someone/tiny", "--upload_only", HF_HUB_OFFLINE="0",
                 HF_ENDPOINT="http://127.0.0.1:9")
     assert done.returncode == 1
     assert "No Hugging Face token found" in done.stderr and "HF_TOKEN" in done.stderr
@@ -45,7 +45,7 @@ def test_upload_without_token_fails_clearly_and_keeps_the_folder():
 def test_upload_to_unreachable_endpoint_fails_clearly_and_keeps_the_folder():
     folder = trained_export().folder
     before = folder_snapshot(folder)
-    done = _cli(folder, "--repo_id", "someone/tiny", "--upload_only", HF_HUB_OFFLINE="0",
+    done = _cli("--model_name_or_path", folder, "--hub_model_id", "someone/tiny", "--upload_only", HF_HUB_OFFLINE="0",
                 HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_not_a_real_token")
     assert done.returncode == 1, done.stdout
     assert "Could not reach the Hub at http://127.0.0.1:9" in done.stderr
@@ -143,7 +143,7 @@ def test_cli_dry_run_exports_a_checkpoint_folder(tmp_path, capsys):
     benchmark.write_text(json.dumps(BENCHMARK))
     out = tmp_path / "export"
 
-    code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--output_dir", str(out),
+    code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir", str(out),
                          "--results", str(checkpoint / "all_results.json"), str(benchmark),
                          "--base_model", "facebook/deit-tiny-patch16-224"])
     assert code == 0
@@ -159,19 +159,19 @@ def test_cli_dry_run_exports_a_checkpoint_folder(tmp_path, capsys):
     # Without --results the run's own result files are found in the checkpoint folder. They lack the benchmark's
     # numbers (and --base_model), so replacing the export above needs --allow_fewer_results.
     before = folder_snapshot(out)
-    code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--output_dir", str(out)])
+    code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir", str(out)])
     assert code == 1
     err = capsys.readouterr().err
     assert "'throughput'" in err and "'base_model'" in err and "--allow_fewer_results" in err
     assert folder_snapshot(out) == before
-    code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--output_dir", str(out),
+    code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir", str(out),
                          "--allow_fewer_results"])
     assert code == 0
     assert json.loads((out / "results.json").read_text())["raw"] == {"all_results.json": ALL_RESULTS}
 
 
 def test_cli_reports_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
-    code = publish.main([str(tmp_path), "--repo_id", "someone/tiny", "--dry_run", "--output_dir",
+    code = publish.main(["--model_name_or_path", str(tmp_path), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir",
                          str(tmp_path / "out")])
     assert code == 1
     assert "not a checkpoint folder" in capsys.readouterr().err
@@ -180,7 +180,7 @@ def test_cli_reports_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
 
 def test_cli_rejects_a_bad_repo_id_before_writing_anything(tmp_path, capsys):
     checkpoint = _run_folder(tmp_path / "run", steps=1)
-    code = publish.main([str(checkpoint), "--repo_id", "bad repo id!!", "--dry_run", "--output_dir",
+    code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "bad repo id!!", "--dry_run", "--output_dir",
                          str(tmp_path / "out")])
     assert code == 1
     assert "'bad repo id!!'" in capsys.readouterr().err
@@ -191,7 +191,7 @@ def test_cli_names_a_training_info_file_that_is_not_json(tmp_path, capsys):
     checkpoint = _run_folder(tmp_path / "run", steps=1)
     info = tmp_path / "info.json"
     info.write_text("not json")
-    code = publish.main([str(checkpoint), "--repo_id", "someone/tiny", "--dry_run", "--training_info", str(info),
+    code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--training_info", str(info),
                          "--output_dir", str(tmp_path / "out")])
     assert code == 1
     err = capsys.readouterr().err

@@ -119,7 +119,7 @@ def test_cli_exports_a_checkpoint_and_checks_it_against_pytorch(tmp_path, capsys
     model.save_pretrained(tmp_path / "checkpoint")
     output = tmp_path / "out" / "ppt.onnx"
     output.parent.mkdir()
-    assert onnx_export.main([str(tmp_path / "checkpoint"), str(output)]) == 0
+    assert onnx_export.main(["--model_name_or_path", str(tmp_path / "checkpoint"), "--output_file", str(output)]) == 0
     assert re.search(r"max \|logits difference\| = \d", capsys.readouterr().out)
     assert sorted(os.listdir(output.parent)) == ["ppt.onnx"]
     import onnx
@@ -228,19 +228,19 @@ def test_cli_errors_name_the_problem_and_touch_nothing(tmp_path, capsys, fake_ex
     bert.mkdir()
     (bert / "config.json").write_text('{"model_type": "bert"}')
     cases = [
-        ([str(checkpoint), str(existing)], "existing.onnx' exists"),
-        ([str(checkpoint), str(tmp_path / "nowhere" / "m.onnx")], "folder .*nowhere' does not exist"),
-        ([str(tmp_path / "absent"), str(tmp_path / "m.onnx")], "checkpoint .*absent' does not exist"),
-        ([str(bert), str(tmp_path / "m.onnx")], "holds a 'bert' model"),
-        ([str(checkpoint), str(tmp_path / "m.onnx"), "--opset", "12"], "opset 12 is not supported"),
+        (["--model_name_or_path", str(checkpoint), "--output_file", str(existing)], "existing.onnx' exists"),
+        (["--model_name_or_path", str(checkpoint), "--output_file", str(tmp_path / "nowhere" / "m.onnx")], "folder .*nowhere' does not exist"),
+        (["--model_name_or_path", str(tmp_path / "absent"), "--output_file", str(tmp_path / "m.onnx")], "checkpoint .*absent' does not exist"),
+        (["--model_name_or_path", str(bert), "--output_file", str(tmp_path / "m.onnx")], "holds a 'bert' model"),
+        (["--model_name_or_path", str(checkpoint), "--output_file", str(tmp_path / "m.onnx"), "--opset", "12"], "opset 12 is not supported"),
         # --overwrite replaces .onnx files only: never the checkpoint's own weights
-        ([str(checkpoint), str(checkpoint / "model.safetensors"), "--overwrite"], "does not end in .onnx"),
+        (["--model_name_or_path", str(checkpoint), "--output_file", str(checkpoint / "model.safetensors"), "--overwrite"], "does not end in .onnx"),
     ]
     for argv, message in cases:
         assert onnx_export.main(argv) == 2, argv
         assert re.search(message, capsys.readouterr().err), message
     with pytest.raises(SystemExit) as exit_info:  # argparse's usage error; options cannot be abbreviated
-        onnx_export.main([str(checkpoint), str(existing), "--overwrit"])
+        onnx_export.main(["--model_name_or_path", str(checkpoint), "--output_file", str(existing), "--overwrit"])
     assert exit_info.value.code == 2 and "unrecognized arguments: --overwrit" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep me"
     assert sorted(os.listdir(tmp_path)) == ["bert", "checkpoint", "existing.onnx"]

@@ -97,11 +97,11 @@ def test_a_non_editable_install_runs_train_benchmark_and_publish(tmp_path):
     run("train.py", "--preset", "digits", "--max_steps", "2", "--num_train_epochs", "1", "--output_dir", "run",
         "--disable_tqdm", "True", "--report_to", "none")
     assert json.loads((work / "run" / "all_results.json").read_text())["eval_samples"] == 360
-    run("benchmark.py", "--checkpoint", "run", "--dataset_name", "digits", "--max_eval_samples", "16", "--cost_only",
+    run("benchmark.py", "--model_name_or_path", "run", "--dataset_name", "digits", "--max_eval_samples", "16", "--cost_only",
         "--no_progress", "--output_dir", "bench")
     report = json.loads((work / "bench" / "benchmark_inference.json").read_text())
     assert report["models"]["ppt"]["accuracy"]["num_samples"] == 16
-    run("ppt_tools.export.publish", "run", "--repo_id", "someone/ppt-digits", "--dry_run", "--output_dir", "export",
+    run("ppt_tools.export.publish", "--model_name_or_path", "run", "--hub_model_id", "someone/ppt-digits", "--dry_run", "--output_dir", "export",
         "--results", "run/all_results.json", "bench/benchmark_inference.json")
     assert (work / "export" / "model.safetensors").is_file() and (work / "export" / "README.md").is_file()
 

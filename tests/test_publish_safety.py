@@ -44,7 +44,7 @@ def test_exporting_an_export_onto_itself_keeps_its_numbers(tmp_path, capsys):
     folder = copy_of_export(tmp_path)
     before = folder_snapshot(folder)
     assert len(json.loads(before["results.json"])["results"]) > 10
-    code, err = publish_cli(capsys, folder, "--repo_id", REPO_ID, "--dry_run", "--output_dir", folder)
+    code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--dry_run", "--output_dir", folder)
     assert code == 0, err
     assert folder_snapshot(folder) == before  # same weights, same results.json, the same card
     assert "| **PPT (this model)** | 43.75% |" in (folder / "README.md").read_text()
@@ -77,7 +77,7 @@ def test_an_output_dir_that_is_a_symlink_to_an_export_is_followed(tmp_path, caps
     link = tmp_path / "links" / "current"
     link.parent.mkdir()
     link.symlink_to(target, target_is_directory=True)
-    code, err = publish_cli(capsys, source, "--repo_id", REPO_ID, "--dry_run", "--output_dir", link)
+    code, err = publish_cli(capsys, "--model_name_or_path", source, "--hub_model_id", REPO_ID, "--dry_run", "--output_dir", link)
     assert code == 0, err
     assert link.is_symlink() and Path(os.readlink(link)) == target
     assert folder_snapshot(target) == folder_snapshot(source)
@@ -93,7 +93,7 @@ def test_an_export_edited_since_it_was_written_is_not_replaced(tmp_path, capsys,
     (folder / edit).parent.mkdir(exist_ok=True)
     (folder / edit).write_bytes(b"my own words")
     before = folder_snapshot(folder)
-    code, err = publish_cli(capsys, folder, "--repo_id", REPO_ID, "--dry_run", "--output_dir", folder)
+    code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--dry_run", "--output_dir", folder)
     assert code == 1 and err.count("\n") == 1
     expected = "is not empty and is not a previous export" if edit.startswith("onnx/") else f"{edit} changed since"
     assert expected in err, err
@@ -120,10 +120,10 @@ def unfinished(tmp_path: Path, kind: str) -> Path:
 ])
 def test_an_unfinished_run_is_not_exported_unless_told(tmp_path, capsys, kind, expected):
     folder, out = unfinished(tmp_path, kind), tmp_path / "export"
-    code, err = publish_cli(capsys, folder, "--repo_id", REPO_ID, "--output_dir", out)  # an upload, refused first
+    code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--output_dir", out)  # an upload, refused first
     assert code == 1 and expected in err and "--allow_unfinished" in err and "Traceback" not in err
     assert not out.exists()
-    code, err = publish_cli(capsys, folder, "--repo_id", REPO_ID, "--output_dir", out, "--dry_run",
+    code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--output_dir", out, "--dry_run",
                             "--allow_unfinished")
     assert code == 0, err
     assert (out / "model.safetensors").is_file()
@@ -132,7 +132,7 @@ def test_an_unfinished_run_is_not_exported_unless_told(tmp_path, capsys, kind, e
 def test_a_run_folder_with_only_checkpoints_says_so(tmp_path, capsys):
     run = unfinished(tmp_path, "checkpoint").parent
     (run / "all_results.json").unlink()
-    code, err = publish_cli(capsys, run, "--repo_id", REPO_ID, "--dry_run", "--output_dir", tmp_path / "export")
+    code, err = publish_cli(capsys, "--model_name_or_path", run, "--hub_model_id", REPO_ID, "--dry_run", "--output_dir", tmp_path / "export")
     assert code == 1
     assert "(no config.json); it holds checkpoint-12: an unfinished run" in err
     assert f"--resume_from_checkpoint True --output_dir {run}" in err

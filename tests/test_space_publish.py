@@ -53,7 +53,7 @@ def first_test_digit_of_each_label(count=4):
 def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("space_publish")
     run = digits_run(root / "run")
-    code = publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(root / "export"), "--space",
+    code = publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir", str(root / "export"), "--space",
                          "--space_dir", str(root / "space")])
     assert code == 0
     return root
@@ -152,7 +152,7 @@ def test_a_folder_the_tool_did_not_write_is_never_replaced(published, tmp_path, 
     (theirs / "app.py").write_text("their app")
     (theirs / "notes.md").write_text("keep me")
     before = folder_snapshot(theirs)
-    code = publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
+    code = publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
                          "--space", "--space_dir", str(theirs)])
     assert code == 1
     err = capsys.readouterr().err
@@ -160,19 +160,19 @@ def test_a_folder_the_tool_did_not_write_is_never_replaced(published, tmp_path, 
     assert folder_snapshot(theirs) == before
     assert not (tmp_path / "export").exists()  # refused before any work
     # A bad Space id is one line too.
-    assert publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
+    assert publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
                          "--space", "a/b/c"]) == 1
     assert "--space must be a Space id" in capsys.readouterr().err
     # The Space in the export folder (or the export in the Space's): refused before either is written.
     for space_dir in (tmp_path / "export", tmp_path / "export" / "space"):
-        assert publish.main([str(run), "--repo_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
+        assert publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
                              "--space", "--space_dir", str(space_dir)]) == 1
         assert "overlap" in capsys.readouterr().err
         assert not (tmp_path / "export").exists()
 
     # A Space it wrote is replaced (here by the same Space written again).
     space = published / "space"
-    code = publish.main([str(published / "export"), "--repo_id", REPO, "--dry_run", "--upload_only", "--space",
+    code = publish.main(["--model_name_or_path", str(published / "export"), "--hub_model_id", REPO, "--dry_run", "--upload_only", "--space",
                          "--space_dir", str(space)])
     assert code == 0 and is_space_folder(space)
 
@@ -205,8 +205,8 @@ def test_the_space_is_uploaded_as_a_gradio_space_after_the_model(published, monk
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     space = published / "space"
     before = folder_snapshot(space)
-    code = publish.main([str(published / "export"), "--repo_id", REPO, "--upload_only", "--space", "someone/demo",
-                         "--space_dir", str(space), "--token", "hf_x"])
+    code = publish.main(["--model_name_or_path", str(published / "export"), "--hub_model_id", REPO, "--upload_only", "--space", "someone/demo",
+                         "--space_dir", str(space), "--hub_token", "hf_x"])
     assert code == 0, capsys.readouterr().err
     uploads = [call for call in RecordingApi.calls if call[0] in ("create_repo", "upload_folder")]
     assert uploads[0][1] == REPO and uploads[0][2].get("repo_type", "model") == "model"
@@ -222,7 +222,7 @@ def test_the_space_is_uploaded_as_a_gradio_space_after_the_model(published, monk
     # Without a token: a clear line, nothing sent.
     RecordingApi.calls = []
     monkeypatch.setattr(publish, "get_token", lambda: None)
-    assert publish.main([str(published / "export"), "--repo_id", REPO, "--upload_only", "--space",
+    assert publish.main(["--model_name_or_path", str(published / "export"), "--hub_model_id", REPO, "--upload_only", "--space",
                          "--space_dir", str(space)]) == 1
     assert "No Hugging Face token found" in capsys.readouterr().err
     assert not [call for call in RecordingApi.calls if call[0] != "init"]

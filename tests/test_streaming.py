@@ -55,7 +55,7 @@ def accuracy_report(out: Path) -> dict:
 
 
 def test_a_stream_gives_the_numbers_of_the_whole_split(tiny_checkpoint, imagenet_like, tmp_path, monkeypatch):
-    common = ["--checkpoint", tiny_checkpoint, "--dataset_name", imagenet_like, "--cost_only", "--no_flop_check",
+    common = ["--model_name_or_path", tiny_checkpoint, "--dataset_name", imagenet_like, "--cost_only", "--no_flop_check",
               "--eval_batch_size", "4"]
     assert benchmark.main([*common, "--no_progress", "--output_dir", str(tmp_path / "whole")]) == 0
     bars = []
@@ -83,7 +83,7 @@ def test_a_stream_without_an_evaluation_split_is_refused(tiny_checkpoint, tmp_pa
     path = tmp_path / "train-only"
     (path / "data").mkdir(parents=True)
     imagenet_like_split(8, seed=1).to_parquet(path / "data" / "train-00000-of-00001.parquet")
-    assert benchmark.main(["--checkpoint", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
+    assert benchmark.main(["--model_name_or_path", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
                            "--cost_only", "--no_progress"]) == 2
     assert "a stream cannot be split at random: name one with --eval_split_name" in capsys.readouterr().err
 
@@ -95,10 +95,10 @@ def test_an_unlabelled_split_is_named(tiny_checkpoint, tmp_path, capsys):
     split = imagenet_like_split(6, seed=2).cast_column("label", ClassLabel(names=[f"n0{i}" for i in range(10)]))
     split.map(lambda row: {"label": -1}).to_parquet(path / "data" / "test-00000-of-00001.parquet")
     imagenet_like_split(6, seed=3).to_parquet(path / "data" / "validation-00000-of-00001.parquet")
-    assert benchmark.main(["--checkpoint", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
+    assert benchmark.main(["--model_name_or_path", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
                            "--cost_only", "--no_progress"]) == 2
     assert "-1 marks an unlabelled split" in capsys.readouterr().err
-    assert benchmark.main(["--checkpoint", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
+    assert benchmark.main(["--model_name_or_path", tiny_checkpoint, "--dataset_name", str(path), "--streaming",
                            "--eval_split_name", "validation", "--cost_only", "--no_progress"]) == 0
 
 
@@ -161,7 +161,7 @@ def launch(script_args: list[str], tmp_path: Path, processes: int) -> subprocess
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
 def test_two_processes_report_exactly_the_single_process_accuracy(tiny_checkpoint, imagenet_like, tmp_path,
                                                                   streaming):
-    common = ["--checkpoint", tiny_checkpoint, "--dataset_name", imagenet_like, "--cost_only", "--no_flop_check",
+    common = ["--model_name_or_path", tiny_checkpoint, "--dataset_name", imagenet_like, "--cost_only", "--no_flop_check",
               "--eval_batch_size", "4", "--no_progress", *(["--streaming"] if streaming else [])]
     assert benchmark.main([*common, "--output_dir", str(tmp_path / "one")]) == 0
     done = launch([*common, "--output_dir", str(tmp_path / "two")], tmp_path, processes=2)

@@ -44,7 +44,7 @@ def load_data(args, model, need_train: bool = False) -> tuple[ImageClassificatio
         raise ValueError("the analysis commands run many settings on the same images, held in memory: --streaming "
                          "is for benchmark.py and train.py; use --max_eval_samples to take a part of a large split")
     data = load_prepared(args, digits_size=model.config.image_size, need_train=need_train)
-    return data, load_image_processor(args.checkpoint, model.config.image_size)
+    return data, load_image_processor(args.model_name_or_path, model.config.image_size)
 
 
 def preprocessed(split, data: ImageClassificationData, processor, batch_size: int,

@@ -5,7 +5,7 @@ pooled together, and why (the image's score variance against tau).
 The figure is `ppt_tools.analysis.token_maps.token_map_figure` (one row per image: the input, then one panel per reduction
 layer; a title with the settings and a legend); this command runs the model with source tracking on and saves it.
 
-    ppt-analysis visualize --checkpoint outputs/digits --image digit.png --output token_maps.png
+    ppt-analysis visualize --model_name_or_path outputs/digits --image digit.png --output token_maps.png
     ppt-analysis visualize --arch deit-small --image a.jpg b.jpg --output maps.png --png_colours 64
 """
 
@@ -121,7 +121,7 @@ def run(args: VisualizeArguments) -> int:
     images = [load_image(path) for path in args.image]
     model, device = load_placed_model(args)
     config = model.config
-    processor = load_image_processor(args.checkpoint, config.image_size)  # its own, or resize + ImageNet stats
+    processor = load_image_processor(args.model_name_or_path, config.image_size)  # its own, or resize + ImageNet stats
     pixel_values = processor(images=images, return_tensors="pt").pixel_values
     with torch.no_grad(), model.compression_settings(track_sources=True):
         outputs = model(pixel_values.to(device=device, dtype=next(model.parameters()).dtype), output_compression=True)

@@ -4,7 +4,7 @@
 Each tool's own options dataclass inherits the groups it needs and is parsed by `transformers.HfArgumentParser`,
 so an option has one name, one help text and one check everywhere:
 
-- `ModelSourceArguments`: `--arch` (a named DeiT size, random weights) or `--checkpoint` (a folder or Hub id);
+- `ModelSourceArguments`: `--arch` (a named DeiT size, random weights) or `--model_name_or_path` (a folder or Hub id);
 - `PPTArguments`: the compression schedule (`--reduction_layers`, `--tokens_removed`, `--prune_threshold`,
   `--score_function`); unset ones are the model's own;
 - `MachineArguments`: `--device`, `--dtype`, `--threads`;
@@ -49,7 +49,7 @@ class ModelSourceArguments:
 
     arch: str | None = field(default=None, metadata={
         "help": "A DeiT size with random weights (cost and speed only).", "choices": sorted(ARCHITECTURES)})
-    checkpoint: str | None = field(default=None, metadata={
+    model_name_or_path: str | None = field(default=None, metadata={
         "help": "A model folder (save_pretrained / train.py output) or a Hub repo id (ours, or a stock DeiT/ViT)."})
     image_size: int | None = field(default=None, metadata={
         "help": "With --arch: the input resolution, a multiple of 16 (default 224). A checkpoint runs at its own."})
@@ -58,14 +58,14 @@ class ModelSourceArguments:
     seed: int = field(default=0, metadata={"help": "Seed of random weights and random inputs."})
 
     def validate(self) -> None:
-        if (self.arch is None) == (self.checkpoint is None):
+        if (self.arch is None) == (self.model_name_or_path is None):
             raise ValueError(f"give exactly one of --arch ({', '.join(sorted(ARCHITECTURES))}, random weights) or "
-                             f"--checkpoint (a model folder or Hub repo id); got {'both' if self.arch else 'neither'}")
+                             f"--model_name_or_path (a model folder or Hub repo id); got {'both' if self.arch else 'neither'}")
         check_at_least(self, 1, "image_size", "num_labels")
 
     @property
     def model_name(self) -> str:
-        return self.arch or self.checkpoint
+        return self.arch or self.model_name_or_path
 
 
 @dataclass

@@ -88,7 +88,7 @@ def is_model_folder(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
 
 
-def check_model_folder(name: str, option: str = "--checkpoint", hub_example: str | None = None) -> None:
+def check_model_folder(name: str, option: str = "--model_name_or_path", hub_example: str | None = None) -> None:
     """A local `name` (what `option` gave) must be a model folder (config.json inside); Hub repo ids are left to
     from_pretrained, which would try a mistyped local path as a Hub id and report something else. Raises
     `FileNotFoundError` naming the option, the path and what was expected."""
@@ -145,7 +145,7 @@ def safetensors_problem(path) -> str | None:
 
 def check_weight_files(folder, what: str) -> None:
     """Raise `ValueError` naming the file when a safetensors file directly in the local `folder` is damaged (see
-    `safetensors_problem`); `what` names the folder's role in the message, e.g. "--checkpoint 'runs/a'"."""
+    `safetensors_problem`); `what` names the folder's role in the message, e.g. "--model_name_or_path 'runs/a'"."""
     if not os.path.isdir(folder):
         return
     for name in sorted(os.listdir(folder)):
@@ -200,7 +200,7 @@ def check_model_type(folder, what: str) -> None:
 def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs) -> PPTDeiTForImageClassification:
     """`PPTDeiTForImageClassification.from_pretrained(source, **kwargs)` for a tool: a damaged weights file, a
     config.json that does not describe a model, or weights that do not fit it raise `ValueError` naming `what`
-    (e.g. "--checkpoint 'runs/a'"), and so does a checkpoint that lacks weights (transformers would initialise them
+    (e.g. "--model_name_or_path 'runs/a'"), and so does a checkpoint that lacks weights (transformers would initialise them
     at random and only warn). `new_head=True`: the classification heads may be new (another set of classes); every
     other weight must still load. `OSError` (missing files, a Hub id not found) is left to the caller."""
     if os.path.isdir(source):
@@ -231,10 +231,10 @@ def load_checkpoint(checkpoint: str, **ppt_settings) -> PPTDeiTForImageClassific
     `ppt_settings` applied over the checkpoint's own."""
     check_model_folder(checkpoint)
     try:
-        model = load_pretrained(checkpoint, f"--checkpoint {checkpoint!r}", **ppt_settings)
+        model = load_pretrained(checkpoint, f"--model_name_or_path {checkpoint!r}", **ppt_settings)
     except OSError as error:  # missing weights, a Hub id not found or not cached offline, ...
         where = "" if os.path.exists(checkpoint) else " (tried as a Hub repo id: there is no local folder of that name)"
-        raise OSError(f"--checkpoint {checkpoint!r} could not be loaded{where}: {error}") from error
+        raise OSError(f"--model_name_or_path {checkpoint!r} could not be loaded{where}: {error}") from error
     return model.eval()
 
 
@@ -246,7 +246,7 @@ def load_model(source, ppt_settings: Mapping | None = None) -> PPTDeiTForImageCl
     if source.arch is not None:
         return build_named_model(source.arch, 224 if source.image_size is None else source.image_size,
                                  1000 if source.num_labels is None else source.num_labels, source.seed, **settings)
-    model = load_checkpoint(source.checkpoint, **settings)
+    model = load_checkpoint(source.model_name_or_path, **settings)
     config = model.config
     if source.image_size is not None and source.image_size != config.image_size:
         raise ValueError(f"--image_size {source.image_size} differs from the checkpoint's {config.image_size}; "

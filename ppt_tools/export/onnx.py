@@ -416,8 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a PPT-DeiT image classifier to ONNX (dynamic batch size, compression in the graph), "
                     "then check it against PyTorch with ONNX Runtime.",
     )
-    parser.add_argument("checkpoint", help="model folder (save_pretrained / train.py output, or a stock DeiT / ViT)")
-    parser.add_argument("output", help="the .onnx file to write (its folder must exist)")
+    parser.add_argument("--model_name_or_path", required=True,
+                        help="model folder (save_pretrained / train.py output, or a stock DeiT / ViT)")
+    parser.add_argument("--output_file", required=True, help="the .onnx file to write (its folder must exist)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset, {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -430,9 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_opset(args.opset)
-        check_target(args.output, args.overwrite)  # before loading the model: fail in a second, not in a minute
-        model = _load(args.checkpoint)
-        path = export_onnx(model, args.output, args.opset, overwrite=args.overwrite)
+        check_target(args.output_file, args.overwrite)  # before loading the model: fail in a second, not in a minute
+        model = _load(args.model_name_or_path)
+        path = export_onnx(model, args.output_file, args.opset, overwrite=args.overwrite)
     except (ValueError, TypeError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,8 +9,8 @@
 
 Command line (an existing checkpoint folder, e.g. the `output_dir` of `train.py`):
 
-    ppt-publish outputs/run --repo_id me/ppt-deit-small --dry_run
-    ppt-publish outputs/run --repo_id me/ppt-deit-small --results outputs/bench/results.json
+    ppt-publish --model_name_or_path outputs/run --hub_model_id me/ppt-deit-small --dry_run
+    ppt-publish --model_name_or_path outputs/run --hub_model_id me/ppt-deit-small --results outputs/bench/results.json
 
 The folder holds exactly what is uploaded:
 
@@ -409,7 +409,7 @@ def check_repo_id(repo_id) -> None:
 def _retry_hint(folder: Path, repo_id: str) -> str:
     return (
         f"The exported folder {folder} was not changed; upload it later with "
-        f"`ppt-publish {folder} --repo_id {repo_id} --upload_only`."
+        f"`ppt-publish --model_name_or_path {folder} --hub_model_id {repo_id} --upload_only`."
     )
 
 
@@ -521,28 +521,28 @@ def _parse_args(argv=None) -> argparse.Namespace:
         "card with measured results) and upload it.",
         allow_abbrev=False,  # `--result x.json` is an error, never silently `--results`
     )
-    parser.add_argument("checkpoint_dir", type=Path, help="a folder written by save_pretrained (e.g. train.py's "
+    parser.add_argument("--model_name_or_path", type=Path, required=True, help="a folder written by save_pretrained (e.g. train.py's "
                         "output_dir, or a previous export), or with --upload_only an exported folder")
-    parser.add_argument("--repo_id", required=True, help="target Hub repo, 'user-or-org/name'")
+    parser.add_argument("--hub_model_id", required=True, help="target Hub repo, 'user-or-org/name'")
     parser.add_argument("--output_dir", type=Path, default=None,
                         help="where to write the export (default: outputs/hub/<repo name>)")
     parser.add_argument("--results", type=Path, nargs="*", default=None,
                         help="result JSON files (default: all_results.json, train_results.json, eval_results.json "
-                        "found in checkpoint_dir, or the results.json of an export); later files win on the same key")
+                        "found in --model_name_or_path, or the results.json of an export); later files win on the same key")
     parser.add_argument("--training_info", type=Path, default=None,
-                        help=f"JSON with dataset, base_model, epochs, ... (default: checkpoint_dir/{TRAINING_INFO_FILE} "
+                        help=f"JSON with dataset, base_model, epochs, ... (default: <model_name_or_path>/{TRAINING_INFO_FILE} "
                         "if present, or what an export recorded)")
-    parser.add_argument("--dataset", default=None, help="Hub dataset id the model was trained/evaluated on")
+    parser.add_argument("--dataset_name", default=None, help="Hub dataset id the model was trained/evaluated on")
     parser.add_argument("--base_model", default=None, help="Hub id of the fine-tuned checkpoint")
     parser.add_argument("--dry_run", action="store_true", help="write the folder, do not upload")
-    parser.add_argument("--upload_only", action="store_true", help="checkpoint_dir is an export: upload it as is")
+    parser.add_argument("--upload_only", action="store_true", help="--model_name_or_path is an export: upload it as is")
     parser.add_argument("--allow_unfinished", action="store_true",
                         help="export a training run that has not finished (no all_results.json) or a checkpoint-N")
     parser.add_argument("--allow_fewer_results", action="store_true",
                         help="replace a previous export in output_dir although it holds results this export lacks")
     parser.add_argument("--space", nargs="?", const="", default=None, metavar="SPACE_ID",
                         help="also write a Gradio Space that runs PPT on an image with this model (and upload it "
-                        "after the model unless --dry_run); SPACE_ID defaults to <repo_id>-demo")
+                        "after the model unless --dry_run); SPACE_ID defaults to <hub_model_id>-demo")
     parser.add_argument("--space_dir", type=Path, default=None,
                         help="where to write the Space folder (default: outputs/spaces/<space name>)")
     parser.add_argument("--onnx", action="store_true",
@@ -550,10 +550,10 @@ def _parse_args(argv=None) -> argparse.Namespace:
                         "Optimum's ORTModelForImageClassification loads with subfolder='onnx' (needs pip install "
                         "\".[onnx]\")")
     parser.add_argument("--onnx_opset", type=int, default=None, help="opset of onnx/model.onnx (default 18)")
-    parser.add_argument("--private", action="store_true")
-    parser.add_argument("--revision", default=None, help="branch to upload to (default: main)")
+    parser.add_argument("--hub_private_repo", action="store_true", help="create the repo (and Space) private")
+    parser.add_argument("--hub_revision", default=None, help="branch to upload to (default: main)")
     parser.add_argument("--commit_message", default=None)
-    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the `hf auth login` token)")
+    parser.add_argument("--hub_token", default=None, help="Hub token (default: HF_TOKEN or the `hf auth login` token)")
     return parser.parse_args(argv)
 
 
@@ -567,26 +567,26 @@ def main(argv=None) -> int:
     own usage errors: 2). The export folder is replaced only once the new one is complete."""
     args = _parse_args(argv)
     try:
-        check_repo_id(args.repo_id)  # also with --dry_run: the card's usage code names the repo
+        check_repo_id(args.hub_model_id)  # also with --dry_run: the card's usage code names the repo
         space_id, space_dir = _space_target(args)  # checked before any work
         if args.upload_only:
-            folder = check_export_folder(args.checkpoint_dir)
+            folder = check_export_folder(args.model_name_or_path)
         else:
             folder = _export_checkpoint(args)
             print(f"Exported {folder}")
         if space_dir is not None:
             num_labels = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label")
-            write_space_folder(space_dir, args.repo_id, examples=folder / EXAMPLES_DIR,
+            write_space_folder(space_dir, args.hub_model_id, examples=folder / EXAMPLES_DIR,
                                num_labels=len(num_labels) if isinstance(num_labels, dict) else None)
             print(f"Wrote the Space folder {space_dir} (try it: PPT_DEMO_CHECKPOINT={folder} python {space_dir}/app.py)")
         if args.dry_run:
             print("Dry run: nothing uploaded.")
             return 0
-        url = push_folder(folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
+        url = push_folder(folder, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo, revision=args.hub_revision,
                           commit_message=args.commit_message)
         if space_dir is not None:
             print(f"Uploaded: {url}")
-            url = push_space(space_dir, space_id, token=args.token, private=args.private)
+            url = push_space(space_dir, space_id, token=args.hub_token, private=args.hub_private_repo)
     except (ValueError, OSError, SafetensorError, HubPushError) as error:  # (SpaceFolderError is a ValueError)
         # ValueError: our checks and the config's; OSError: reading the checkpoint or writing the export (a
         # permission, a full disk); SafetensorError: a weights file that safetensors rejects.
@@ -599,8 +599,8 @@ def main(argv=None) -> int:
 def _export_dir(args) -> Path:
     """Where the export goes: --output_dir, else outputs/hub/<repo name>; with --upload_only, the folder given."""
     if args.upload_only:
-        return args.checkpoint_dir
-    return args.output_dir or Path("outputs") / "hub" / args.repo_id.split("/")[-1]
+        return args.model_name_or_path
+    return args.output_dir or Path("outputs") / "hub" / args.hub_model_id.split("/")[-1]
 
 
 def _space_target(args) -> tuple[str | None, Path | None]:
@@ -608,7 +608,7 @@ def _space_target(args) -> tuple[str | None, Path | None]:
     write, or one that holds or lies in the export folder is refused here, before any export."""
     if args.space is None:
         return None, None
-    space_id = args.space or f"{args.repo_id}-demo"
+    space_id = args.space or f"{args.hub_model_id}-demo"
     try:
         validate_repo_id(space_id)
     except ValueError as error:
@@ -643,7 +643,7 @@ def unfinished_run_problem(folder: Path) -> str | None:
 
 
 def _export_checkpoint(args) -> Path:
-    checkpoint = args.checkpoint_dir
+    checkpoint = args.model_name_or_path
     if not (checkpoint / "config.json").is_file():
         runs = sorted(entry.name for entry in checkpoint.iterdir() if re.fullmatch(r"checkpoint-\d+", entry.name)) \
             if checkpoint.is_dir() else []
@@ -659,7 +659,7 @@ def _export_checkpoint(args) -> Path:
     if not (checkpoint / "preprocessor_config.json").is_file():
         raise ValueError(
             f"{str(checkpoint)!r} has no preprocessor_config.json: save the image processor there "
-            "(image_processor.save_pretrained(checkpoint_dir)) so the exported repo preprocesses images as in training"
+            "(image_processor.save_pretrained(<model_name_or_path>)) so the exported repo preprocesses images as in training"
         )
     previous = previous_export_contents(checkpoint)  # re-exporting an export keeps what it recorded
     result_files = args.results
@@ -672,10 +672,10 @@ def _export_checkpoint(args) -> Path:
         training_info = read_json_object(info_path, "training_info file")
     else:
         training_info = dict(previous.get("training_info") or {})
-    for key in ("dataset", "base_model"):
-        if getattr(args, key):
-            training_info[key] = getattr(args, key)
-    training_info["repo_id"] = args.repo_id
+    for key, option in (("dataset", "dataset_name"), ("base_model", "base_model")):
+        if getattr(args, option):
+            training_info[key] = getattr(args, option)
+    training_info["repo_id"] = args.hub_model_id
     output_dir = _export_dir(args)
     output_dir = _check_output_dir(output_dir)
     if args.onnx:
