@@ -50,7 +50,7 @@ def test_upload_to_unreachable_endpoint_fails_clearly_and_keeps_the_folder():
     assert done.returncode == 1, done.stdout
     assert "Could not reach the Hub at http://127.0.0.1:9" in done.stderr
     assert "Traceback" not in done.stderr
-    assert "--repo_id someone/tiny --upload_only" in done.stderr  # tells how to retry
+    assert "--hub_model_id someone/tiny --upload_only" in done.stderr  # tells how to retry
     assert folder_snapshot(folder) == before
 
 

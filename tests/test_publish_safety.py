@@ -40,7 +40,7 @@ def publish_cli(capsys, *argv) -> tuple[int, str]:
 
 
 def test_exporting_an_export_onto_itself_keeps_its_numbers(tmp_path, capsys):
-    """The issue's case: `publish X --repo_id a/b --dry_run --output_dir X` replaced 11 results by 0."""
+    """The issue's case: `publish --model_name_or_path X --hub_model_id a/b --dry_run --output_dir X` replaced 11 results by 0."""
     folder = copy_of_export(tmp_path)
     before = folder_snapshot(folder)
     assert len(json.loads(before["results.json"])["results"]) > 10

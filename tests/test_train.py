@@ -203,7 +203,7 @@ def test_a_failed_push_keeps_the_run_and_says_how_to_retry(cifar_like, tmp_path,
         run_train(cifar_like, out, *TINY_PPT_ARGS, "--push_to_hub", "True", "--hub_model_id", "someone/ppt-tiny")
     export = out / train.HUB_EXPORT_DIR
     assert (out / "all_results.json").is_file() and (export / "model.safetensors").is_file()
-    assert f"ppt-publish {export} --repo_id someone/ppt-tiny --upload_only" in str(error.value)
+    assert f"ppt-publish --model_name_or_path {export} --hub_model_id someone/ppt-tiny --upload_only" in str(error.value)
 
 
 @pytest.mark.slow
