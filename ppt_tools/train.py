@@ -33,6 +33,7 @@ Nothing is lost and a resumed run is the run that was never interrupted:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -51,7 +52,16 @@ from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_tools.core.accuracy import TopKAccuracy, ranked_predictions, top_k_for
 from ppt_tools.core.arguments import one_line
 from ppt_tools.core.cost import analytic_cost, baseline_macs
-from ppt_tools.core.data import DIGITS, ImageClassificationData, load_prepared, num_rows
+from ppt_tools.core.data import (
+    DIGITS,
+    SOURCE_COLUMN,
+    DataError,
+    ImageClassificationData,
+    check_image,
+    check_stream_batch,
+    load_prepared,
+    num_rows,
+)
 from ppt_tools.core.preprocessing import collate_image_batch, eval_batch_transform
 from ppt_tools.training.augmentation import AugmentedDataset, TrainTransform, channel_mean_std, train_batch_transform
 from ppt_tools.core.results import (
@@ -70,6 +80,7 @@ from ppt_tools.training.checkpoints import (
     AtomicCheckpoints,
     checkpoint_folders,
     checkpoint_problem,
+    checkpoint_step,
     find_resume_checkpoint,
     not_checkpoint_content,
 )
@@ -213,6 +224,28 @@ def with_transform(dataset, transform, columns: list[str], shuffle_seed: int | N
     return dataset.map(transform, batched=True, batch_size=STREAM_TRANSFORM_BATCH, remove_columns=columns)
 
 
+def checked(transform, data: ImageClassificationData, which: str):
+    """`transform` for a batch of `data.checked_stream(which)`, which it first checks (`check_stream_batch`: labels
+    in range, images that decode; a bad row raises `DataError` naming its split, file and row)."""
+    split_name = data.train_split_name if which == "train" else data.eval_split_name
+
+    def apply(batch):
+        return transform(check_stream_batch(batch, data.image_column, data.label_column, len(data.label_names),
+                                            split_name))
+
+    return apply
+
+
+def data_error_text(error: DataError) -> str:
+    """The message of a `DataError`; raised in a DataLoader worker, torch re-raises it with the worker's traceback
+    as its message, whose last line is the original one."""
+    text = str(error)
+    if "Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(f"{type(error).__name__}: ", 1)[-1]
+    return one_line(text)
+
+
 # ---- metrics ----------------------------------------------------------------------------------------------------
 
 
@@ -320,9 +353,10 @@ def start_output_dir(training_args, resume: str | None) -> None:
         shutil.rmtree(staging)
 
 
-def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict, info: dict) -> None:
+def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict | None, info: dict) -> None:
     """Write the finished model folder: everything goes to a staging folder first, then into output_dir, with
-    all_results.json last, so that an interrupted run never leaves a folder that looks complete."""
+    all_results.json last, so that an interrupted run never leaves a folder that looks complete. Without
+    `eval_metrics` (the trained model, saved before its evaluation): no eval_results.json and no all_results.json."""
     output_dir = trainer.args.output_dir
     staging = os.path.join(output_dir, STAGING_DIR_NAME)
     if trainer.is_world_process_zero() and os.path.isdir(staging):
@@ -332,9 +366,10 @@ def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict, i
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(os.path.join(staging, "trainer_state.json"))
         write_json(os.path.join(staging, TRAIN_RESULTS_FILE), train_metrics)
-        write_json(os.path.join(staging, EVAL_RESULTS_FILE), eval_metrics)
         write_json(os.path.join(staging, TRAINING_INFO_FILE), info)
-        write_json(os.path.join(staging, ALL_RESULTS_FILE), {**train_metrics, **eval_metrics})
+        if eval_metrics is not None:
+            write_json(os.path.join(staging, EVAL_RESULTS_FILE), eval_metrics)
+            write_json(os.path.join(staging, ALL_RESULTS_FILE), {**train_metrics, **eval_metrics})
         for name in sorted(os.listdir(staging), key=lambda name: name == ALL_RESULTS_FILE):
             os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
         os.rmdir(staging)
@@ -421,6 +456,10 @@ class UploadError(RuntimeError):
     """--push_to_hub: training finished and everything is saved, but the upload failed."""
 
 
+class StoppedOnDataError(RuntimeError):
+    """A streamed row that cannot be used, found while training or evaluating; the message says what is saved."""
+
+
 @dataclass
 class TrainingRun:
     """Everything `prepare` checked and built, for `train_and_evaluate`."""
@@ -456,7 +495,7 @@ def cli(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
-    except UploadError as error:  # the results are saved; the message says how to retry the upload
+    except (UploadError, StoppedOnDataError) as error:  # the message says what is saved and what to do
         print(f"train.py: error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -496,7 +535,9 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     # ---- model and image processor (config first: bad PPT settings fail before weights load) ----
     config = build_config(model_args, data.label_names)
     if model_args.from_scratch:  # the dataset's own statistics (of the first 10,000 images of a stream)
-        images = (row[data.image_column] for row in data.train.take(10_000)) if data.streaming else \
+        images = (check_image(row[data.image_column], data.image_column,
+                              f"split {data.train_split_name!r}, {row[SOURCE_COLUMN]}")
+                  for row in data.checked_stream("train").take(10_000)) if data.streaming else \
             data.train[data.image_column]
         mean, std = channel_mean_std(images, config.image_size)
         image_processor = scratch_image_processor(config.image_size, mean, std)
@@ -515,13 +556,18 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     columns = [data.image_column, data.label_column]
     if data.streaming:
         # A stream has no row index to seed each image's augmentation by (AugmentedDataset): it draws from `random`.
-        train_dataset = with_transform(data.train, train_batch_transform(train_transform, *columns), columns,
-                                       shuffle_seed=training_args.seed)
+        # Its rows carry their source and are checked as they are read, as map-style splits were before training.
+        streamed = [*columns, SOURCE_COLUMN]
+        train_dataset = with_transform(data.checked_stream("train"),
+                                       checked(train_batch_transform(train_transform, *columns), data, "train"),
+                                       streamed, shuffle_seed=training_args.seed)
+        eval_dataset = with_transform(data.checked_stream("eval"),
+                                      checked(eval_batch_transform(image_processor, *columns), data, "eval"), streamed)
         epoch_callbacks = []  # Trainer itself tells a stream its epoch (its shuffle order)
     else:
         train_dataset = AugmentedDataset(data.train, train_transform, *columns, seed=training_args.seed)
+        eval_dataset = with_transform(data.eval, eval_batch_transform(image_processor, *columns), columns)
         epoch_callbacks = [EpochCallback(train_dataset)]
-    eval_dataset = with_transform(data.eval, eval_batch_transform(image_processor, *columns), columns)
     preprocess_logits_for_metrics, compute_metrics = make_metric_functions(len(data.label_names))
 
     trainer = ImageTrainer(
@@ -538,28 +584,96 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     return TrainingRun(model_args, data_args, training_args, data, model, image_processor, trainer, resume_from, publish)
 
 
+def planned_steps(trainer: Trainer) -> int:
+    """The optimizer steps the run takes in all (Trainer's own count, from the options and the training data)."""
+    return trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
+
+
+def at_last_step(run: TrainingRun) -> bool:
+    """Resuming from a checkpoint at the run's last step: there is nothing left to train."""
+    if run.resume_from is None:
+        return False
+    step = checkpoint_step(run.resume_from)
+    return step is not None and step >= planned_steps(run.trainer)
+
+
+def finished_run_results(run: TrainingRun) -> dict | None:
+    """A resume of a run that finished: its checkpoint is at the run's last step and output_dir holds its results.
+    Then there is nothing to resume, and the results are returned as they are (training again would rewrite the
+    figures with those of an empty piece)."""
+    output_dir = run.training_args.output_dir
+    results_file = os.path.join(output_dir, ALL_RESULTS_FILE)
+    if not os.path.isfile(results_file) or not at_last_step(run):
+        return None
+    step, last = checkpoint_step(run.resume_from), planned_steps(run.trainer)
+    with open(results_file, encoding="utf-8") as handle:
+        results = json.load(handle)
+    if run.trainer.is_world_process_zero():
+        print(f"nothing to resume: {output_dir!r} holds a finished run ({os.path.basename(run.resume_from)} is its "
+              f"last step, {step} of {last}); its model and results are kept as they are (to train longer, raise "
+              "--max_steps or --num_train_epochs)", flush=True)
+    return results
+
+
+def evaluation_command(run: TrainingRun) -> str:
+    """How to evaluate the saved model again (benchmark.py, on the same data)."""
+    data_args = run.data_args
+    options = [f"--model_name_or_path {run.training_args.output_dir}", f"--dataset_name {data_args.dataset_name}"]
+    if data_args.dataset_config_name:
+        options.append(f"--dataset_config_name {data_args.dataset_config_name}")
+    if data_args.streaming:
+        options += ["--streaming", f"--eval_split_name {run.data.eval_split_name}"]
+    return "benchmark.py " + " ".join(options) + " --cost_only"
+
+
 def train_and_evaluate(run: TrainingRun) -> dict:
     trainer, training_args, model, data = run.trainer, run.training_args, run.model, run.data
+    finished = finished_run_results(run)
+    if finished is not None:
+        return finished
     if trainer.is_world_process_zero():
         start_output_dir(training_args, run.resume_from)
 
-    # ---- train, then evaluate with PPT on and off ----
-    train_result = trainer.train(resume_from_checkpoint=run.resume_from)
+    # ---- train (a stream is checked as it is read); the figures are those of the whole run when it was resumed ----
+    try:
+        if at_last_step(run):  # killed after its last checkpoint (in the final save): only the saving is left
+            logger.info("%s is at the run's last step: nothing left to train", run.resume_from)
+            piece_metrics = trainer.restore_finished(run.resume_from)
+        else:
+            piece_metrics = trainer.whole_run_metrics(trainer.train(resume_from_checkpoint=run.resume_from).metrics)
+    except DataError as error:
+        found, _ = find_resume_checkpoint(training_args.output_dir)
+        kept = (f"the last checkpoint, {found}, is kept: fix or remove the row, then continue with "
+                "--resume_from_checkpoint True") if found else \
+            "no checkpoint was saved (--save_strategy steps saves some)"
+        raise StoppedOnDataError(f"training stopped at step {trainer.state.global_step}: {data_error_text(error)}; "
+                                 f"{kept}") from error
     # total_flos from the state: with --disable_tqdm, Trainer's PrinterCallback pops it from the logged metrics dict
     train_samples = num_rows(data.train) if not data.streaming else trainer.state.global_step * total_batch_size(
         training_args)  # a stream: the images the steps took
-    train_metrics = {**train_result.metrics, "total_flos": trainer.state.total_flos, "train_samples": train_samples,
-                     "train_global_step": trainer.state.global_step}
+    train_metrics = {**piece_metrics, "total_flos": trainer.state.total_flos,
+                     "train_samples": train_samples, "train_global_step": trainer.state.global_step}
     trainer.log_metrics("train", train_metrics)
+    info = training_info(model, data, train_metrics, training_args, run.model_args, run.data_args)
+    # The trained model is on disk before its evaluation, which reads data that may still hold a bad row.
+    finalize_output(trainer, train_metrics, None, info)
 
-    eval_metrics = trainer.evaluate(metric_key_prefix="eval")
-    with model.compression_settings(reduction_layers=[]):  # the same weights as the stock DeiT
-        eval_metrics.update(trainer.evaluate(metric_key_prefix="eval_baseline"))
+    # ---- evaluate with PPT on and off ----
+    saved = (f"the trained model is saved in {training_args.output_dir!r} (without its evaluation); evaluate it "
+             f"again with: {evaluation_command(run)}")
+    try:
+        eval_metrics = trainer.evaluate(metric_key_prefix="eval")
+        with model.compression_settings(reduction_layers=[]):  # the same weights as the stock DeiT
+            eval_metrics.update(trainer.evaluate(metric_key_prefix="eval_baseline"))
+    except DataError as error:
+        raise StoppedOnDataError(f"the evaluation stopped: {data_error_text(error)}; {saved}") from error
+    except BaseException:
+        logger.error(saved)
+        raise
     eval_metrics.update(ppt_summary(model.config))
     eval_metrics.update({"eval_split": data.eval_split_name})  # eval_samples: counted by compute_metrics
     trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
 
-    info = training_info(model, data, train_metrics, training_args, run.model_args, run.data_args)
     finalize_output(trainer, train_metrics, eval_metrics, info)
 
     results = {**train_metrics, **eval_metrics}

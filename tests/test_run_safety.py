@@ -432,3 +432,52 @@ def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(cifar100_p
         assert_same_weights(expected, weights(out))
         if workers == "0":  # workers draw in their own processes
             assert epochs_seen[0] == kill_after // 3 and sorted(set(epochs_seen)) == [kill_after // 3, 1]
+
+
+# ---- 5. a resumed run reports the whole run; a finished one has nothing to resume ---------------------------------------
+
+
+def test_resuming_a_finished_run_keeps_it_as_it_is(checkpointed_run, cifar100_path, capsys):
+    """The issue's case: a finished run resumed again took no step and rewrote train_loss (to 0.0), train_runtime
+    and the card's training time with those of the empty piece. Nothing to resume: every file stays as it was."""
+    before = snapshot(checkpointed_run)
+    results = train.main(run_argv(cifar100_path, checkpointed_run, "--max_steps", "4", "--resume_from_checkpoint",
+                                  "True"))
+    assert "nothing to resume" in capsys.readouterr().out
+    assert snapshot(checkpointed_run) == before
+    assert results == json.loads(before["all_results.json"])
+
+
+def recorded_runtime(checkpoint: Path) -> float:
+    return json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["PPTRunTotals"][
+        "train_runtime"]
+
+
+@pytest.mark.parametrize("kill", ["after checkpoint-2", "in the final save"])
+def test_a_resumed_run_reports_the_figures_of_the_whole_run(checkpointed_run, cifar100_path, tmp_path, monkeypatch,
+                                                            kill):
+    """Killed after a checkpoint, or while saving the finished model (its last checkpoint is at the last step, so
+    the resume takes no step): the resumed run reports the train_loss of the run never killed (the same steps, the
+    same losses) and a train_runtime that includes the time before the kill."""
+    out = tmp_path / "run"
+    if kill == "in the final save":
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt("killed while saving the model")
+
+        monkeypatch.setattr(train, "finalize_output", killed)
+        callbacks, checkpoint = [], out / "checkpoint-4"
+    else:
+        callbacks, checkpoint = [CrashAfterCheckpoint(2)], out / "checkpoint-2"
+    with pytest.raises(KeyboardInterrupt):
+        train.main(run_argv(cifar100_path, out, "--max_steps", "4"), callbacks=callbacks)
+    monkeypatch.undo()
+    assert not (out / "all_results.json").exists()
+    earlier = recorded_runtime(checkpoint)
+
+    results = train.main(run_argv(cifar100_path, out, "--max_steps", "4", "--resume_from_checkpoint", "True"))
+    uninterrupted = json.loads((checkpointed_run / "all_results.json").read_text())
+    assert results["train_global_step"] == 4
+    assert results["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-6)
+    assert results["train_runtime"] >= round(earlier, 4)  # rounded as Trainer rounds it
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["training_time"] == f"{results['train_runtime'] / 60:.1f} min"

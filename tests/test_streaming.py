@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
 from helpers import FAST_TRAINING_ARGS, TINY_MODEL_ARGS, TINY_PPT_ARGS, free_port, train_script
 from PIL import Image
 
+from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_tools import benchmark
 import ppt_tools.core.accuracy as accuracy_module
 
@@ -168,3 +171,79 @@ def test_two_processes_report_exactly_the_single_process_accuracy(tiny_checkpoin
     assert done.stdout.count("PPT-DeiT benchmark") == 1  # one process reports
     one, two = accuracy_report(tmp_path / "one"), accuracy_report(tmp_path / "two")
     assert two == one and two["ppt"]["num_samples"] == VALIDATION_ROWS
+
+
+# ---- a stream is checked: its head before any work, every row as it is read ------------------------------------------
+
+
+def write_shards(root: Path, bad: dict, classes: dict | None = None) -> str:
+    """The shards of `write_imagenet_like`, with `bad[(split, shard, row)] = ("label", value)` or `("image", bytes)`
+    put in; `classes[split]`: that split's ClassLabel size (a split may then hold labels the model lacks)."""
+    (root / "data").mkdir(parents=True)
+    for split, rows, shards in (("validation", VALIDATION_ROWS, 3), ("train", 32, 2)):
+        names = [f"n0{index}" for index in range((classes or {}).get(split, 10))]
+        features = Features({"image": ImageFeature(), "label": ClassLabel(names=names)})
+        whole = imagenet_like_split(rows, seed=len(split)).cast_column("image", ImageFeature(decode=False))
+        for index in range(shards):
+            columns = whole.shard(shards, index, contiguous=True).to_dict()
+            for (bad_split, bad_shard, row), (column, value) in bad.items():
+                if (bad_split, bad_shard) == (split, index):
+                    columns[column][row] = {"bytes": value, "path": None} if column == "image" else value
+            Dataset.from_dict(columns, features=features).to_parquet(
+                root / "data" / f"{split}-{index:05d}-of-{shards:05d}.parquet")
+    return str(root)
+
+
+def stream_argv(dataset: str, out: Path) -> list[str]:
+    return ["--dataset_name", dataset, "--streaming", "--output_dir", str(out), *TINY_MODEL_ARGS, *TINY_PPT_ARGS,
+            *FAST_TRAINING_ARGS]
+
+
+@pytest.mark.parametrize("bad, classes, message", [
+    ({("train", 0, 5): ("image", b"not an image")}, None,
+     r"split 'train', file '\S*train-00000-of-00002.parquet', row 5: image \(embedded bytes\) cannot be decoded"),
+    ({("train", 0, 2): ("label", -1)}, None,
+     r"split 'train' has labels outside the classes 0 to 9 .*: -1 .*file '\S*train-00000-of-00002.parquet', row 2"),
+    ({("validation", 1, 4): ("label", 57)}, {"validation": 60},
+     r"split 'validation' has labels .*: 57 .*file '\S*validation-00001-of-00003.parquet', row 4\)"),
+], ids=["corrupt image", "label -1", "label 57 of 10"])
+def test_the_head_of_each_streamed_split_is_checked_before_training(tmp_path, bad, classes, message):
+    train = train_script()
+    dataset = write_shards(tmp_path / "shards", bad, classes)
+    with pytest.raises(train.InputError, match=message):
+        train.main(stream_argv(dataset, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_bad_training_row_past_the_head_stops_training_naming_it(tmp_path):
+    """Row 16 onwards (the second train shard) is past the head: found as it streams, named by file and row, and
+    refused, not trained as class 0."""
+    train = train_script()
+    dataset = write_shards(tmp_path / "shards", {("train", 1, 3): ("label", -1)})
+    argv = stream_argv(dataset, tmp_path / "run")
+    argv[argv.index("--max_steps") + 1] = "8"  # 64 rows: two passes over the 32
+    with pytest.raises(train.StoppedOnDataError,
+                       match=r"training stopped at step \d: split 'train' has labels .*: -1 .*"
+                             r"file '\S*train-00001-of-00002.parquet', row 3\).*; no checkpoint was saved"):
+        train.main(argv)
+    assert not (tmp_path / "run" / "all_results.json").exists()
+
+
+@pytest.mark.parametrize("bad", [("label", -1), ("image", b"\x89PNG truncated")], ids=["label -1", "corrupt image"])
+def test_a_bad_evaluation_row_costs_only_the_evaluation(tmp_path, bad, capsys):
+    """The third validation shard (rows 16 to 22) is past the head: the evaluation stops on its row 2, which it
+    names; the trained model is on disk first, and loads, and the message says how to evaluate it again."""
+    train = train_script()
+    dataset = write_shards(tmp_path / "shards", {("validation", 2, 2): bad})
+    out = tmp_path / "run"
+    assert train.cli(stream_argv(dataset, out)) == 1
+    error = capsys.readouterr().err
+    assert re.search(r"the evaluation stopped: split 'validation'.* file '\S*validation-00002-of-00003.parquet', "
+                     r"row 2", error), error
+    assert f"the trained model is saved in {str(out)!r}" in error
+    assert f"benchmark.py --model_name_or_path {out} --dataset_name {dataset} --streaming --eval_split_name " \
+           "validation" in error
+    assert not (out / "all_results.json").exists() and not (out / "eval_results.json").exists()
+    assert json.loads((out / "train_results.json").read_text())["train_global_step"] == 3
+    model = PPTDeiTForImageClassification.from_pretrained(out)
+    assert model(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 10)

@@ -16,7 +16,10 @@ or `digits`: scikit-learn's bundled handwritten digits (offline, no download), w
 **Streaming** (`streaming=True`): the splits are `datasets.IterableDataset`s, read and decoded as they are consumed,
 so memory stays flat however large the split (ImageNet's 50,000 validation images, say). The split rule is the
 same, except that a stream cannot be split at random: a dataset without an evaluation split needs
-`eval_split_name`. Labels are checked batch by batch as they arrive instead of up front, images as they decode.
+`eval_split_name`. A stream is checked in two steps with the checks of map-style data (`check_labels`,
+`check_image`): the head of each split (its first `STREAM_HEAD_ROWS` rows: columns, labels, images) before any
+work, then every row as it is read (`ImageClassificationData.checked_stream`), each row named by its file (shard)
+and its row in that file, whichever process reads it.
 
 Everything that can be wrong with a dataset raises a `ValueError` that names what exists (splits, columns, label
 range, the undecodable image), before any training or measurement starts.
@@ -53,6 +56,16 @@ PREFERRED_LABEL_NAMES = ("label", "labels", "fine_label")
 DIGITS = "digits"
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 42
+
+# A stream's rows read and checked (columns, labels, images) before any training or measurement starts.
+STREAM_HEAD_ROWS = 16
+# The column a checked stream adds: where each row comes from ("file '...', row N"), for the messages.
+SOURCE_COLUMN = "__source__"
+
+
+class DataError(ValueError):
+    """A row that cannot be used (no image, an image that does not decode, a label outside the classes, a file that
+    cannot be read), named by split, file and row."""
 
 
 def looks_like_local_path(text: str) -> bool:
@@ -197,21 +210,47 @@ def label_names_of(label_column: str, *splits: Dataset) -> list[str]:
     raise ValueError(f"label column {label_column!r} has type {feature}; it must be a ClassLabel or an integer column")
 
 
-def check_labels(labels, num_labels: int, where: str) -> None:
-    """Raise `ValueError` naming the labels outside `0 .. num_labels - 1` (a model with `num_labels` classes can
-    never predict them: counted silently as wrong, they would only lower the accuracy)."""
-    labels = np.asarray(labels).reshape(-1)
+def check_labels(labels, num_labels: int, where: str, rows=None) -> None:
+    """Raise `DataError` naming the labels outside `0 .. num_labels - 1` (a model with `num_labels` classes can
+    never predict them: counted silently as wrong, they would only lower the accuracy), or a row without one.
+    `rows`: how to name each row ("file 'x.parquet', row 5"), when the labels are not rows 0, 1... of `where`."""
+    labels = list(labels.reshape(-1).tolist()) if hasattr(labels, "reshape") else list(labels)
+
+    def row_name(index: int) -> str:
+        return rows[index] if rows is not None else f"row {index}"
+
+    empty = [index for index, label in enumerate(labels) if label is None]
+    if empty:
+        raise DataError(f"{where}, {row_name(empty[0])}: the label is empty ({len(empty)} of {len(labels)} rows)")
+    labels = np.asarray(labels, dtype=np.int64)  # small integer types (int16, uint8) are class ids too
     bad = (labels < 0) | (labels >= num_labels)
     if bad.any():
         values = sorted({int(value) for value in labels[bad]})
         shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
         unlabelled = values == [-1]
-        raise ValueError(
+        raise DataError(
             f"{where} has labels outside the classes 0 to {num_labels - 1} (num_labels={num_labels}): {shown} "
-            f"({int(bad.sum())} of {labels.size} rows, the first at row {int(np.flatnonzero(bad)[0])})"
+            f"({int(bad.sum())} of {labels.size} rows, the first at {row_name(int(np.flatnonzero(bad)[0]))})"
             + ("; -1 marks an unlabelled split (ImageNet's test split, say): evaluate another with --eval_split_name"
                if unlabelled else "")
         )
+
+
+def check_image(item, image_column: str, where: str) -> Image.Image:
+    """The image of one row, decoded (`item`: a PIL image, or `{"bytes", "path"}` as stored); raise `DataError`
+    naming `where` when it is missing or cannot be decoded."""
+    if item is None:
+        raise DataError(f"{where}: the {image_column!r} column is empty")
+    if isinstance(item, Image.Image):
+        return item
+    try:
+        source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
+        image = Image.open(source)
+        image.load()
+        return image
+    except Exception as error:
+        raise DataError(f"{where}: image ({item.get('path') or 'embedded bytes'}) cannot be decoded: "
+                        f"{type(error).__name__}: {error}") from error
 
 
 def check_images(dataset: Dataset, image_column: str, split: str, first_row: int = 0) -> None:
@@ -219,17 +258,77 @@ def check_images(dataset: Dataset, image_column: str, split: str, first_row: int
     the row number of `dataset`'s first row in the split (when checking part of it), for the messages."""
     raw = dataset.cast_column(image_column, ImageFeature(decode=False))
     for row, item in enumerate(tqdm(raw[image_column], desc=f"checking {split} images", leave=False), first_row):
-        if item is None:
-            raise ValueError(f"split {split!r}, row {row}: the {image_column!r} column is empty")
+        check_image(item, image_column, f"split {split!r}, row {row}").close()
+
+
+# ---- streams: every row named by its file -------------------------------------------------------------------------
+
+
+def _shard_names(split: IterableDataset) -> list[str]:
+    """How to name each shard of a stream: its file when the source says (parquet shards, images), else its
+    number."""
+    names = []
+    for index in range(split.num_shards):
+        iterable = split.shard(num_shards=split.num_shards, index=index)._ex_iterable
+        while hasattr(iterable, "ex_iterable"):
+            iterable = iterable.ex_iterable
+        files = getattr(iterable, "kwargs", {}).get("files")
+        files = files if isinstance(files, (list, tuple)) else []
+        names.append(f"file {str(files[0])!r}" if len(files) == 1 else f"shard {index + 1} of {split.num_shards}")
+    return names
+
+
+def _rows_with_sources(shards, split, names, columns, split_name):
+    """The rows of `shards` (indices into `split`'s shards), each with its source; a shard that cannot be read (a
+    truncated file, a file whose columns differ) raises `DataError` naming it."""
+    for index in shards:
+        row = -1
         try:
-            source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
-            with Image.open(source) as image:
-                image.load()
-        except Exception as error:
-            where = item.get("path") or "embedded bytes"
-            raise ValueError(
-                f"split {split!r}, row {row}: image ({where}) cannot be decoded: {type(error).__name__}: {error}"
-            ) from error
+            for row, example in enumerate(split.shard(num_shards=split.num_shards, index=index)):
+                yield {**{column: example.get(column) for column in columns},
+                       SOURCE_COLUMN: f"{names[index]}, row {row}"}
+        except DataError:
+            raise
+        except Exception as error:  # pyarrow, datasets and fsspec raise many types
+            after = f" after row {row}" if row >= 0 else ""
+            raise DataError(f"split {split_name!r}: {names[index]} cannot be read{after}: "
+                            f"{type(error).__name__}: {error}") from error
+
+
+def with_sources(split: IterableDataset, split_name: str, image_column: str, label_column: str) -> IterableDataset:
+    """`split` (a stream) as a stream of `image_column` (images still encoded), `label_column` (int64) and
+    `SOURCE_COLUMN`: the file and row each row comes from. It keeps `split`'s shards (so that shuffling, workers and
+    processes share it out as before) and its order."""
+    raw = split.cast_column(image_column, ImageFeature(decode=False))
+    features = datasets.Features({image_column: ImageFeature(decode=False), label_column: datasets.Value("int64"),
+                                  SOURCE_COLUMN: datasets.Value("string")})
+    # datasets shares out every list in gen_kwargs as shards: only `shards` is a list, the rest tuples.
+    return IterableDataset.from_generator(
+        _rows_with_sources, features=features,
+        gen_kwargs={"shards": list(range(raw.num_shards)), "split": raw, "names": tuple(_shard_names(raw)),
+                    "columns": (image_column, label_column), "split_name": split_name})
+
+
+def check_stream_batch(batch: dict, image_column: str, label_column: str, num_labels: int, split_name: str) -> dict:
+    """A batch of `with_sources` rows with its labels checked and its images decoded (`check_labels`,
+    `check_image`); raises `DataError` naming the split, file and row of the first bad one."""
+    sources = batch[SOURCE_COLUMN]
+    check_labels(batch[label_column], num_labels, f"split {split_name!r}", rows=sources)
+    images = [check_image(item, image_column, f"split {split_name!r}, {source}")
+              for item, source in zip(batch[image_column], sources)]
+    return {**batch, image_column: images}
+
+
+def check_stream_head(split: IterableDataset, split_name: str, image_column: str, label_column: str,
+                      num_labels: int, rows: int = STREAM_HEAD_ROWS) -> None:
+    """Read the first `rows` rows of a stream and check them as every row will be (columns, labels, images), so
+    that a stream unfit for the task fails before any work; an empty split is refused."""
+    head = [row for _, row in zip(range(rows), with_sources(split, split_name, image_column, label_column))]
+    if not head:
+        raise DataError(f"split {split_name!r} is empty")
+    batch = {column: [row[column] for row in head] for column in head[0]}
+    for image in check_stream_batch(batch, image_column, label_column, num_labels, split_name)[image_column]:
+        image.close()
 
 
 # ---- splits ---------------------------------------------------------------------------------------------------------
@@ -280,10 +379,21 @@ class ImageClassificationData:
     label_column: str
     label_names: list[str]
     eval_split_name: str  # the split's name, or "<train> (held out N%)"
+    train_split_name: str = DEFAULT_TRAIN_SPLIT
+    # Streaming: {"train" / "eval": (the whole stream, the rows taken from it or None)}, for `checked_stream`.
+    whole_streams: dict | None = None
 
     @property
     def streaming(self) -> bool:
         return isinstance(self.eval, IterableDataset)
+
+    def checked_stream(self, which: str) -> IterableDataset:
+        """The "train" or "eval" stream as `with_sources` gives it (images still encoded, each row named by its file
+        and row), for a transform to check batch by batch with `check_stream_batch`."""
+        split, count = self.whole_streams[which]
+        name = self.train_split_name if which == "train" else self.eval_split_name
+        stream = with_sources(split, name, self.image_column, self.label_column)
+        return stream if count is None else stream.take(count)
 
 
 def _features(split) -> datasets.Features:
@@ -308,8 +418,8 @@ def prepare_data(
     need_train: bool = True,
 ) -> ImageClassificationData:
     """Resolve columns and splits and check labels (and decode every image); raises `ValueError` on anything wrong.
-    Streams are checked as far as that is possible without reading them: columns and label names now, labels and
-    images as they are read."""
+    Streams are checked as far as that is possible without reading them whole: columns, label names and the head of
+    each split now, every row as it is read (`ImageClassificationData.checked_stream`)."""
     known_image, known_label = KNOWN_COLUMNS.get(dataset_name or "", (None, None))
     if not dataset:
         raise ValueError(f"the dataset {dataset_name!r} has no splits")
@@ -350,6 +460,11 @@ def prepare_data(
         label_names = label_names_of(label_column, *[split for _, split in splits])
     if len(label_names) < 2:
         raise ValueError(f"label column {label_column!r} has {len(label_names)} class(es); need at least 2")
+    whole_streams = None
+    if streaming:
+        whole_streams = {"train": (train, max_train_samples), "eval": (eval_split, max_eval_samples)}
+        for name, split in splits:
+            check_stream_head(split, name, image_column, label_column, len(label_names))
     train = _first(train, max_train_samples)
     eval_split = _first(eval_split, max_eval_samples)
     if not streaming:
@@ -361,7 +476,8 @@ def prepare_data(
             check_labels(split[label_column], len(label_names), f"split {name!r}")
             if check_all_images:
                 check_images(split, image_column, name)
-    return ImageClassificationData(train, eval_split, image_column, label_column, label_names, eval_name)
+    return ImageClassificationData(train, eval_split, image_column, label_column, label_names, eval_name,
+                                   train_split_name, whole_streams)
 
 
 def _first(split, count: int | None):
@@ -398,9 +514,15 @@ def load_prepared(args, *, digits_size: int = 32, check_all_images: bool = False
 __all__ = [
     "DIGITS",
     "EVAL_SPLIT_CANDIDATES",
+    "SOURCE_COLUMN",
+    "STREAM_HEAD_ROWS",
+    "DataError",
     "ImageClassificationData",
+    "check_image",
     "check_images",
     "check_labels",
+    "check_stream_batch",
+    "check_stream_head",
     "choose_column",
     "digit_images",
     "label_names_of",
@@ -411,4 +533,5 @@ __all__ = [
     "num_rows",
     "prepare_data",
     "select_splits",
+    "with_sources",
 ]

@@ -10,22 +10,30 @@
 - `checkpoint_problem` says what a folder lacks to be resumed from; `find_resume_checkpoint` picks the last
   complete checkpoint of a run and names the incomplete ones it skips (written by another tool, half deleted, or
   damaged on disk).
+- `RunTotals`: each checkpoint's trainer state also records the training time and the summed loss of the whole run
+  up to it (every piece a kill and a resume made of it), so that a resumed run reports `train_runtime` and
+  `train_loss` of the whole run, not of its last piece (which is empty when the kill came after the last step).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import time
 import uuid
 import zipfile
+from dataclasses import asdict, dataclass
 
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ppt_tools.core.models import safetensors_problem
 
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # Where a checkpoint is written before it is renamed into place. A leading dot and another prefix: neither
@@ -130,6 +138,32 @@ def checkpoint_step(folder: str) -> int | None:
         return None
 
 
+# ---- the figures of the whole run ----------------------------------------------------------------------------------
+
+# The key, in a checkpoint's trainer_state.json `stateful_callbacks`, of the run's totals up to that checkpoint.
+RUN_TOTALS_KEY = "PPTRunTotals"
+
+
+@dataclass
+class RunTotals:
+    """The run up to a checkpoint: seconds spent training (summed over the pieces that led to it), and the training
+    loss summed over its optimizer steps (the sum Trainer divides by the steps for `train_loss`)."""
+
+    train_runtime: float = 0.0
+    loss_sum: float = 0.0
+    steps: int = 0
+
+
+def run_totals(checkpoint: str) -> RunTotals | None:
+    """The `RunTotals` a checkpoint recorded (None for one written without them)."""
+    try:
+        with open(os.path.join(checkpoint, TRAINER_STATE_FILE), encoding="utf-8") as handle:
+            recorded = (json.load(handle).get("stateful_callbacks") or {}).get(RUN_TOTALS_KEY)
+        return RunTotals(float(recorded["train_runtime"]), float(recorded["loss_sum"]), int(recorded["steps"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 # ---- writing checkpoints atomically -------------------------------------------------------------------------------
 
 
@@ -155,6 +189,58 @@ class AtomicCheckpoints:
     """
 
     _checkpoint_staging_root: str | None = None
+    _earlier: RunTotals | None = None  # the totals of the checkpoint this piece resumed from
+    _piece_start: float | None = None
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        self._earlier = run_totals(resume_from_checkpoint) if isinstance(resume_from_checkpoint, str) else RunTotals()
+        if self._earlier is None:
+            logger.warning("%s records no totals of the run before it: train_runtime and train_loss will be those "
+                           "of this piece of the run only", resume_from_checkpoint)
+        self._piece_start = time.time()
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _totals_so_far(self) -> RunTotals | None:
+        """The run's totals now, during training (None when the checkpoint resumed from had none)."""
+        if self._earlier is None or self._piece_start is None:
+            return None
+        # Trainer's own loss sum of this piece: the logged part and what accumulates until the next log
+        loss = self._total_loss_scalar + float(self._tr_loss.item())
+        return RunTotals(self._earlier.train_runtime + time.time() - self._piece_start,
+                         self._earlier.loss_sum + loss,
+                         self._earlier.steps + self.state.global_step - self._initial_global_step)
+
+    def whole_run_metrics(self, metrics: dict) -> dict:
+        """`train()`'s metrics (those of this piece) as the figures of the whole run: its time summed over the
+        pieces (up to the checkpoint each resumed from), its loss averaged over all steps, rates from both."""
+        if self._earlier is None or self._earlier.steps == 0:
+            return metrics  # a run in one piece, or one whose earlier pieces recorded nothing
+        steps = self.state.global_step - self._initial_global_step
+        runtime = self._earlier.train_runtime + metrics["train_runtime"]
+        all_steps = self._earlier.steps + steps
+        whole = {**metrics, "train_runtime": round(runtime, 4),
+                 "train_loss": (self._earlier.loss_sum + metrics["train_loss"] * steps) / all_steps,
+                 "train_steps_per_second": round(all_steps / runtime, 3),
+                 "train_samples_per_second": round(all_steps * self.get_total_train_batch_size(self.args) / runtime,
+                                                   3)}
+        return whole
+
+    def restore_finished(self, checkpoint: str) -> dict:
+        """Load a checkpoint that is at the run's last step, instead of `train()` (which would take one step past
+        it), and return the training metrics of the whole run as that checkpoint recorded them."""
+        self._load_from_checkpoint(checkpoint)
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_FILE))
+        metrics = {"epoch": self.state.epoch}
+        totals = run_totals(checkpoint)
+        if totals is not None and totals.steps > 0 and totals.train_runtime > 0:
+            metrics.update({
+                "train_runtime": round(totals.train_runtime, 4), "train_loss": totals.loss_sum / totals.steps,
+                "train_steps_per_second": round(totals.steps / totals.train_runtime, 3),
+                "train_samples_per_second": round(
+                    totals.steps * self.get_total_train_batch_size(self.args) / totals.train_runtime, 3)})
+        else:
+            logger.warning("%s records no totals of the run: train_runtime and train_loss are unknown", checkpoint)
+        return metrics
 
     def _get_output_dir(self, trial):
         if self._checkpoint_staging_root is not None:
@@ -168,6 +254,9 @@ class AtomicCheckpoints:
         if self.args.should_save and os.path.lexists(staging_root):
             shutil.rmtree(staging_root)  # what a killed save left
         self.accelerator.wait_for_everyone()
+        totals = self._totals_so_far()
+        if totals is not None:  # saved with the trainer state (`stateful_callbacks` is written as it is)
+            self.state.stateful_callbacks[RUN_TOTALS_KEY] = asdict(totals)
         self._checkpoint_staging_root = staging_root
         try:
             super()._save_checkpoint(model, trial)
@@ -189,9 +278,12 @@ class AtomicCheckpoints:
 __all__ = [
     "AtomicCheckpoints",
     "CHECKPOINT_STAGING_DIR",
+    "RUN_TOTALS_KEY",
+    "RunTotals",
     "checkpoint_folders",
     "checkpoint_problem",
     "checkpoint_step",
     "find_resume_checkpoint",
     "replace_folder",
+    "run_totals",
 ]
