@@ -13,8 +13,8 @@ samples, and output shapes depend only on input shapes and `r`, so `torch.compil
 (Two exceptions, both in eager mode only: `check_scores` looks at the values a user-registered score function
 returned, and `compress` reads the policy of a batch of one on the CPU, where reading it costs nothing, to plan only
 the policy that sample uses.)
-The algorithm follows `PPT_SPEC.md` (Wu et al., arXiv 2310.01812) and the released PPT/ToMe code where the spec
-defers to it.
+The algorithm is PPT (Wu et al., arXiv 2310.01812), as the project's docs/ALGORITHM.md summarises it, following the
+released PPT/ToMe code where the paper leaves a detail open.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def check_scores(scores, name: str, inputs: ScoreInputs, check_values: bool = Tr
 
 
 def clamp_tokens_removed(r: int, num_tokens: int, num_protected: int) -> int:
-    """The spec's clamp: at most half of the non-protected tokens can go in one step."""
+    """PPT's clamp: at most half of the non-protected tokens can go in one step."""
     return max(0, min(int(r), (num_tokens - num_protected) // 2))
 
 

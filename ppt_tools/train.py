@@ -285,7 +285,7 @@ def ppt_summary(config) -> dict:
 
 class ImageTrainer(AtomicCheckpoints, Trainer):
     """`Trainer` whose checkpoints appear complete or not at all (`AtomicCheckpoints`), and whose `total_flos`
-    counts images with the spec's cost model. Trainer's own estimate, 6 x input elements x parameters, is meant for
+    counts images with the cost model (`ppt_tools.core.cost`). Trainer's own estimate, 6 x input elements x parameters, is meant for
     text tokens: for pixels it is off by about 40x, and it cannot see the tokens PPT removes."""
 
     def floating_point_ops(self, inputs) -> int:

@@ -1,5 +1,5 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""Cost of a PPT-DeiT forward pass: analytic multiply-accumulates (the spec's cost model) and a check against
+"""Cost of a PPT-DeiT forward pass: analytic multiply-accumulates (the cost model of docs/ALGORITHM.md) and a check against
 `torch.utils.flop_counter.FlopCounterMode` on the real forward.
 
 Conventions (one image):
@@ -7,7 +7,7 @@ Conventions (one image):
 - **MACs** are multiply-accumulates. The PPT paper (and most ViT papers) write "GFLOPs" for GMACs.
 - **FLOPs** = 2 x MACs, which is what `FlopCounterMode` counts for matmuls and convolutions.
 
-The spec's cost model counts the transformer proper: per layer with `n` tokens in attention and `m` in the MLP,
+The cost model (docs/ALGORITHM.md) counts the transformer proper: per layer with `n` tokens in attention and `m` in the MLP,
 `4 n D^2` (q, k, v, o projections) `+ 2 n^2 D` (`Q K^T` and `A V`) `+ 2 m D I` (the MLP, `I` = intermediate size,
 `8 m D^2` when `I = 4 D`), plus the patch embedding `N_patches * C * P^2 * D` and the head `D * num_labels`.
 
@@ -50,7 +50,7 @@ class LayerCost:
 
     @property
     def macs(self) -> int:
-        """The spec's cost model (without the compression overhead)."""
+        """The cost model (docs/ALGORITHM.md) (without the compression overhead)."""
         return self.projection_macs + self.attention_macs + self.mlp_macs
 
 
@@ -68,7 +68,7 @@ class ModelCost:
 
     @property
     def macs(self) -> int:
-        """The spec's cost model: patch embedding + layers + head (what the paper reports as 'GFLOPs')."""
+        """The cost model (docs/ALGORITHM.md): patch embedding + layers + head (what the paper reports as 'GFLOPs')."""
         return self.patch_embedding_macs + self.layer_macs + self.head_macs
 
     @property
@@ -105,7 +105,7 @@ def _pair(value) -> tuple[int, int]:
 
 
 def analytic_cost(config: PPTDeiTConfig, image_size: int | None = None) -> ModelCost:
-    """The spec's cost model for one image of `image_size` (default: the config's) under the config's PPT settings.
+    """The cost model (docs/ALGORITHM.md) for one image of `image_size` (default: the config's) under the config's PPT settings.
 
     Args:
         config: a `PPTDeiTConfig` (compression off when `reduction_layers` is empty).
