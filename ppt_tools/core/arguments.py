@@ -28,6 +28,7 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from .data import DEFAULT_TRAIN_SPLIT
+from .errors import USER_ERRORS, one_line
 from .models import ARCHITECTURES
 from .results import check_output_dir
 
@@ -213,17 +214,6 @@ def validate(args) -> None:
             check(args)
 
 
-# Bad input (an option, a path, a file's content) surfaces as one of these: `ValueError` from the checks and the
-# config's validation, `OSError` from reading a model, dataset or image or writing results. Anything else is a
-# bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError)
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return text or type(error).__name__
-
-
 def run_command(prog: str, command, *args) -> int:
     """`command(*args)`; bad input prints `<prog>: error: <message>` on stderr and returns 2."""
     try:
@@ -244,6 +234,7 @@ __all__ = [
     "ModelSourceArguments",
     "OutputArguments",
     "PPTArguments",
+    "USER_ERRORS",
     "check_at_least",
     "one_line",
     "option_names",
