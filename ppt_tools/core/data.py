@@ -21,6 +21,9 @@ same, except that a stream cannot be split at random: a dataset without an evalu
 work, then every row as it is read (`ImageClassificationData.checked_stream`), each row named by its file (shard)
 and its row in that file, whichever process reads it.
 
+`evaluation_examples` picks a few images of the evaluation split a run recorded (its training_info.json), one
+per class, for the exported model's widget and the demo.
+
 Everything that can be wrong with a dataset raises a `ValueError` that names what exists (splits, columns, label
 range, the undecodable image), before any training or measurement starts.
 """
@@ -511,6 +514,60 @@ def load_prepared(args, *, digits_size: int = 32, check_all_images: bool = False
     )
 
 
+# ---- example images ------------------------------------------------------------------------------------------------
+
+
+def evaluation_examples(training_info: dict, count: int = 4) -> list[tuple[str, Image.Image]]:
+    """Up to `count` images of the evaluation split of the dataset `training_info` names (`dataset`, a local
+    dataset folder that still exists, or train.py's "scikit-learn digits"), one per class in order of appearance:
+    `(title, image)`, the title being the label name. Columns and split follow the rules train.py used
+    (`prepare_data`), with the columns and the split it recorded. The model export's widget and the demo show them.
+
+    Raises whatever loading the dataset raises (offline, not found, no image column): the caller decides.
+    """
+    name = training_info.get("dataset")
+    local = training_info.get("dataset_name")  # train.py names a local dataset folder here (and no `dataset`)
+    if local == "scikit-learn digits" or name == DIGITS:
+        name = DIGITS
+    elif not name and local and os.path.isdir(os.path.expanduser(local)):
+        name = local
+    if not name:
+        return []
+    # A Hub dataset is streamed: a few rows are read, not the whole set (ImageNet is 150 GB).
+    dataset = load_image_dataset(name, training_info.get("dataset_config"),
+                                 streaming=name != DIGITS and not os.path.isdir(os.path.expanduser(name)))
+    eval_split = training_info.get("eval_split")
+    data = prepare_data(dataset, dataset_name=name, image_column_name=training_info.get("image_column"),
+                        label_column_name=training_info.get("label_column"),
+                        # a split held out of the training split ("train (held out 15%)") is drawn again
+                        eval_split_name=eval_split if eval_split in dataset else None,
+                        check_all_images=False, need_train=False)
+    examples, seen = [], set()
+    for row in data.eval:
+        label = row[data.label_column]
+        if label in seen:
+            continue
+        seen.add(label)
+        examples.append((data.label_names[label], row[data.image_column].convert("RGB")))
+        if len(examples) == count:
+            break
+    return examples
+
+
+def save_examples(folder, examples: list[tuple[str, Image.Image]]) -> list[str]:
+    """Write `examples` as PNG files `<number>_<title>.png` in `folder` (a `Path`); return the file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for index, (title, image) in enumerate(examples):
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in title)[:40] or "image"
+        name = f"{index}_{safe}.png"
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        (folder / name).write_bytes(buffer.getvalue())
+        names.append(name)
+    return names
+
+
 __all__ = [
     "DIGITS",
     "EVAL_SPLIT_CANDIDATES",
@@ -525,6 +582,7 @@ __all__ = [
     "check_stream_head",
     "choose_column",
     "digit_images",
+    "evaluation_examples",
     "label_names_of",
     "load_digits_dataset",
     "load_image_dataset",
@@ -532,6 +590,7 @@ __all__ = [
     "looks_like_local_path",
     "num_rows",
     "prepare_data",
+    "save_examples",
     "select_splits",
     "with_sources",
 ]
