@@ -7,8 +7,10 @@ a Gradio Space. Never reaches the real network."""
 from __future__ import annotations
 
 import json
+import runpy
+import sys
 from importlib import metadata
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from PIL import Image
 
 from hub_fixtures import folder_snapshot, offline_env, run_python, tiny_image_processor, tiny_trained_model
 from ppt_tools.export import publish
-from ppt_tools.export.space import SPACE_CODE, is_space_folder
+from ppt_tools.export.space import SPACE_CODE, is_space_folder, write_space_folder
 
 
 REPO = "someone/tiny-digits"
@@ -47,6 +49,20 @@ def first_test_digit_of_each_label(count=4):
         if len(found) == count:
             return found
     return found
+
+
+def app_call(space, monkeypatch, **environ) -> tuple[tuple, dict]:
+    """What the Space's app.py passes to `build_demo` (a stand-in `space_app` records it; nothing is loaded)."""
+    calls = []
+    stub = ModuleType("space_app")
+    stub.build_demo = lambda *args, **kwargs: calls.append((args, kwargs))
+    monkeypatch.setitem(sys.modules, "space_app", stub)
+    monkeypatch.delenv("PPT_DEMO_CHECKPOINT", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    runpy.run_path(str(space / "app.py"))
+    (call,) = calls
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +131,28 @@ def test_the_space_folder_holds_app_pinned_requirements_card_code_and_examples(p
         assert (space / target).is_file()
 
 
+def test_the_space_runs_the_models_own_code_pinned_to_its_revision(published, tmp_path, monkeypatch, capsys):
+    """The app passes trust_remote_code explicitly, with the reason beside it, and the model revision it was written
+    for: none after a dry run without --revision (said in the app, the card and on the console), else the one given;
+    PPT_DEMO_CHECKPOINT serves a local folder, unpinned."""
+    space = published / "space"
+    app = (space / "app.py").read_text()
+    assert "# trust_remote_code=True: the Space runs the model repo's own code" in app
+    assert app_call(space, monkeypatch) == ((REPO,), {"revision": None, "trust_remote_code": True,
+                                                      "examples": space / "examples", "title": REPO})
+    assert "Unpinned" in app and "at the latest commit of its main branch (unpinned)" in (space / "README.md").read_text()
+    assert app_call(space, monkeypatch, PPT_DEMO_CHECKPOINT="/some/export")[1]["revision"] is None
+
+    run = published / "run"
+    assert publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir",
+                         str(tmp_path / "export"), "--space", "--space_dir", str(tmp_path / "space"),
+                         "--hub_revision", "v1.0"]) == 0
+    assert "at revision v1.0" in capsys.readouterr().out
+    (args, kwargs) = app_call(tmp_path / "space", monkeypatch)
+    assert args == (REPO,) and kwargs["revision"] == "v1.0" and kwargs["trust_remote_code"] is True
+    assert "at revision `v1.0`" in (tmp_path / "space" / "README.md").read_text()
+
+
 @pytest.mark.slow
 def test_the_space_runs_from_its_own_copies_of_the_code(published):
     """In a fresh process started in the Space folder (as a Space runs app.py), serving the exported repo (its remote
@@ -122,9 +160,10 @@ def test_the_space_runs_from_its_own_copies_of_the_code(published):
     script = """
 import json, os, sys
 from pathlib import Path
-import app, space_app, ppt_tools.core.cost, ppt_tools.analysis.token_maps, modeling_ppt_deit
+import app, space_app, ppt_tools.core.cost, ppt_tools.core.errors, ppt_tools.analysis.token_maps, modeling_ppt_deit
 here = Path.cwd().resolve()
-for module in (space_app, ppt_tools.core.cost, ppt_tools.analysis.token_maps, modeling_ppt_deit):
+for module in (space_app, ppt_tools.core.cost, ppt_tools.core.errors, ppt_tools.analysis.token_maps,
+               modeling_ppt_deit):
     assert Path(module.__file__).resolve().is_relative_to(here), module.__file__
 from gradio_client import Client, handle_file
 app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=int(sys.argv[1]), quiet=True)
@@ -204,9 +243,12 @@ def test_the_space_is_uploaded_as_a_gradio_space_after_the_model(published, monk
     monkeypatch.setattr(publish, "HfApi", RecordingApi)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     space = published / "space"
-    before = folder_snapshot(space)
-    code = publish.main(["--model_name_or_path", str(published / "export"), "--hub_model_id", REPO, "--upload_only", "--space", "someone/demo",
-                         "--space_dir", str(space), "--hub_token", "hf_x"])
+    # The Space the upload writes: the one a dry run wrote, pinned to the model's commit that was uploaded last.
+    config = json.loads((published / "export" / "config.json").read_text())
+    expected = write_space_folder(published / "expected_space", REPO, examples=published / "export" / "examples",
+                                  num_labels=len(config["id2label"]), model_revision="b" * 40)
+    code = publish.main(["--model_name_or_path", str(published / "export"), "--hub_model_id", REPO, "--upload_only",
+                         "--space", "someone/demo", "--space_dir", str(space), "--hub_token", "hf_x"])
     assert code == 0, capsys.readouterr().err
     uploads = [call for call in RecordingApi.calls if call[0] in ("create_repo", "upload_folder")]
     assert uploads[0][1] == REPO and uploads[0][2].get("repo_type", "model") == "model"
@@ -215,7 +257,8 @@ def test_the_space_is_uploaded_as_a_gradio_space_after_the_model(published, monk
     assert uploads[2][2]["space_sdk"] == "gradio"
     assert uploads[3][1]["repo_id"] == "someone/demo" and uploads[3][1]["repo_type"] == "space"
     assert uploads[3][1]["folder_path"] == space
-    assert folder_snapshot(space) == before
+    assert folder_snapshot(space) == folder_snapshot(expected)
+    assert app_call(space, monkeypatch)[1]["revision"] == "b" * 40
     out = capsys.readouterr().out
     assert "https://hub.test/someone/demo/commit/" in out
 

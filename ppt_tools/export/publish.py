@@ -574,16 +574,24 @@ def main(argv=None) -> int:
         else:
             folder = _export_checkpoint(args)
             print(f"Exported {folder}")
+        url = None
+        if not args.dry_run:
+            url = push_folder(folder, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo,
+                              revision=args.hub_revision, commit_message=args.commit_message)
         if space_dir is not None:
+            # The Space serves the model at the commit just uploaded (the end of its URL), else the revision given.
+            model_revision = url.rsplit("/commit/", 1)[-1] if url else args.hub_revision
             num_labels = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label")
             write_space_folder(space_dir, args.hub_model_id, examples=folder / EXAMPLES_DIR,
-                               num_labels=len(num_labels) if isinstance(num_labels, dict) else None)
-            print(f"Wrote the Space folder {space_dir} (try it: PPT_DEMO_CHECKPOINT={folder} python {space_dir}/app.py)")
+                               num_labels=len(num_labels) if isinstance(num_labels, dict) else None,
+                               model_revision=model_revision)
+            pinned = (f"serves {args.hub_model_id} at revision {model_revision}" if model_revision else
+                      f"unpinned (nothing uploaded, no commit to pin): it serves the latest {args.hub_model_id}")
+            print(f"Wrote the Space folder {space_dir}, {pinned} (try it: PPT_DEMO_CHECKPOINT={folder} python "
+                  f"{space_dir}/app.py)")
         if args.dry_run:
             print("Dry run: nothing uploaded.")
             return 0
-        url = push_folder(folder, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo, revision=args.hub_revision,
-                          commit_message=args.commit_message)
         if space_dir is not None:
             print(f"Uploaded: {url}")
             url = push_space(space_dir, space_id, token=args.hub_token, private=args.hub_private_repo)

@@ -4,22 +4,23 @@ images of a model repo.
 
 `write_space_folder` writes the folder that `ppt_tools.export.publish.push_space` uploads:
 
-- `app.py`: serves `space_app.build_demo(<model repo>)` (the model with its own remote code, trust_remote_code=True);
+- `app.py`: serves `space_app.build_demo(<model repo>)` at the model revision it was written for, with the model's
+  own code (`trust_remote_code=True`, said in the file, as the demo runs a model's code only when told to);
 - `space_app.py`: `ppt_tools/demo.py` as it is, and the modules it imports beside it (`ppt_tools/core/cost.py`,
-  `ppt_tools/core/timing.py`, `ppt_tools/analysis/token_maps.py`, and `modeling_ppt_deit/`, which the cost model reads);
+  `ppt_tools/core/timing.py`, `ppt_tools/core/errors.py`, `ppt_tools/analysis/token_maps.py`, and
+  `modeling_ppt_deit/`, which the cost model reads);
 - `requirements.txt`: the versions installed where the folder was written (those the tests ran with);
 - `README.md`: the Space card (`sdk: gradio`, `models: [<model repo>]`);
 - `examples/`: the model repo's example images (its evaluation images), else, for an ImageNet classifier,
   scikit-learn's two sample photos.
 
-`evaluation_examples` picks those example images from the evaluation split of the dataset a model was trained on
-(`publish` stores them in the model repo, where the card's widget points at them).
+The model repo's example images are `ppt_tools.core.data.evaluation_examples` (re-exported here for `publish`,
+which stores them in the model repo, where the card's widget points at them).
 """
 
 from __future__ import annotations
 
-import io
-import os
+import json
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 from huggingface_hub import SpaceCardData
 from PIL import Image
 
-from ppt_tools.core.data import DIGITS, load_image_dataset, prepare_data
+from ppt_tools.core.data import evaluation_examples, save_examples  # noqa: F401 (publish's, from here)
 from ppt_tools.core.results import atomic_folder, replaceable_folder
 
 
@@ -41,6 +42,7 @@ SPACE_CODE = {
     "ppt_tools/analysis/__init__.py": "ppt_tools/analysis/__init__.py",
     "ppt_tools/core/cost.py": "ppt_tools/core/cost.py",
     "ppt_tools/core/timing.py": "ppt_tools/core/timing.py",
+    "ppt_tools/core/errors.py": "ppt_tools/core/errors.py",
     "ppt_tools/analysis/token_maps.py": "ppt_tools/analysis/token_maps.py",
     "modeling_ppt_deit/__init__.py": "modeling_ppt_deit/__init__.py",
     "modeling_ppt_deit/configuration_ppt_deit.py": "modeling_ppt_deit/configuration_ppt_deit.py",
@@ -65,14 +67,24 @@ from pathlib import Path
 from space_app import build_demo
 
 
-# The model, with its own remote code (trust_remote_code=True). PPT_DEMO_CHECKPOINT serves another checkpoint (a
-# local folder or repo id) with this Space's code, e.g. to try the Space locally before pushing it.
-MODEL = os.environ.get("PPT_DEMO_CHECKPOINT", "{model_repo_id}")
-demo = build_demo(MODEL, examples=Path(__file__).parent / "examples", title=MODEL)
+# The model repo and the revision of it this Space was written for: a later push to the model repo changes neither
+# the weights nor the code this Space runs. {pin_note}
+MODEL, REVISION = "{model_repo_id}", {revision}
+# PPT_DEMO_CHECKPOINT serves another checkpoint (a local folder or repo id, unpinned) with this Space's code, e.g. to
+# try the Space locally before pushing it.
+if os.environ.get("PPT_DEMO_CHECKPOINT"):
+    MODEL, REVISION = os.environ["PPT_DEMO_CHECKPOINT"], None
+# trust_remote_code=True: the Space runs the model repo's own code (its modeling_ppt_deit.py at REVISION), the code
+# its weights were exported with and that its users load; the demo runs a model's code only when told to.
+demo = build_demo(MODEL, revision=REVISION, trust_remote_code=True, examples=Path(__file__).parent / "examples",
+                  title=MODEL)
 
 if __name__ == "__main__":
     demo.launch(max_file_size="25mb")
 '''
+PINNED_NOTE = "Pinned by ppt-publish to the commit it uploaded (or the revision it was given)."
+UNPINNED_NOTE = ("Unpinned (None: the latest commit of the main branch): written with --dry_run, before the model was "
+                 "uploaded;\n# set REVISION to the model commit this Space should serve.")
 
 SPACE_CARD_TEMPLATE = """---
 {card_data}
@@ -88,6 +100,8 @@ no custom code, so it shows the uncompressed model). For an image and your choic
 - the top-5 labels with probabilities;
 - per reduction layer, which patches were pruned (grey, crossed) and which were merged (one colour per token);
 - the MACs per image (cost model) and the latency of both, measured on this Space's hardware.
+
+It runs the model repo's own code and weights {revision_text}.
 
 Written by `ppt-publish ... --space` of the PPT-DeiT project; `space_app.py` and the modules beside
 it are copies of that project's files, and `requirements.txt` pins the versions it was tested with.
@@ -130,7 +144,7 @@ def sample_photos() -> list[tuple[str, Image.Image]]:
     return [(name, Image.fromarray(load_sample_image(name))) for name in ("china.jpg", "flower.jpg")]
 
 
-def space_card(model_repo_id: str, title: str | None = None) -> str:
+def space_card(model_repo_id: str, title: str | None = None, model_revision: str | None = None) -> str:
     data = SpaceCardData(
         title=title or f"PPT demo: {model_repo_id.split('/')[-1]}"[:60],
         emoji="✂️",
@@ -144,11 +158,14 @@ def space_card(model_repo_id: str, title: str | None = None) -> str:
         pinned=False,
         short_description="Token Pruning & Pooling, layer by layer, on your image",
     )
-    return SPACE_CARD_TEMPLATE.format(card_data=data.to_yaml(), model_repo_id=model_repo_id)
+    revision_text = (f"at revision `{model_revision}`" if model_revision else
+                     "at the latest commit of its main branch (unpinned)")
+    return SPACE_CARD_TEMPLATE.format(card_data=data.to_yaml(), model_repo_id=model_repo_id,
+                                      revision_text=revision_text)
 
 
 def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels: int | None = None,
-                       title: str | None = None) -> Path:
+                       title: str | None = None, model_revision: str | None = None) -> Path:
     """Write the Space folder for the model repo `model_repo_id` (contents in the module docstring); return it.
 
     Args:
@@ -159,12 +176,18 @@ def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels
         num_labels: the model's classes; without example images, a 1000-class (ImageNet) model gets scikit-learn's
             two sample photos, any other none (photos would not fit its task).
         title: the Space's title.
+        model_revision: the revision of the model repo the Space serves (the commit `publish` uploaded, or the
+            revision it was given); None serves the latest commit of its main branch, and the app says so.
     """
     output_dir = check_space_dir(output_dir)
     with atomic_folder(output_dir) as staging:
-        (staging / "app.py").write_text(APP_TEMPLATE.format(model_repo_id=model_repo_id), encoding="utf-8")
+        # A JSON string is a Python string literal too (a branch name is the user's text, never code).
+        app = APP_TEMPLATE.format(model_repo_id=model_repo_id,
+                                  revision=json.dumps(model_revision) if model_revision else "None",
+                                  pin_note=PINNED_NOTE if model_revision else UNPINNED_NOTE)
+        (staging / "app.py").write_text(app, encoding="utf-8")
         (staging / "requirements.txt").write_text("\n".join(installed_requirements()) + "\n", encoding="utf-8")
-        (staging / "README.md").write_text(space_card(model_repo_id, title), encoding="utf-8")
+        (staging / "README.md").write_text(space_card(model_repo_id, title, model_revision), encoding="utf-8")
         for target, source in SPACE_CODE.items():
             (staging / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ROOT / source, staging / target)
@@ -180,57 +203,3 @@ def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels
             for name, photo in sample_photos():
                 photo.save(example_dir / name, quality=90)
     return output_dir
-
-
-# ---- example images of a model repo ---------------------------------------------------------------------------------
-
-
-def evaluation_examples(training_info: dict, count: int = 4) -> list[tuple[str, Image.Image]]:
-    """Up to `count` images of the evaluation split of the dataset `training_info` names (`dataset`, a local
-    dataset folder that still exists, or train.py's "scikit-learn digits"), one per class in order of appearance:
-    `(title, image)`, the title being the label name. Columns and split follow the rules train.py used
-    (`ppt_tools.core.data.prepare_data`), with the columns and the split it recorded.
-
-    Raises whatever loading the dataset raises (offline, not found, no image column): the caller decides.
-    """
-    name = training_info.get("dataset")
-    local = training_info.get("dataset_name")  # train.py names a local dataset folder here (and no `dataset`)
-    if local == "scikit-learn digits" or name == DIGITS:
-        name = DIGITS
-    elif not name and local and os.path.isdir(os.path.expanduser(local)):
-        name = local
-    if not name:
-        return []
-    # A Hub dataset is streamed: a few rows are read, not the whole set (ImageNet is 150 GB).
-    dataset = load_image_dataset(name, training_info.get("dataset_config"),
-                                 streaming=name != DIGITS and not os.path.isdir(os.path.expanduser(name)))
-    eval_split = training_info.get("eval_split")
-    data = prepare_data(dataset, dataset_name=name, image_column_name=training_info.get("image_column"),
-                        label_column_name=training_info.get("label_column"),
-                        # a split held out of the training split ("train (held out 15%)") is drawn again
-                        eval_split_name=eval_split if eval_split in dataset else None,
-                        check_all_images=False, need_train=False)
-    examples, seen = [], set()
-    for row in data.eval:
-        label = row[data.label_column]
-        if label in seen:
-            continue
-        seen.add(label)
-        examples.append((data.label_names[label], row[data.image_column].convert("RGB")))
-        if len(examples) == count:
-            break
-    return examples
-
-
-def save_examples(folder: Path, examples: list[tuple[str, Image.Image]]) -> list[str]:
-    """Write `examples` as PNG files `<number>_<title>.png` in `folder`; return the file names."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for index, (title, image) in enumerate(examples):
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in title)[:40] or "image"
-        name = f"{index}_{safe}.png"
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        (folder / name).write_bytes(buffer.getvalue())
-        names.append(name)
-    return names
