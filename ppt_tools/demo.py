@@ -157,7 +157,7 @@ def read_image(path: str | None, examples_offered: bool = False) -> tuple[Image.
         image = Image.open(path)
     except Image.DecompressionBombError:
         raise refuse(f"{name} is far too large to decode safely; this demo takes images up to {MAX_MEGAPIXELS} "
-                       "megapixels.") from None
+                     "megapixels.") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise refuse(f"{name} is not an image this demo can read: upload a PNG, JPEG, WebP, GIF or BMP file.") \
             from None
@@ -165,8 +165,8 @@ def read_image(path: str | None, examples_offered: bool = False) -> tuple[Image.
         width, height = image.size
         if width * height > MAX_MEGAPIXELS * 1_000_000:
             raise refuse(f"{name} is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); this demo "
-                           f"takes images up to {MAX_MEGAPIXELS} megapixels. Downscale it first (the model sees it "
-                           "at its own input size anyway).")
+                         f"takes images up to {MAX_MEGAPIXELS} megapixels. Downscale it first (the model sees it "
+                         "at its own input size anyway).")
         notes = []
         try:
             image = ImageOps.exif_transpose(image)
@@ -184,7 +184,8 @@ def read_image(path: str | None, examples_offered: bool = False) -> tuple[Image.
             else:
                 rgb = image.copy()
         except (OSError, ValueError, SyntaxError) as error:  # truncated or damaged pixel data
-            raise refuse(f"{name} could not be decoded ({one_line(error)}): the file is damaged or truncated.") from None
+            raise refuse(f"{name} could not be decoded ({one_line(error)}): the file is damaged or truncated.") \
+                from None
     if min(rgb.size) < 1:
         raise refuse(f"{name} has no pixels.")
     return rgb, notes
