@@ -325,12 +325,44 @@ class PPTDeiTLayer(DeiTLayer):
         )
         hidden_states = self.dropout(attention.output) + hidden_states
 
+        hidden_states, tokens, record = self.compression_step(
+            hidden_states, attention, tokens, schedule, output_compression
+        )
+        residual = hidden_states
+        hidden_states = self.dropout(self.mlp(self.layernorm_after(hidden_states))) + residual
+        return PPTDeiTLayerOutput(hidden_states, tokens, record)
+
+    def compression_step(
+        self,
+        hidden_states: torch.Tensor,
+        attention: PPTAttentionOutput,
+        tokens: TokenState | None = None,
+        schedule: PPTLayerSchedule = PPTLayerSchedule(),
+        output_compression: bool = False,
+    ) -> tuple[torch.Tensor, TokenState, PPTCompressionRecord | None]:
+        """The layer's compression step alone (scores, policy, prune or pool), as `forward` runs it between the
+        attention residual and the MLP: public so that it can be timed or studied apart from the layer.
+
+        Args:
+            hidden_states: `[B, N, D]` tokens after the attention residual.
+            attention: this layer's attention on those tokens, computed with `need_stats=True` (and `need_probs=True`
+                when `schedule.score_function.needs_full_attention`).
+            tokens: sizes `[B, N]` and sources `[B, N, N0]` of the tokens (None: original patches, sizes of 1).
+            schedule: this layer's settings, e.g. `model.deit.compression_schedule()[layer_index]`.
+            output_compression: also return the `PPTCompressionRecord` of a scheduled layer.
+
+        Returns:
+            `[B, N - r, D]` hidden states (`r` the scheduled `tokens_removed`, clamped to the tokens there are), their
+            token state, and the record (None unless `output_compression` at a scheduled layer).
+        """
+        tokens = TokenState(None, None) if tokens is None else tokens
+        num_protected = schedule.num_protected
+        r = clamp_tokens_removed(schedule.tokens_removed, hidden_states.shape[1], num_protected)
         record = None
         tokens_before = hidden_states.shape[1]
         if r > 0:
-            scores = compute_scores(
-                score_fn, ScoreInputs(attention.cls_attention, attention.value_norm, num_protected, attention.probs)
-            )
+            inputs = ScoreInputs(attention.cls_attention, attention.value_norm, num_protected, attention.probs)
+            scores = compute_scores(schedule.score_function, inputs)
             sizes = tokens.sizes
             if sizes is None:
                 sizes = hidden_states.new_ones(hidden_states.shape[:2])
@@ -367,10 +399,7 @@ class PPTDeiTLayer(DeiTLayer):
                 token_sizes=sizes,
                 token_sources=tokens.sources,
             )
-
-        residual = hidden_states
-        hidden_states = self.dropout(self.mlp(self.layernorm_after(hidden_states))) + residual
-        return PPTDeiTLayerOutput(hidden_states, tokens, record)
+        return hidden_states, tokens, record
 
 
 # --------------------------------------------------------------------------------------------------------------------

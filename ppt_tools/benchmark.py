@@ -52,7 +52,6 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from modeling_ppt_deit import PPTDeiTConfig
-from modeling_ppt_deit.token_ops import ScoreInputs, clamp_tokens_removed, compress, compute_scores, get_score_function
 from ppt_tools.core.accuracy import evaluate_accuracy, this_process_share
 from ppt_tools.core.arguments import (
     DatasetArguments,
@@ -85,13 +84,14 @@ from ppt_tools.core.results import (
     describe_machine,
     fmt,
     format_table,
+    machine_done,
     machine_info,
     markdown_table,
     write_csv,
     write_json,
     write_text,
 )
-from ppt_tools.core.timing import inference_step, peak_memory, time_interleaved
+from ppt_tools.core.timing import SPREAD_LIMIT, inference_step, noise_of, peak_memory, time_interleaved
 
 
 FLOP_AGREEMENT_TOLERANCE = 0.01  # the spec: the cost model and the flop counter agree within 1%
@@ -271,7 +271,6 @@ def onnxruntime_sessions(models: dict, args: BenchmarkArguments, device, folder:
     return sessions, info
 
 
-
 def measure_cost(model, cost, one_image: torch.Tensor, args: BenchmarkArguments) -> dict:
     entry = {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -288,9 +287,6 @@ def measure_cost(model, cost, one_image: torch.Tensor, args: BenchmarkArguments)
         entry["counter_flops_by_operator"] = counted.by_operator
         entry["counter_vs_cost_model"] = relative_difference(counted.flops_per_image, cost.flops)
         entry["counter_vs_cost_model_with_overhead"] = relative_difference(counted.flops_per_image, cost.total_flops)
-        if args.mode == "train":
-            trained = copy.deepcopy(model).train()
-            entry["counter_train_step_flops"] = flop_count(trained, one_image, backward=True).flops_per_image
     return entry
 
 
@@ -309,59 +305,6 @@ def measure_accuracy(models: dict, args: BenchmarkArguments, device) -> dict:
     return {name: {**result.to_dict(), "split": data.eval_split_name} for name, result in accuracy.items()}
 
 
-def measure_speed(models: dict, args: BenchmarkArguments, device, dtype, results: dict,
-                  onnx_sessions: dict | None = None) -> dict:
-    """Throughput (and batch-1 latency in inference), interleaved; then peak memory of one call per model. Adds
-    to `results[name]`; returns how the timing was done. `onnx_sessions` (name -> ONNX Runtime session) are timed
-    in the same rounds as the PyTorch models."""
-    onnx_sessions = onnx_sessions or {}
-    config = models["ppt"].config
-    generator = torch.Generator().manual_seed(args.seed)
-    pixel_values = torch.randn(args.batch_size, config.num_channels, config.image_size, config.image_size,
-                               generator=generator).to(device=device, dtype=dtype)
-    labels = torch.randint(0, max(config.num_labels, 1), (args.batch_size,), generator=generator).to(device)
-    runnable = dict(models)
-    if args.compile:
-        for name, model in models.items():
-            runnable[f"{name}_compiled"] = torch.compile(copy.deepcopy(model) if args.mode == "train" else model)
-            results[f"{name}_compiled"] = dict(results[name])
-    if args.mode == "train":
-        runnable = {name: copy.deepcopy(model) for name, model in runnable.items()}
-        steps = {name: training_step(model, pixel_values, labels) for name, model in runnable.items()}
-    else:
-        steps = inference_steps(runnable, onnx_sessions, pixel_values)
-
-    settle = ONNX_SETTLE_SECONDS if onnx_sessions else 0.0
-    timing = time_interleaved(steps, args.batch_size, device, args.warmup, args.rounds, args.iterations,
-                              args.progress, f"{args.mode} throughput", settle)
-    for name, stats in timing.items():
-        results[name]["throughput"] = stats.to_dict()
-    if args.mode == "inference":
-        single = pixel_values[:1].clone()
-        latency = time_interleaved(inference_steps(runnable, onnx_sessions, single), 1, device, args.warmup,
-                                   args.latency_rounds, args.latency_iterations, args.progress, "batch-1 latency",
-                                   settle)
-        for name, stats in latency.items():
-            results[name]["latency_ms"] = {"median": stats.median_latency_ms, "min": 1000.0 / stats.maximum,
-                                           "max": 1000.0 / stats.minimum}
-    memory_method = None
-    if args.memory:
-        for name, step in steps.items():
-            if name.endswith("_compiled") or name in onnx_sessions:
-                continue  # the dispatcher-based CPU tracker cannot see inside compiled kernels or ONNX Runtime
-            measured = peak_memory(step, device, prime=args.warmup == 0)
-            results[name]["peak_memory_mib"] = measured.peak_mib
-            memory_method = measured.method
-    return {
-        "timing_method": (f"{args.warmup} warm-up calls per model, then {args.rounds} rounds; each round times every "
-                          f"model in turn (interleaved, order rotated every round) over {args.iterations} call(s); "
-                          "images/s median and [min, max]"
-                          + (f"; an untimed {1000 * settle:.0f} ms pause before each measurement, for ONNX "
-                             "Runtime's threads to stop spinning" if settle else "")),
-        "memory_method": memory_method,
-    }
-
-
 def inference_steps(models: dict, onnx_sessions: dict, pixel_values: torch.Tensor) -> dict:
     """name -> one forward on `pixel_values`, for the PyTorch models and the ONNX Runtime sessions alike."""
     steps = {name: inference_step(model, pixel_values) for name, model in models.items()}
@@ -370,10 +313,328 @@ def inference_steps(models: dict, onnx_sessions: dict, pixel_values: torch.Tenso
     return steps
 
 
+def fit_fixed_and_per_token(ms_by_tokens: dict[int, float]) -> dict | None:
+    """Least-squares `ms = fixed_ms + per_token_ms * tokens` over the measured token counts (None with fewer than
+    two): the fixed part (weights read from memory, kernel launches, Python) is paid at any token count."""
+    if len(ms_by_tokens) < 2:
+        return None
+    counts, times = list(ms_by_tokens), list(ms_by_tokens.values())
+    mean_count, mean_time = sum(counts) / len(counts), sum(times) / len(times)
+    per_token = (sum((n - mean_count) * (t - mean_time) for n, t in zip(counts, times))
+                 / sum((n - mean_count) ** 2 for n in counts))
+    fixed = mean_time - per_token * mean_count
+    largest = max(counts)
+    return {"fixed_ms": fixed, "per_token_ms": per_token,
+            "fixed_share_at_most_tokens": fixed / (fixed + per_token * largest)}
+
+
+def compute_ratios(models: dict) -> dict:
+    """`ppt` against `baseline` and `stock_sdpa` (compiled against compiled): speed-up = throughput ratio. A speed-up
+    of a noisy timing is noisy: `speedup_noise` / `latency_speedup_noise` give the reasons, `noisy` any of them."""
+    ratios = {}
+    pairs = [("ppt", "baseline"), ("ppt", "stock_sdpa"), ("ppt_compiled", "baseline_compiled"),
+             ("ppt_compiled", "stock_sdpa_compiled"), ("ppt_compiled", "stock_sdpa"), ("ppt_onnx", "stock_onnx")]
+    for new, reference in pairs:
+        if new not in models or reference not in models:
+            continue
+        a, b = models[new], models[reference]
+        entry = {"macs_reduction_pct": 100.0 * (1 - a["macs"] / b["macs"])}
+        if "throughput" in a and "throughput" in b:
+            entry["speedup"] = a["throughput"]["median"] / b["throughput"]["median"]
+            entry["speedup_noise"] = noise_of({new: a["throughput"], reference: b["throughput"]})
+        if "latency_ms" in a and "latency_ms" in b:
+            entry["latency_speedup"] = b["latency_ms"]["median"] / a["latency_ms"]["median"]
+            entry["latency_speedup_noise"] = noise_of({new: a["latency_ms"], reference: b["latency_ms"]})
+        if "speedup" in entry:
+            entry["noisy"] = bool(entry["speedup_noise"] or entry.get("latency_speedup_noise"))
+        if a.get("peak_memory_mib") is not None and b.get("peak_memory_mib"):
+            entry["memory_reduction_pct"] = 100.0 * (1 - a["peak_memory_mib"] / b["peak_memory_mib"])
+        if "accuracy" in a and "accuracy" in b:
+            entry["top1_change_points"] = 100.0 * (a["accuracy"]["top1"] - b["accuracy"]["top1"])
+            if a["accuracy"]["top5"] is not None and b["accuracy"]["top5"] is not None:
+                entry["top5_change_points"] = 100.0 * (a["accuracy"]["top5"] - b["accuracy"]["top5"])
+        ratios[f"{new}_vs_{reference}"] = entry
+    return ratios
+
+
+def marked(value, spec: str, noise) -> str:
+    """A timing figure for the table: `~` in front when it is noisy."""
+    return fmt(value, spec) if value is None or not noise else "~" + fmt(value, spec)
+
+
+def noise_lines(figures: dict) -> list[str]:
+    """Figure name -> its timing (a `TimingStats.to_dict()`, or None): one note line per reason, `~ noisy <the
+    figures it applies to>: <reason>`."""
+    return [f"~ noisy {line}" for line in noise_of({name: timing for name, timing in figures.items() if timing})]
+
+
+# ---- the runners: one per mode ------------------------------------------------------------------------------------------
+
+
+class ModelRunner:
+    """Modes that measure whole models (inference, train): every model's parameters, MACs and flop count; top-1 /
+    top-5 with --dataset_name; throughput, interleaved; peak memory; then the ratios. A subclass says what one timed
+    call is (`steps`) and what else its mode measures."""
+
+    def run(self, args: BenchmarkArguments, models: dict, results: dict) -> None:
+        device = args.torch_device
+        config = models["ppt"].config
+        # Cost: counted in fp32 on the CPU at batch 1, before the models move.
+        one_image = torch.randn(1, config.num_channels, config.image_size, config.image_size,
+                                generator=torch.Generator().manual_seed(args.seed))
+        costs = {"baseline": analytic_cost(models["baseline"].config), "ppt": analytic_cost(config)}
+        costs["stock_sdpa"] = costs["baseline"]
+        measured = {}
+        for name, model in models.items():
+            measured[name] = measure_cost(model, costs[name], one_image, args)
+            if args.flop_check:
+                measured[name].update(self.extra_cost(model, one_image))
+        with tempfile.TemporaryDirectory(prefix="ppt-onnx-") as temporary:
+            onnx_sessions = {}
+            if args.backend == "onnxruntime":  # exported on the CPU in fp32, before the models move
+                if args.onnx_dir is not None:
+                    os.makedirs(args.onnx_dir, exist_ok=True)
+                onnx_sessions, results["onnxruntime"] = onnxruntime_sessions(models, args, device,
+                                                                             args.onnx_dir or temporary)
+                for name, source in ONNX_MODELS.items():
+                    measured[name] = {key: measured[source][key] for key in
+                                      ("parameters", "macs", "flops", "tokens_per_layer")}
+            models = {name: args.place(model) for name, model in models.items()}
+
+            if args.dataset_name is not None:
+                for name, accuracy in measure_accuracy(models, args, device).items():
+                    measured[name]["accuracy"] = accuracy
+            methods = {"timing_method": None, "memory_method": None}
+            if not args.cost_only:
+                methods = self.measure_speed(models, args, measured, onnx_sessions)
+            del onnx_sessions  # the sessions hold the files open: closed before the temporary folder goes
+        results.update(methods)
+        results["models"] = measured
+        results["ratios"] = compute_ratios(measured)
+
+    def extra_cost(self, model, one_image: torch.Tensor) -> dict:
+        """What this mode adds to a model's flop count."""
+        return {}
+
+    def steps(self, models: dict, onnx_sessions: dict, pixel_values: torch.Tensor, labels: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def extra_timings(self, models: dict, onnx_sessions: dict, pixel_values: torch.Tensor, args, settle: float,
+                      results: dict) -> None:
+        """Timings this mode takes besides the throughput, into `results[name]`."""
+
+    def measure_speed(self, models: dict, args: BenchmarkArguments, results: dict, onnx_sessions: dict) -> dict:
+        """Throughput (and what `extra_timings` adds), interleaved; then peak memory of one call per model. Adds to
+        `results[name]`; returns how the timing was done. `onnx_sessions` (name -> ONNX Runtime session) are timed
+        in the same rounds as the PyTorch models."""
+        device, config = args.torch_device, models["ppt"].config
+        generator = torch.Generator().manual_seed(args.seed)
+        pixel_values = torch.randn(args.batch_size, config.num_channels, config.image_size, config.image_size,
+                                   generator=generator).to(device=device, dtype=args.torch_dtype)
+        labels = torch.randint(0, max(config.num_labels, 1), (args.batch_size,), generator=generator).to(device)
+        runnable = dict(models)
+        if args.compile:
+            for name, model in models.items():
+                runnable[f"{name}_compiled"] = torch.compile(model)
+                results[f"{name}_compiled"] = dict(results[name])
+        steps = self.steps(runnable, onnx_sessions, pixel_values, labels)
+        settle = ONNX_SETTLE_SECONDS if onnx_sessions else 0.0
+        threads = args.threads or torch.get_num_threads()
+        timing = time_interleaved(steps, args.batch_size, device, args.warmup, args.rounds, args.iterations,
+                                  args.progress, f"{args.mode} throughput", settle, threads)
+        for name, stats in timing.items():
+            results[name]["throughput"] = stats.to_dict()
+        self.extra_timings(runnable, onnx_sessions, pixel_values, args, settle, results)
+        memory_method = None
+        if args.memory:
+            for name, step in steps.items():
+                if name.endswith("_compiled") or name in onnx_sessions:
+                    continue  # the dispatcher-based CPU tracker cannot see inside compiled kernels or ONNX Runtime
+                measured = peak_memory(step, device, prime=args.warmup == 0)
+                results[name]["peak_memory_mib"] = measured.peak_mib
+                memory_method = measured.method
+        return {
+            "timing_method": (f"{args.warmup} warm-up calls per model, then {args.rounds} rounds; each round times "
+                              f"every model in turn (interleaved, order rotated every round) over {args.iterations} "
+                              "call(s); images/s median and [min, max]; noisy (~) when the rounds' interquartile "
+                              f"range exceeds {100 * SPREAD_LIMIT:.0f}% of the median, or the 1-minute load average "
+                              f"left fewer free CPUs than the {threads} thread(s) measured"
+                              + (f"; an untimed {1000 * settle:.0f} ms pause before each measurement, for ONNX "
+                                 "Runtime's threads to stop spinning" if settle else "")),
+            "memory_method": memory_method,
+        }
+
+    def table(self, results: dict) -> tuple[list[str], list[list]]:
+        """A row per model; a noisy timing figure (and a speed-up from one) is marked `~`."""
+        headers = ["model", "params (M)", "GMACs", "GFLOPs", "counter GFLOPs", "diff %", "img/s median",
+                   "[min, max]", "speed-up", "latency b1 (ms)", "peak mem (MiB)", "top-1 %", "top-5 %"]
+        models = results["models"]
+        rows = []
+        for name, entry in models.items():
+            throughput = entry.get("throughput")
+            reference = "baseline_compiled" if name.endswith("_compiled") and "baseline_compiled" in models \
+                else "baseline"
+            if name.endswith("_onnx"):
+                reference = "stock_onnx"  # there is no ONNX baseline: ONNX rows are compared with the stock graph
+            speedup, speedup_noise = None, None
+            if throughput and "throughput" in models[reference]:
+                speedup = throughput["median"] / models[reference]["throughput"]["median"]
+                speedup_noise = noise_of({name: throughput, reference: models[reference]["throughput"]})
+            latency = entry.get("latency_ms") or {}
+            accuracy = entry.get("accuracy") or {}
+            counter = entry.get("counter_flops")
+            rows.append([
+                name,
+                fmt(entry["parameters"] / 1e6),
+                fmt(entry["macs"] / 1e9, ".3f"),
+                fmt(entry["flops"] / 1e9, ".3f"),
+                fmt(None if counter is None else counter / 1e9, ".3f"),
+                fmt(None if counter is None else 100 * entry["counter_vs_cost_model"], ".3f"),
+                marked(throughput["median"] if throughput else None, ".1f", (throughput or {}).get("noise")),
+                f"[{throughput['min']:.1f}, {throughput['max']:.1f}]" if throughput else "-",
+                marked(speedup, ".2f", speedup_noise),
+                marked(latency.get("median"), ".1f", latency.get("noise")),
+                fmt(entry.get("peak_memory_mib"), ".1f"),
+                fmt(None if accuracy.get("top1") is None else 100 * accuracy["top1"], ".2f"),
+                fmt(None if accuracy.get("top5") is None else 100 * accuracy["top5"], ".2f"),
+            ])
+        return headers, rows
+
+    def notes(self, results: dict) -> list[str]:
+        """What the table's numbers mean and how they were measured."""
+        lines = ["MACs = multiply-accumulates per image from the spec's cost model (the paper's 'GFLOPs'); GFLOPs = "
+                 "2 x MACs; counter = torch.utils.flop_counter on a real forward (per image, batch path); diff = "
+                 "|counter - 2*MACs| / 2*MACs."]
+        for name, entry in results["models"].items():
+            if entry.get("compression_macs"):
+                lines.append(f"{name}: the compression step's matmuls (CLS row, bipartite similarity) add "
+                             f"{entry['compression_macs'] / 1e6:.2f} MMACs/image, seen by the counter, not in GMACs")
+            if "counter_train_step_flops" in entry:
+                lines.append(f"{name}: a training step (forward + backward) = "
+                             f"{entry['counter_train_step_flops'] / 1e9:.3f} GFLOPs/image by the flop counter")
+        lines += self.mode_notes(results)
+        for key, value in results["ratios"].items():
+            parts = [f"MACs -{value['macs_reduction_pct']:.1f}%"]
+            if "speedup" in value:
+                parts.append(f"throughput speed-up {'~' if value['speedup_noise'] else ''}{value['speedup']:.2f}x")
+            if "latency_speedup" in value:
+                parts.append(f"batch-1 latency speed-up {'~' if value['latency_speedup_noise'] else ''}"
+                             f"{value['latency_speedup']:.2f}x")
+            if "memory_reduction_pct" in value:
+                parts.append(f"peak memory {-value['memory_reduction_pct']:+.1f}%")
+            if "top1_change_points" in value:
+                parts.append(f"top-1 {value['top1_change_points']:+.2f} pts")
+            lines.append(f"{key}: " + ", ".join(parts))
+        lines.append("tokens per layer (attention/MLP), PPT: " + " ".join(
+            str(n) if n == m else f"{n}/{m}" for n, m in results["models"]["ppt"]["tokens_per_layer"]))
+        onnx = results.get("onnxruntime")
+        if onnx:
+            reused = [name for name, entry in onnx["files"].items() if entry["reused"]]
+            lines.append(f"ONNX Runtime {onnx['onnxruntime_version']} ({onnx['providers'][0]}, "
+                         f"{onnx['intra_op_threads']} intra-op threads, opset {onnx['opset']}"
+                         f"{', reused: ' + ', '.join(reused) if reused else ''}): ppt_onnx / stock_onnx are ppt / "
+                         "stock_sdpa exported with ppt_tools.export.onnx; max |logits - PyTorch| "
+                         + ", ".join(f"{name} {value:.1e}" for name, value in
+                                     onnx["max_abs_logits_difference_vs_pytorch"].items())
+                         + "; their speed-up column is against stock_onnx")
+            for name, counts in (onnx.get("operators_after_ort_optimisation") or {}).items():
+                lines.append(f"{name} after ONNX Runtime's optimisation: {sum(counts.values())} nodes: "
+                             + ", ".join(f"{op} {count}" for op, count in counts.items()))
+        for key in ("timing_method", "memory_method"):
+            if results.get(key):
+                lines.append(f"{key.replace('_method', '')}: {results[key]}")
+        figures = {}
+        for name, entry in results["models"].items():
+            figures[f"{name} throughput"] = entry.get("throughput")
+            figures[f"{name} latency"] = entry.get("latency_ms")
+        return lines + noise_lines(figures)
+
+    def mode_notes(self, results: dict) -> list[str]:
+        return []
+
+
+class InferenceRunner(ModelRunner):
+    """Forward passes (PyTorch, and ONNX Runtime with --backend onnxruntime); also batch-1 latency."""
+
+    def steps(self, models, onnx_sessions, pixel_values, labels):
+        return inference_steps(models, onnx_sessions, pixel_values)
+
+    def extra_timings(self, models, onnx_sessions, pixel_values, args, settle, results):
+        single = pixel_values[:1].clone()
+        latency = time_interleaved(inference_steps(models, onnx_sessions, single), 1, args.torch_device, args.warmup,
+                                   args.latency_rounds, args.latency_iterations, args.progress, "batch-1 latency",
+                                   settle, args.threads or torch.get_num_threads())
+        for name, stats in latency.items():
+            results[name]["latency_ms"] = {"median": stats.median_latency_ms, "min": 1000.0 / stats.maximum,
+                                           "max": 1000.0 / stats.minimum, "spread": stats.spread,
+                                           "noisy": stats.noisy, "noise": stats.noise}
+
+    def mode_notes(self, results):
+        if not results.get("memory_method"):
+            return []
+        return ["inference peak memory is reached before the first reduction layer, where baseline and PPT hold the "
+                "same tokens; training keeps every layer's activations, so there PPT lowers the peak"]
+
+
+class TrainRunner(ModelRunner):
+    """Training steps (forward with labels, backward, AdamW), each model on its own copy; the flop count adds a
+    training step's."""
+
+    def extra_cost(self, model, one_image):
+        trained = copy.deepcopy(model).train()
+        return {"counter_train_step_flops": flop_count(trained, one_image, backward=True).flops_per_image}
+
+    def steps(self, models, onnx_sessions, pixel_values, labels):
+        return {name: training_step(copy.deepcopy(model), pixel_values, labels) for name, model in models.items()}
+
+
+class StepCostRunner:
+    """The compression step alone against the whole layer it sits in (see `measure_step_cost`)."""
+
+    def run(self, args: BenchmarkArguments, models: dict, results: dict) -> None:
+        results["step_cost"] = measure_step_cost(args.place(models["ppt"]), args, args.torch_device)
+
+    def table(self, results: dict) -> tuple[list[str], list[list]]:
+        """A row per part of the layer; `~` on every time when any timing behind them is noisy."""
+        step = results["step_cost"]
+        noise = step.get("noise")
+        layer = step["layer_ms"]
+        parts = [("whole layer without compression", layer),
+                 ("attention statistics (extra)", step["attention_statistics_ms"]),
+                 ("scores + policy + prune + pool", step["compression_step_ms"])]
+        rows = [[name, marked(ms, ".2f", noise), fmt(100 * ms / layer, ".1f")] for name, ms in parts]
+        rows.append(["compression step, all in", "", fmt(100 * step["step_share_of_layer"], ".1f")])
+        for count, ms in step["layer_ms_by_tokens"].items():
+            rows.append([f"layer at {count} tokens, no step", marked(ms, ".2f", noise), fmt(100 * ms / layer, ".1f")])
+        return ["part", "ms", "% of the layer"], rows
+
+    def notes(self, results: dict) -> list[str]:
+        step = results["step_cost"]
+        lines = [f"at layer {step['layer_index']}: {step['tokens']} tokens, r={step['tokens_removed']}, batch "
+                 f"{results['batch_size']}; median of {len(step['timings']['layer']['images_per_second'])} rounds"]
+        fit = step["layer_fit"]
+        if fit is not None and (fit["fixed_ms"] < 0 or fit["per_token_ms"] <= 0):
+            lines.append("the layer's times at these token counts do not fit a fixed plus a per-token cost (fixed "
+                         f"{fit['fixed_ms']:.2f} ms, per token {1000 * fit['per_token_ms']:.2f} us): too noisy; "
+                         "more --rounds on a quieter machine")
+        elif fit is not None:
+            lines.append(f"a layer at n tokens ~ {fit['fixed_ms']:.2f} ms + {1000 * fit['per_token_ms']:.2f} us x n "
+                         f"(least squares over the counts above): the fixed part, "
+                         f"{100 * fit['fixed_share_at_most_tokens']:.0f}% of a layer at full length, is paid whatever "
+                         "PPT removes")
+        layers_ms = step["encoder_layers_ms"]
+        lines.append(f"free-step ceiling: the encoder's layers at PPT's token counts with a free compression step "
+                     f"take {layers_ms['ppt_with_free_step']:.1f} ms against {layers_ms['uncompressed']:.1f} ms "
+                     f"uncompressed, at most {step['free_step_ceiling']:.2f}x (their MAC ratio: "
+                     f"{step['layer_macs_ratio']:.2f}x)")
+        return lines + [f"~ noisy step cost: {reason}" for reason in step.get("noise") or []]
+
+
 def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
     """At the first reduction layer (the most tokens, the dearest step), on the same hidden states, interleaved:
     the whole layer without compression (the reference), the attention with and without the statistics the scores
-    need (CLS row, value norms, mean keys), and the compression step itself (scores, policy, prune, pool).
+    need (CLS row, value norms, mean keys), and the compression step itself (`PPTDeiTLayer.compression_step`:
+    scores, policy, prune, pool).
 
     In the same rounds, the layer's two halves (attention + residual, MLP + residual) at every token count of the
     schedule: what the encoder would cost if the compression step were free (`free_step_ceiling`), and a fit
@@ -384,16 +645,15 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
         raise ValueError("the model has no reduction layer (reduction_layers is empty or r = 0): nothing to measure")
     layer_index = next(index for index in config.reduction_layers if config.tokens_removed_at(index) > 0)
     layer = model.deit.layers[layer_index]
+    layer_schedule = model.deit.compression_schedule()[layer_index]
     schedule = config.token_schedule()
     num_tokens = schedule[layer_index][0]
     full_tokens = schedule[0][0]
-    protected = config.num_protected_tokens
-    r = clamp_tokens_removed(config.tokens_removed_at(layer_index), num_tokens, protected)
     parameter = next(model.parameters())
     hidden = torch.randn(args.batch_size, full_tokens, config.hidden_size,
                          generator=torch.Generator().manual_seed(0))
     hidden = hidden.to(device=parameter.device, dtype=parameter.dtype)
-    needs_probs = get_score_function(config.score_function).needs_full_attention
+    needs_probs = layer_schedule.score_function.needs_full_attention
 
     def attention_half(tokens: int):
         x = hidden[:, :tokens].contiguous()
@@ -410,13 +670,11 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
         step_input = hidden[:, :num_tokens].contiguous()
         normed = layer.layernorm_before(step_input)
         stats = layer.attention(normed, need_stats=True, need_probs=needs_probs)
-        sizes = step_input.new_ones(step_input.shape[:2])
 
         def compression_step():
-            scores = compute_scores(config.score_function,
-                                    ScoreInputs(stats.cls_attention, stats.value_norm, protected, stats.probs))
-            return compress(step_input, sizes, scores, stats.key_mean, r, config.prune_threshold, protected)
+            return layer.compression_step(step_input, stats, schedule=layer_schedule)
 
+        r = num_tokens - compression_step()[0].shape[1]
         steps = {
             "layer": lambda: layer(step_input),  # a layer with the default schedule: no compression
             "attention": lambda: layer.attention(normed),
@@ -427,7 +685,7 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
             steps[f"attention_half@{count}"] = attention_half(count)
             steps[f"mlp_half@{count}"] = mlp_half(count)
         timings = time_interleaved(steps, args.batch_size, device, args.warmup, args.rounds, 1, args.progress,
-                                   "step cost")
+                                   "step cost", threads=args.threads or torch.get_num_threads())
     ms = {name: stats.median_latency_ms for name, stats in timings.items()}
     statistics_ms = max(0.0, ms["attention_with_statistics"] - ms["attention"])
     layer_ms_by_tokens = {count: ms[f"attention_half@{count}"] + ms[f"mlp_half@{count}"] for count in token_counts}
@@ -447,102 +705,37 @@ def measure_step_cost(model, args: BenchmarkArguments, device) -> dict:
         "free_step_ceiling": uncompressed_ms / free_step_ms,
         "layer_macs_ratio": baseline_cost(config).layer_macs / analytic_cost(config).layer_macs,
         "timings": {name: stats.to_dict() for name, stats in timings.items()},
+        "noise": noise_of(timings),  # every figure above comes from several of these timings
     }
 
 
-def fit_fixed_and_per_token(ms_by_tokens: dict[int, float]) -> dict | None:
-    """Least-squares `ms = fixed_ms + per_token_ms * tokens` over the measured token counts (None with fewer than
-    two): the fixed part (weights read from memory, kernel launches, Python) is paid at any token count."""
-    if len(ms_by_tokens) < 2:
-        return None
-    counts, times = list(ms_by_tokens), list(ms_by_tokens.values())
-    mean_count, mean_time = sum(counts) / len(counts), sum(times) / len(times)
-    per_token = (sum((n - mean_count) * (t - mean_time) for n, t in zip(counts, times))
-                 / sum((n - mean_count) ** 2 for n in counts))
-    fixed = mean_time - per_token * mean_count
-    largest = max(counts)
-    return {"fixed_ms": fixed, "per_token_ms": per_token,
-            "fixed_share_at_most_tokens": fixed / (fixed + per_token * largest)}
-
-
-def compute_ratios(models: dict) -> dict:
-    """`ppt` against `baseline` and `stock_sdpa` (compiled against compiled): speed-up = throughput ratio."""
-    ratios = {}
-    pairs = [("ppt", "baseline"), ("ppt", "stock_sdpa"), ("ppt_compiled", "baseline_compiled"),
-             ("ppt_compiled", "stock_sdpa_compiled"), ("ppt_compiled", "stock_sdpa"), ("ppt_onnx", "stock_onnx")]
-    for new, reference in pairs:
-        if new not in models or reference not in models:
-            continue
-        a, b = models[new], models[reference]
-        entry = {"macs_reduction_pct": 100.0 * (1 - a["macs"] / b["macs"])}
-        if "throughput" in a and "throughput" in b:
-            entry["speedup"] = a["throughput"]["median"] / b["throughput"]["median"]
-        if "latency_ms" in a and "latency_ms" in b:
-            entry["latency_speedup"] = b["latency_ms"]["median"] / a["latency_ms"]["median"]
-        if a.get("peak_memory_mib") is not None and b.get("peak_memory_mib"):
-            entry["memory_reduction_pct"] = 100.0 * (1 - a["peak_memory_mib"] / b["peak_memory_mib"])
-        if "accuracy" in a and "accuracy" in b:
-            entry["top1_change_points"] = 100.0 * (a["accuracy"]["top1"] - b["accuracy"]["top1"])
-            if a["accuracy"]["top5"] is not None and b["accuracy"]["top5"] is not None:
-                entry["top5_change_points"] = 100.0 * (a["accuracy"]["top5"] - b["accuracy"]["top5"])
-        ratios[f"{new}_vs_{reference}"] = entry
-    return ratios
+RUNNERS = {"inference": InferenceRunner(), "train": TrainRunner(), "step_cost": StepCostRunner()}
 
 
 # ---- the run ---------------------------------------------------------------------------------------------------------
 
 
 def benchmark(args: BenchmarkArguments) -> dict:
-    """Measure what `args` asks for and return everything in one dict (what `write_results` writes)."""
+    """Measure what `args` asks for (the mode's runner) and return everything in one dict (what `write_results`
+    writes)."""
     started = time.time()
-    device, dtype = args.torch_device, args.torch_dtype
     if args.threads:
         torch.set_num_threads(args.threads)
+    machine = machine_info(args.torch_device)
     models = build_models(args)
     config = models["ppt"].config
     results = {
         "mode": args.mode,
         "model": args.model_name,
         "arguments": asdict(args),
-        "machine": machine_info(device),
+        "machine": machine,
         "image_size": config.image_size,
         "batch_size": args.batch_size,
         "dtype": args.dtype,
         "ppt_settings": {name: getattr(config, name) for name in PPTDeiTConfig.compression_defaults()},
     }
-    if args.mode == "step_cost":
-        results["step_cost"] = measure_step_cost(args.place(models["ppt"]), args, device)
-        results["elapsed_seconds"] = time.time() - started
-        return results
-
-    # Cost: counted in fp32 on the CPU at batch 1, before the models move.
-    one_image = torch.randn(1, config.num_channels, config.image_size, config.image_size,
-                            generator=torch.Generator().manual_seed(args.seed))
-    costs = {"baseline": analytic_cost(models["baseline"].config), "ppt": analytic_cost(config)}
-    costs["stock_sdpa"] = costs["baseline"]
-    measured = {name: measure_cost(model, costs[name], one_image, args) for name, model in models.items()}
-    with tempfile.TemporaryDirectory(prefix="ppt-onnx-") as temporary:
-        onnx_sessions = {}
-        if args.backend == "onnxruntime":  # exported on the CPU in fp32, before the models move
-            if args.onnx_dir is not None:
-                os.makedirs(args.onnx_dir, exist_ok=True)
-            onnx_sessions, results["onnxruntime"] = onnxruntime_sessions(models, args, device,
-                                                                         args.onnx_dir or temporary)
-            for name, source in ONNX_MODELS.items():
-                measured[name] = {key: measured[source][key] for key in
-                                  ("parameters", "macs", "flops", "tokens_per_layer")}
-        models = {name: args.place(model) for name, model in models.items()}
-
-        if args.dataset_name is not None:
-            for name, accuracy in measure_accuracy(models, args, device).items():
-                measured[name]["accuracy"] = accuracy
-        methods = {"timing_method": None, "memory_method": None}
-        if not args.cost_only:
-            methods = measure_speed(models, args, device, dtype, measured, onnx_sessions)
-        del onnx_sessions  # the sessions hold the files open: closed before the temporary folder goes
-    results.update(methods)
-    results["models"] = measured
-    results["ratios"] = compute_ratios(measured)
+    RUNNERS[args.mode].run(args, models, results)
+    machine_done(results["machine"])
     results["elapsed_seconds"] = time.time() - started
     return results
 
@@ -552,112 +745,12 @@ def benchmark(args: BenchmarkArguments) -> dict:
 
 def table(results: dict) -> tuple[list[str], list[list]]:
     """The results as one table: a row per model (or, in step_cost mode, per part of the layer)."""
-    if results["mode"] == "step_cost":
-        step = results["step_cost"]
-        layer = step["layer_ms"]
-        parts = [("whole layer without compression", layer),
-                 ("attention statistics (extra)", step["attention_statistics_ms"]),
-                 ("scores + policy + prune + pool", step["compression_step_ms"])]
-        rows = [[name, fmt(ms, ".2f"), fmt(100 * ms / layer, ".1f")] for name, ms in parts]
-        rows.append(["compression step, all in", "", fmt(100 * step["step_share_of_layer"], ".1f")])
-        for count, ms in step["layer_ms_by_tokens"].items():
-            rows.append([f"layer at {count} tokens, no step", fmt(ms, ".2f"), fmt(100 * ms / layer, ".1f")])
-        return ["part", "ms", "% of the layer"], rows
-    headers = ["model", "params (M)", "GMACs", "GFLOPs", "counter GFLOPs", "diff %", "img/s median", "[min, max]",
-               "speed-up", "latency b1 (ms)", "peak mem (MiB)", "top-1 %", "top-5 %"]
-    models = results["models"]
-    rows = []
-    for name, entry in models.items():
-        throughput = entry.get("throughput")
-        reference = "baseline_compiled" if name.endswith("_compiled") and "baseline_compiled" in models else "baseline"
-        if name.endswith("_onnx"):
-            reference = "stock_onnx"  # there is no ONNX baseline: ONNX rows are compared with the stock graph
-        speedup = None
-        if throughput and "throughput" in models[reference]:
-            speedup = throughput["median"] / models[reference]["throughput"]["median"]
-        accuracy = entry.get("accuracy") or {}
-        counter = entry.get("counter_flops")
-        rows.append([
-            name,
-            fmt(entry["parameters"] / 1e6),
-            fmt(entry["macs"] / 1e9, ".3f"),
-            fmt(entry["flops"] / 1e9, ".3f"),
-            fmt(None if counter is None else counter / 1e9, ".3f"),
-            fmt(None if counter is None else 100 * entry["counter_vs_cost_model"], ".3f"),
-            fmt(throughput["median"] if throughput else None, ".1f"),
-            f"[{throughput['min']:.1f}, {throughput['max']:.1f}]" if throughput else "-",
-            fmt(speedup, ".2f"),
-            fmt((entry.get("latency_ms") or {}).get("median"), ".1f"),
-            fmt(entry.get("peak_memory_mib"), ".1f"),
-            fmt(None if accuracy.get("top1") is None else 100 * accuracy["top1"], ".2f"),
-            fmt(None if accuracy.get("top5") is None else 100 * accuracy["top5"], ".2f"),
-        ])
-    return headers, rows
+    return RUNNERS[results["mode"]].table(results)
 
 
 def notes(results: dict) -> list[str]:
-    """What the table's numbers mean and how they were measured."""
-    if results["mode"] == "step_cost":
-        step = results["step_cost"]
-        lines = [f"at layer {step['layer_index']}: {step['tokens']} tokens, r={step['tokens_removed']}, batch "
-                 f"{results['batch_size']}; median of {len(step['timings']['layer']['images_per_second'])} rounds"]
-        fit = step["layer_fit"]
-        if fit is not None and (fit["fixed_ms"] < 0 or fit["per_token_ms"] <= 0):
-            lines.append("the layer's times at these token counts do not fit a fixed plus a per-token cost (fixed "
-                         f"{fit['fixed_ms']:.2f} ms, per token {1000 * fit['per_token_ms']:.2f} us): too noisy; "
-                         "more --rounds on a quieter machine")
-        elif fit is not None:
-            lines.append(f"a layer at n tokens ~ {fit['fixed_ms']:.2f} ms + {1000 * fit['per_token_ms']:.2f} us x n "
-                         f"(least squares over the counts above): the fixed part, "
-                         f"{100 * fit['fixed_share_at_most_tokens']:.0f}% of a layer at full length, is paid whatever "
-                         "PPT removes")
-        layers_ms = step["encoder_layers_ms"]
-        lines.append(f"free-step ceiling: the encoder's layers at PPT's token counts with a free compression step "
-                     f"take {layers_ms['ppt_with_free_step']:.1f} ms against {layers_ms['uncompressed']:.1f} ms "
-                     f"uncompressed, at most {step['free_step_ceiling']:.2f}x (their MAC ratio: "
-                     f"{step['layer_macs_ratio']:.2f}x)")
-        return lines
-    lines = ["MACs = multiply-accumulates per image from the spec's cost model (the paper's 'GFLOPs'); GFLOPs = 2 x "
-             "MACs; counter = torch.utils.flop_counter on a real forward (per image, batch path); diff = |counter - 2*MACs| / 2*MACs."]
-    for name, entry in results["models"].items():
-        if entry.get("compression_macs"):
-            lines.append(f"{name}: the compression step's matmuls (CLS row, bipartite similarity) add "
-                         f"{entry['compression_macs'] / 1e6:.2f} MMACs/image, seen by the counter, not in GMACs")
-        if "counter_train_step_flops" in entry:
-            lines.append(f"{name}: a training step (forward + backward) = "
-                         f"{entry['counter_train_step_flops'] / 1e9:.3f} GFLOPs/image by the flop counter")
-    if results["mode"] == "inference" and results.get("memory_method"):
-        lines.append("inference peak memory is reached before the first reduction layer, where baseline and PPT hold "
-                     "the same tokens; training keeps every layer's activations, so there PPT lowers the peak")
-    for key, value in results["ratios"].items():
-        parts = [f"MACs -{value['macs_reduction_pct']:.1f}%"]
-        if "speedup" in value:
-            parts.append(f"throughput speed-up {value['speedup']:.2f}x")
-        if "latency_speedup" in value:
-            parts.append(f"batch-1 latency speed-up {value['latency_speedup']:.2f}x")
-        if "memory_reduction_pct" in value:
-            parts.append(f"peak memory {-value['memory_reduction_pct']:+.1f}%")
-        if "top1_change_points" in value:
-            parts.append(f"top-1 {value['top1_change_points']:+.2f} pts")
-        lines.append(f"{key}: " + ", ".join(parts))
-    lines.append("tokens per layer (attention/MLP), PPT: " + " ".join(
-        str(n) if n == m else f"{n}/{m}" for n, m in results["models"]["ppt"]["tokens_per_layer"]))
-    onnx = results.get("onnxruntime")
-    if onnx:
-        reused = [name for name, entry in onnx["files"].items() if entry["reused"]]
-        lines.append(f"ONNX Runtime {onnx['onnxruntime_version']} ({onnx['providers'][0]}, {onnx['intra_op_threads']} "
-                     f"intra-op threads, opset {onnx['opset']}{', reused: ' + ', '.join(reused) if reused else ''}): "
-                     "ppt_onnx / stock_onnx are ppt / stock_sdpa exported with ppt_tools.export.onnx; max |logits - "
-                     "PyTorch| " + ", ".join(f"{name} {value:.1e}" for name, value in
-                                             onnx["max_abs_logits_difference_vs_pytorch"].items())
-                     + "; their speed-up column is against stock_onnx")
-        for name, counts in (onnx.get("operators_after_ort_optimisation") or {}).items():
-            lines.append(f"{name} after ONNX Runtime's optimisation: {sum(counts.values())} nodes: "
-                         + ", ".join(f"{op} {count}" for op, count in counts.items()))
-    for key in ("timing_method", "memory_method"):
-        if results.get(key):
-            lines.append(f"{key.replace('_method', '')}: {results[key]}")
-    return lines
+    """What the table's numbers mean and how they were measured; a line per noisy figure, with its reasons."""
+    return RUNNERS[results["mode"]].notes(results)
 
 
 def format_results(results: dict) -> str:

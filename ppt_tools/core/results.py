@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 import transformers
 
+from .timing import load_average
+
 
 # What a train.py run folder holds besides the model (HF examples' names). `ALL_RESULTS_FILE` is written last:
 # a folder without it is an unfinished run. train.py writes these, model_card reads them.
@@ -170,7 +172,8 @@ def cpu_name() -> str:
 
 
 def machine_info(device: torch.device | str = "cpu") -> dict:
-    """What a measurement ran on."""
+    """What a measurement ran on, and how busy it was when it started (1-minute load average; the measuring
+    command adds `load_average_after` when it is done: `machine_done`)."""
     device = torch.device(device)
     info = {
         "platform": platform.platform(),
@@ -181,17 +184,26 @@ def machine_info(device: torch.device | str = "cpu") -> dict:
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "load_average_before": load_average(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
+def machine_done(info: dict) -> dict:
+    """`info` (from `machine_info`) with the load average read now, when the measurement is over."""
+    info["load_average_after"] = load_average()
+    return info
+
+
 def describe_machine(info: dict) -> str:
-    """One line: CPU, logical CPUs, torch threads, device (and GPU), versions."""
+    """One line: CPU, logical CPUs, torch threads, device (and GPU), versions, load average before -> after."""
     gpu = f", {info['gpu']}" if info.get("gpu") else ""
+    loads = [info.get(key) for key in ("load_average_before", "load_average_after") if key in info]
+    load = ", load " + " -> ".join(fmt(value) for value in loads) if loads else ""
     return (f"{info['cpu']} ({info['logical_cpus']} logical CPUs, torch threads {info['torch_threads']}, "
-            f"device {info['device']}{gpu}), torch {info['torch']}, transformers {info['transformers']}")
+            f"device {info['device']}{gpu}), torch {info['torch']}, transformers {info['transformers']}{load}")
 
 
 # ---- tables -----------------------------------------------------------------------------------------------------
@@ -231,6 +243,7 @@ __all__ = [
     "fmt",
     "format_table",
     "json_ready",
+    "machine_done",
     "machine_info",
     "markdown_table",
     "read_json_object",

@@ -4,14 +4,22 @@
 Timings of the models being compared are *interleaved* (A B C, B C A, C A B, ...): each round times every model
 once, in an order rotated every round, so slow drift of the machine (thermal throttling, other processes, frequency
 scaling) and order effects (which model ran just before) affect all of them alike.
+
+Every timing carries its noise verdict (`TimingStats.noise`): a figure is *noisy* when its rounds spread too far
+(interquartile range over the median above `SPREAD_LIMIT`; with two rounds, max - min over the median; a single
+round has no spread and is noisy), or when the machine was busy: the 1-minute load average read before or after the rounds, less what the
+measured threads themselves add, left fewer free CPUs than the measurement used (`LOAD_SLACK` of leeway). A noisy
+figure is still reported, marked, with its reasons; a ratio of two timings is noisy when either is.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Callable
 
 import torch
@@ -19,13 +27,55 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm.auto import tqdm
 
 
+SPREAD_LIMIT = 0.10  # rounds whose relative spread exceeds this do not give one figure
+LOAD_SLACK = 0.5  # load average above the free CPUs, tolerated (the 1-minute average lags and jitters)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the OS has none (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_reason(load_before: float | None, load_after: float | None, threads: int | None,
+                cpus: int | None) -> str | None:
+    """Why the machine was too busy for a timing with `threads` threads on `cpus` CPUs, or None. The reading after
+    the rounds includes the measurement's own threads: all `threads` are taken off it, so that it can only add a
+    verdict the reading before missed (load that started during the rounds), never blame the measurement itself."""
+    if threads is None or cpus is None:
+        return None
+    others = [load for load in (load_before, None if load_after is None else load_after - threads) if load is not None]
+    if not others or max(others) <= cpus - threads + LOAD_SLACK:
+        return None
+    return (f"machine busy: load average {max(others):.2f} besides the measurement, with {threads} thread(s) on "
+            f"{cpus} CPUs")
+
+
+def noise_of(timings: Mapping[str, "TimingStats | Mapping"]) -> list[str]:
+    """The noise reasons of several named timings (`TimingStats` or their `to_dict()`), each reason once with the
+    names it applies to: a figure computed from them (a ratio) is noisy when this is not empty."""
+    names_by_reason: dict[str, list[str]] = {}
+    for name, timing in timings.items():
+        found = timing.noise if isinstance(timing, TimingStats) else (timing or {}).get("noise") or []
+        for reason in found:
+            names_by_reason.setdefault(reason, []).append(name)
+    return [f"{', '.join(names)}: {reason}" for reason, names in names_by_reason.items()]
+
+
 @dataclass
 class TimingStats:
-    """Throughput of one model over the timed rounds (each round: `iterations` calls on a batch of `batch_size`)."""
+    """Throughput of one model over the timed rounds (each round: `iterations` calls on a batch of `batch_size`),
+    with what the noise verdict needs: the threads used, the CPUs, and the load average before and after."""
 
     batch_size: int
     iterations: int
     images_per_second: list[float] = field(default_factory=list)
+    threads: int | None = None
+    cpus: int | None = None
+    load_before: float | None = None
+    load_after: float | None = None
 
     @property
     def median(self) -> float:
@@ -53,11 +103,35 @@ class TimingStats:
         """Median time of one call (one batch), in milliseconds."""
         return 1000.0 * self.batch_size / self.median
 
+    @property
+    def spread(self) -> float:
+        """(q3 - q1) / median of the rounds' images/s: 0 for identical rounds (and for a single round)."""
+        q1, q3 = self.iqr
+        return (q3 - q1) / self.median
+
+    @property
+    def noise(self) -> list[str]:
+        """Why this figure is noisy (empty: it is not); see the module doc."""
+        reasons = []
+        if len(self.images_per_second) < 2:
+            reasons.append("a single round: its spread is unknown")
+        elif self.spread > SPREAD_LIMIT:
+            reasons.append(f"rounds spread {100 * self.spread:.0f}% of the median (over {100 * SPREAD_LIMIT:.0f}%)")
+        busy = busy_reason(self.load_before, self.load_after, self.threads, self.cpus)
+        if busy:
+            reasons.append(busy)
+        return reasons
+
+    @property
+    def noisy(self) -> bool:
+        return bool(self.noise)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         q1, q3 = self.iqr
         data.update(
-            median=self.median, min=self.minimum, max=self.maximum, q1=q1, q3=q3, median_latency_ms=self.median_latency_ms
+            median=self.median, min=self.minimum, max=self.maximum, q1=q1, q3=q3, median_latency_ms=self.median_latency_ms,
+            spread=self.spread, noisy=self.noisy, noise=self.noise,
         )
         return data
 
@@ -78,6 +152,7 @@ def time_interleaved(
     progress: bool = True,
     description: str = "timing",
     settle_seconds: float = 0.0,
+    threads: int | None = None,
 ) -> dict[str, TimingStats]:
     """Time several zero-argument callables (each processes one batch of `batch_size` images), interleaved.
 
@@ -89,17 +164,21 @@ def time_interleaved(
         iterations: calls per timed measurement.
         settle_seconds: an untimed pause before each measurement, for the threads of the step before to go idle
             (ONNX Runtime's threads spin for a while after a run, on the cores the next step needs).
+        threads: threads the steps run on, for the load verdict (default: torch's intra-op threads).
 
     Returns:
-        name -> `TimingStats` (images/s of every round).
+        name -> `TimingStats` (images/s of every round, the load average before and after the rounds).
     """
     if rounds < 1 or iterations < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1, iterations >= 1, warmup >= 0; got {rounds}, {iterations}, {warmup}")
+    threads = threads or torch.get_num_threads()
+    load_before = load_average()  # before the warm-up, which adds this process's own load
     for _ in range(warmup):
         for step in steps.values():
             step()
     synchronize(device)
-    results = {name: TimingStats(batch_size, iterations) for name in steps}
+    results = {name: TimingStats(batch_size, iterations, threads=threads, cpus=os.cpu_count(), load_before=load_before)
+               for name in steps}
     names = list(steps)
     for round_index in tqdm(range(rounds), desc=description, disable=not progress, leave=False):
         # Rotate the order every round: with a fixed order, each model always runs right after the same other
@@ -116,6 +195,9 @@ def time_interleaved(
             synchronize(device)
             elapsed = time.perf_counter() - start
             results[name].images_per_second.append(batch_size * iterations / elapsed)
+    load_after = load_average()
+    for stats in results.values():
+        stats.load_after = load_after
     return results
 
 
@@ -218,10 +300,15 @@ def inference_step(model: torch.nn.Module, pixel_values: torch.Tensor) -> Callab
 
 
 __all__ = [
+    "LOAD_SLACK",
     "MemoryMeasurement",
+    "SPREAD_LIMIT",
     "TensorMemoryTracker",
     "TimingStats",
+    "busy_reason",
     "inference_step",
+    "load_average",
+    "noise_of",
     "peak_memory",
     "synchronize",
     "time_interleaved",
