@@ -19,6 +19,8 @@ from ppt_tools.benchmark import main
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 from ppt_tools.core.cost import analytic_cost, flop_count, relative_difference
 from ppt_tools.core.models import build_named_model, build_stock_model
+from ppt_tools.core import timing
+from ppt_tools.core.results import describe_machine, machine_done, machine_info
 from ppt_tools.core.timing import TensorMemoryTracker, TimingStats, time_interleaved
 
 
@@ -144,6 +146,96 @@ def test_timing_stats_and_interleaving_order():
     assert stats.median_latency_ms == pytest.approx(1000 * 8 / 30)
 
 
+# ---- the noise verdict (synthetic timings: nothing here is timed) --------------------------------------------------
+
+TIGHT = [100.0, 101.0, 99.0, 100.0, 102.0]  # quartiles 100 and 101 around a median of 100: 1%
+WIDE = [26.5, 549.5, 100.0, 300.0, 60.0]  # the range: IQR 240 of a median of 100
+
+
+def test_a_wide_spread_is_noisy_a_tight_one_is_not():
+    quiet = dict(threads=2, cpus=8, load_before=0.3, load_after=2.4)
+    tight, wide = TimingStats(8, 1, TIGHT, **quiet), TimingStats(8, 1, WIDE, **quiet)
+    assert tight.spread == pytest.approx(1 / 100) and not tight.noisy and tight.noise == []
+    assert wide.spread == pytest.approx((300 - 60) / 100) and wide.noisy
+    assert wide.noise == ["rounds spread 240% of the median (over 10%)"]
+    # two rounds: max - min over the median; one round has no spread to judge
+    assert TimingStats(8, 1, [100.0, 130.0]).noise == ["rounds spread 26% of the median (over 10%)"]
+    assert TimingStats(8, 1, [100.0]).noise == ["a single round: its spread is unknown"]
+    data = wide.to_dict()  # the JSON: the existing fields, and the verdict beside them
+    assert data["median"] == 100.0 and (data["q1"], data["q3"]) == (60.0, 300.0) and data["images_per_second"] == WIDE
+    assert data["noisy"] is True and data["noise"] == wide.noise and data["spread"] == pytest.approx(2.4)
+    assert (data["threads"], data["cpus"], data["load_before"], data["load_after"]) == (2, 8, 0.3, 2.4)
+
+
+@pytest.mark.parametrize("load_before, load_after, busy", [
+    (6.4, 7.0, False),  # 6.4 runnable besides a 2-thread measurement on 8 CPUs, 6 free: within the 0.5 of slack
+    (6.6, 7.0, "6.60"),  # over it: busy
+    (0.2, 8.8, "6.80"),  # load that came during the rounds: 8.8 after, less the measurement's own 2 threads
+    (0.2, 8.4, False),  # 8.4 after is the measurement's 2 threads and 6.4 besides: not busy
+    (None, None, False),  # no load average (Windows): no load verdict
+])
+def test_high_load_makes_a_timing_noisy(load_before, load_after, busy):
+    stats = TimingStats(8, 1, TIGHT, threads=2, cpus=8, load_before=load_before, load_after=load_after)
+    assert stats.noisy == bool(busy)
+    if busy:
+        assert stats.noise == [f"machine busy: load average {busy} besides the measurement, with 2 thread(s) on 8 CPUs"]
+
+
+def test_time_interleaved_records_threads_cpus_and_the_load_around_the_rounds(monkeypatch):
+    readings = iter([0.25, 100.0])
+    monkeypatch.setattr(timing, "load_average", lambda: next(readings))
+    stats = time_interleaved({"a": lambda: None}, batch_size=1, warmup=1, rounds=3, progress=False, threads=3)["a"]
+    assert (stats.threads, stats.cpus, stats.load_before, stats.load_after) == (3, os.cpu_count(), 0.25, 100.0)
+    assert stats.noisy and any(reason.startswith("machine busy: load average 97.00") for reason in stats.noise)
+
+
+def test_the_machine_record_holds_the_load_before_and_after():
+    info = machine_info("cpu")
+    assert info["cpu"] and info["torch_threads"] == torch.get_num_threads()
+    assert info["load_average_before"] == pytest.approx(os.getloadavg()[0], abs=5)
+    assert "load_average_after" not in info
+    machine_done(info)
+    assert isinstance(info["load_average_after"], float)
+    assert f"load {info['load_average_before']:.2f} -> {info['load_average_after']:.2f}" in describe_machine(info)
+
+
+def synthetic_models(ppt_rounds: list[float], baseline_rounds: list[float]) -> dict:
+    quiet = dict(threads=2, cpus=8, load_before=0.1, load_after=2.1)
+
+    def entry(macs: int, rounds: list[float]) -> dict:
+        return {"parameters": 5_000_000, "macs": macs, "flops": 2 * macs, "tokens_per_layer": [[197, 147]],
+                "throughput": TimingStats(8, 1, rounds, **quiet).to_dict()}
+
+    return {"baseline": entry(4_000_000_000, baseline_rounds), "ppt": entry(3_000_000_000, ppt_rounds)}
+
+
+def test_a_ratio_of_a_noisy_timing_is_noisy_and_the_table_marks_it():
+    tight = benchmark.compute_ratios(synthetic_models(TIGHT, TIGHT))["ppt_vs_baseline"]
+    assert tight["speedup"] == pytest.approx(1.0) and tight["speedup_noise"] == [] and tight["noisy"] is False
+    models = synthetic_models(WIDE, TIGHT)
+    noisy = benchmark.compute_ratios(models)["ppt_vs_baseline"]
+    assert noisy["noisy"] is True and noisy["speedup_noise"] == ["ppt: rounds spread 240% of the median (over 10%)"]
+    results = {"mode": "inference", "models": models, "ratios": {"ppt_vs_baseline": noisy}}
+    headers, rows = benchmark.table(results)
+    baseline_row, ppt_row = (dict(zip(headers, row)) for row in rows)
+    assert baseline_row["img/s median"] == "100.0"  # tight: unmarked
+    assert ppt_row["img/s median"] == "~100.0" and ppt_row["speed-up"] == "~1.00"
+    lines = benchmark.notes(results)
+    assert "~ noisy ppt throughput: rounds spread 240% of the median (over 10%)" in lines
+    assert any(line.startswith("ppt_vs_baseline: ") and "throughput speed-up ~1.00x" in line for line in lines)
+    assert not any("baseline throughput" in line for line in lines)
+
+
+def test_benchmark_reaches_the_compression_step_through_the_models_public_api():
+    import ast
+
+    tree = ast.parse(open(benchmark.__file__).read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    model_modules = {name for name in imported if name.startswith("modeling_ppt_deit")}
+    assert model_modules == {"modeling_ppt_deit"}
+
+
 # ---- the run command ---------------------------------------------------------------------------------------------
 
 
@@ -169,6 +261,13 @@ def test_run_reports_baseline_ppt_and_stock(tiny_checkpoint, labelled_dataset, t
     ratios = report["ratios"]["ppt_vs_baseline"]
     assert ratios["macs_reduction_pct"] == pytest.approx(100 * (1 - models["ppt"]["macs"] / models["baseline"]["macs"]))
     assert "speedup" in ratios and "top1_change_points" in ratios
+    # every timing records its spread and verdict, the ratios theirs, the machine the load around the run
+    for entry in models.values():
+        for figure in (entry["throughput"], entry["latency_ms"]):
+            assert {"spread", "noisy", "noise"} <= set(figure) and figure["noisy"] == bool(figure["noise"])
+        assert entry["throughput"]["threads"] == report["machine"]["torch_threads"]
+    assert ratios["noisy"] == bool(ratios["speedup_noise"] or ratios["latency_speedup_noise"])
+    assert {"load_average_before", "load_average_after", "cpu", "torch_threads"} <= set(report["machine"])
     with open(out / "benchmark_inference.csv") as handle:
         assert [row["model"] for row in csv.DictReader(handle)] == ["baseline", "ppt", "stock_sdpa"]
     assert (out / "benchmark_inference.md").read_text().startswith("| model |")

@@ -195,9 +195,15 @@ def test_a_real_benchmark_report_fills_the_card(tmp_path):
     assert results["baseline_throughput"] == baseline["throughput"]["median"]
     assert results["throughput_batch_size"] == 2 and report["machine"]["cpu"] in results["hardware"]
 
-    folder = export_folder(model, tiny_image_processor(), tmp_path / "export", results=[report_path])
+    # one round has no spread to judge: the timings are noisy, and the card takes them only when told to
+    assert report["models"]["ppt"]["throughput"]["noisy"]
+    folder = export_folder(model, tiny_image_processor(), tmp_path / "export", results=[report_path],
+                           allow_noisy_timings=True)
     ppt_row = _table_row(folder.joinpath("README.md").read_text(), "**PPT")
     assert "not measured" not in ppt_row[2:]  # parameters, MACs, FLOPs, throughput
+    assert ppt_row[5] == f"{ppt['throughput']['median']:.1f} img/s (noisy)"
+    folder = export_folder(model, tiny_image_processor(), tmp_path / "export", results=[report_path])
+    assert _table_row(folder.joinpath("README.md").read_text(), "**PPT")[5] == "not measured (noisy)"
 
     other = tiny_trained_model(prune_threshold=7e-5, hidden_size=48)
     with pytest.raises(ValueError, match="measured on another model"):
@@ -214,3 +220,54 @@ def test_the_split_comes_from_train_py_results_when_training_info_lacks_it():
                             num_parameters=1000)
     assert "split `train (held out 20%)`" in card.text
     assert card.data.eval_results[0].dataset_split == "train (held out 20%)"
+
+
+def noisy_or_not_report(ppt_rounds: list[float], baseline_rounds: list[float]) -> dict:
+    """A benchmark.py report as it writes it, with synthetic timings (2 threads on 8 quiet CPUs, batch 16)."""
+    from ppt_tools.core.timing import TimingStats
+
+    def timing(rounds):
+        return TimingStats(16, 1, rounds, threads=2, cpus=8, load_before=0.1, load_after=2.0).to_dict()
+
+    return {"mode": "inference", "batch_size": 16, "dtype": "fp32",
+            "machine": {"cpu": "Test CPU 9000", "torch_threads": 2, "logical_cpus": 8},
+            "models": {"ppt": {"throughput": timing(ppt_rounds)}, "baseline": {"throughput": timing(baseline_rounds)}}}
+
+
+TIGHT_PPT, TIGHT_BASELINE = [300.0, 301.0, 299.0, 300.0, 302.0], [200.0, 201.0, 199.0, 200.0, 202.0]
+WIDE = [26.5, 549.5, 300.0, 400.0, 60.0]  # quartiles 60 and 400 around 300
+
+
+def _card(results, **kwargs):
+    from ppt_tools.export.card import build_model_card
+
+    return build_model_card(trained_export().model.config, results, {}, stock_class="ViTForImageClassification",
+                            num_parameters=1000, **kwargs).text
+
+
+def test_the_card_states_machine_threads_batch_and_dtype_beside_the_speed():
+    results = normalize_results(noisy_or_not_report(TIGHT_PPT, TIGHT_BASELINE))
+    assert (results["hardware"], results["threads"], results["dtype"]) == ("Test CPU 9000", 2, "fp32")
+    text = _card(results)
+    context = "batch 16, fp32, Test CPU 9000, 2 threads"
+    assert f"Speed-up: 1.50x (PPT / baseline throughput; {context})." in text
+    assert f"| Throughput ({context}) |" in text
+    assert _table_row(text, "**PPT")[5] == "300.0 img/s" and _table_row(text, "Baseline")[5] == "200.0 img/s"
+
+
+def test_publish_keeps_a_noisy_speedup_out_of_the_card_unless_told():
+    from ppt_tools.export.card import noisy_timings
+
+    results = normalize_results(noisy_or_not_report(WIDE, TIGHT_BASELINE))
+    reason = "rounds spread 113% of the median (over 10%)"
+    assert results["throughput_noise"] == reason and "baseline_throughput_noise" not in results
+    assert noisy_timings(results) == [f"PPT throughput: {reason}"]
+    text = _card(results)
+    assert "1.50x" not in text and "300.0 img/s" not in text
+    assert f"Speed-up: not measured (noisy: PPT throughput: {reason})." in text
+    assert _table_row(text, "**PPT")[5] == "not measured (noisy)"
+    assert _table_row(text, "Baseline")[5] == "200.0 img/s"  # the quiet figure stays
+    text = _card(results, allow_noisy_timings=True)
+    assert (f"Speed-up: 1.50x (PPT / baseline throughput; batch 16, fp32, Test CPU 9000, 2 threads, noisy: PPT "
+            f"throughput: {reason})." in text)
+    assert _table_row(text, "**PPT")[5] == "300.0 img/s (noisy)"

@@ -136,3 +136,27 @@ def test_a_run_folder_with_only_checkpoints_says_so(tmp_path, capsys):
     assert code == 1
     assert "(no config.json); it holds checkpoint-12: an unfinished run" in err
     assert f"--resume_from_checkpoint True --output_dir {run}" in err
+
+
+def test_the_command_says_it_left_noisy_timings_out_and_names_the_flag(tmp_path, capsys):
+    from hub_fixtures import ALL_RESULTS
+    from ppt_tools.core.timing import TimingStats
+
+    run = tmp_path / "run"
+    tiny_trained_model(prune_threshold=7e-5).save_pretrained(run)
+    tiny_image_processor().save_pretrained(run)
+    (run / "all_results.json").write_text(json.dumps(ALL_RESULTS))
+    busy = TimingStats(16, 1, [300.0] * 5, threads=2, cpus=2, load_before=3.0, load_after=5.0).to_dict()
+    report = tmp_path / "benchmark_inference.json"
+    report.write_text(json.dumps({"machine": {"cpu": "Test CPU"}, "models": {
+        "ppt": {"throughput": busy}, "baseline": {"throughput": {**busy, "median": 200.0}}}}))
+    argv = [run, "--repo_id", REPO_ID, "--dry_run", "--results", run / "all_results.json", report]
+    code, err = publish_cli(capsys, *argv, "--output_dir", tmp_path / "quiet")
+    assert code == 0, err
+    assert "noisy timings are left out of the card (PPT throughput: machine busy" in err
+    assert "--allow_noisy_timings" in err
+    assert "Speed-up: not measured (noisy: " in (tmp_path / "quiet" / "README.md").read_text()
+    code, err = publish_cli(capsys, *argv, "--output_dir", tmp_path / "told", "--allow_noisy_timings")
+    assert code == 0, err
+    assert "noisy timings" not in err
+    assert "Speed-up: 1.50x (PPT / baseline throughput; " in (tmp_path / "told" / "README.md").read_text()

@@ -25,6 +25,12 @@ instead hold `{"ppt": {...}, "baseline": {...}}` (or `"compressed"` for `"ppt"`)
                                                                        throughput_images_per_second
     throughput_batch_size batch size of the throughput measurement     throughput_batch_size, batch_size
     hardware              device the throughput was measured on (str)  hardware, device_name, device
+    threads               CPU threads of the throughput measurement    threads, torch_threads
+    dtype                 dtype of the throughput measurement (str)    dtype
+    throughput_noise      why the throughput is noisy (str; benchmark  throughput_noise
+                          reports give it): the card leaves a noisy
+                          throughput and speed-up out unless
+                          `allow_noisy_timings`
     epoch                 epochs trained (Trainer's all_results.json)  epoch
     eval_split            split the accuracy was measured on (str)     eval_split
 
@@ -87,11 +93,14 @@ RESULT_ALIASES: dict[str, tuple[str, ...]] = {
     "throughput": ("throughput", "images_per_second", "throughput_images_per_second"),
     "throughput_batch_size": ("throughput_batch_size", "batch_size"),
     "hardware": ("hardware", "device_name", "device"),
+    "threads": ("threads", "torch_threads"),
+    "dtype": ("dtype",),
+    "throughput_noise": ("throughput_noise",),
     "epoch": ("epoch",),
     "eval_split": ("eval_split",),
 }
-TEXT_KEYS = {"hardware", "eval_split"}
-BASELINE_KEYS = ("accuracy", "top5_accuracy", "eval_loss", "params", "macs", "throughput")
+TEXT_KEYS = {"hardware", "eval_split", "dtype", "throughput_noise"}
+BASELINE_KEYS = ("accuracy", "top5_accuracy", "eval_loss", "params", "macs", "throughput", "throughput_noise")
 NESTED_PPT = ("ppt", "compressed")
 NESTED_BASELINE = ("baseline",)
 TRAIN_BASELINE_PREFIX = "eval_baseline_"
@@ -110,8 +119,8 @@ def _number(key: str, value: Any) -> float | int:
 
 def _from_benchmark_report(report: Mapping[str, Any]) -> dict[str, Any]:
     """`benchmark.py`'s JSON (`{"models": {"ppt": {...}, "baseline": {...}, ...}, "machine": {...}}`, each model
-    with `parameters`, `macs`, `throughput: {median, batch_size}` and, with --dataset, `accuracy: {top1, top5}`)
-    -> the `{"ppt": ..., "baseline": ...}` form."""
+    with `parameters`, `macs`, `throughput: {median, batch_size, noise}` and, with --dataset, `accuracy: {top1,
+    top5}`) -> the `{"ppt": ..., "baseline": ...}` form."""
 
     def card_keys(entry: Mapping[str, Any]) -> dict[str, Any]:
         throughput = entry.get("throughput") or {}
@@ -120,6 +129,7 @@ def _from_benchmark_report(report: Mapping[str, Any]) -> dict[str, Any]:
             "params": entry.get("parameters"),
             "macs": entry.get("macs"),
             "throughput": throughput.get("median"),
+            "throughput_noise": "; ".join(throughput.get("noise") or []) or None,
             "accuracy": accuracy.get("top1"),
             "top5_accuracy": accuracy.get("top5"),
         }
@@ -132,8 +142,11 @@ def _from_benchmark_report(report: Mapping[str, Any]) -> dict[str, Any]:
         converted["throughput_batch_size"] = throughput["batch_size"]
     machine = report.get("machine") or {}
     if machine:
-        threads = f", {machine['torch_threads']} torch threads" if machine.get("torch_threads") else ""
-        converted["hardware"] = machine.get("gpu") or f"{machine.get('cpu', 'CPU')}{threads}"
+        converted["hardware"] = machine.get("gpu") or machine.get("cpu", "CPU")
+        if machine.get("torch_threads"):
+            converted["threads"] = machine["torch_threads"]
+    if report.get("dtype"):
+        converted["dtype"] = report["dtype"]
     return converted
 
 
@@ -185,8 +198,15 @@ def normalize_results(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     for name in BASELINE_KEYS:
         found, value = _pick(flat, name, prefix="baseline_")
         if found and value is not None:
-            results[f"baseline_{name}"] = _number(f"baseline_{name}", value)
+            results[f"baseline_{name}"] = str(value) if name in TEXT_KEYS else _number(f"baseline_{name}", value)
     return results
+
+
+def noisy_timings(results: Mapping[str, Any]) -> list[str]:
+    """Why the throughput figures of normalized `results` are noisy, one line per model (empty: none is)."""
+    return [f"{label} throughput: {results[prefix + 'throughput_noise']}"
+            for label, prefix in (("PPT", ""), ("baseline", "baseline_"))
+            if results.get(prefix + "throughput") is not None and results.get(prefix + "throughput_noise")]
 
 
 def is_export_results(content: Mapping[str, Any]) -> bool:
@@ -235,11 +255,27 @@ def format_count(value, unit: str = "") -> str:
     return f"{value:g} {unit}".rstrip()
 
 
-def format_throughput(value) -> str:
-    return NOT_MEASURED if value is None else f"{value:.1f} img/s"
+def format_throughput(value, noise: str | None = None, allow_noisy: bool = False) -> str:
+    """A noisy figure is left out (`allow_noisy`: kept), and said to be noisy either way."""
+    if value is None:
+        return NOT_MEASURED
+    if noise:
+        return f"{value:.1f} img/s (noisy)" if allow_noisy else f"{NOT_MEASURED} (noisy)"
+    return f"{value:.1f} img/s"
 
 
-def _results_table(results: Mapping[str, Any], stock_class: str) -> str:
+def _speed_context(results: Mapping[str, Any]) -> str:
+    """What a speed figure was measured with: batch size, dtype, machine, threads."""
+    batch, threads = results.get("throughput_batch_size"), results.get("threads")
+    parts = [f"batch {int(batch)}" if batch else f"batch size {NOT_RECORDED}"]
+    if results.get("dtype"):
+        parts.append(str(results["dtype"]))
+    parts.append(results.get("hardware", f"hardware {NOT_RECORDED}"))
+    parts.append(f"{int(threads)} threads" if threads else f"threads {NOT_RECORDED}")
+    return ", ".join(parts)
+
+
+def _results_table(results: Mapping[str, Any], stock_class: str, allow_noisy_timings: bool = False) -> str:
     def row(label: str, prefix: str) -> str:
         macs = results.get(prefix + "macs")
         cells = [
@@ -248,12 +284,15 @@ def _results_table(results: Mapping[str, Any], stock_class: str) -> str:
             format_count(results.get(prefix + "params")),
             format_count(macs, "MACs"),
             format_count(None if macs is None else 2 * macs, "FLOPs"),
-            format_throughput(results.get(prefix + "throughput")),
+            format_throughput(results.get(prefix + "throughput"), results.get(prefix + "throughput_noise"),
+                              allow_noisy_timings),
         ]
         return f"| {label} | " + " | ".join(cells) + " |"
 
+    measured = "throughput" in results or "baseline_throughput" in results
+    throughput = f"Throughput ({_speed_context(results)})" if measured else "Throughput"
     header = (
-        "| Model | Top-1 accuracy | Top-5 accuracy | Parameters | MACs / image | FLOPs / image (2 x MACs) | Throughput |\n"
+        f"| Model | Top-1 accuracy | Top-5 accuracy | Parameters | MACs / image | FLOPs / image (2 x MACs) | {throughput} |\n"
         "|---|---|---|---|---|---|---|"
     )
     return "\n".join(
@@ -261,7 +300,8 @@ def _results_table(results: Mapping[str, Any], stock_class: str) -> str:
     )
 
 
-def _results_notes(results: Mapping[str, Any], info: Mapping[str, Any], sources: list[str]) -> str:
+def _results_notes(results: Mapping[str, Any], info: Mapping[str, Any], sources: list[str],
+                   allow_noisy_timings: bool = False) -> str:
     notes = []
     dataset = info.get("dataset_name") or info.get("dataset")
     split = info.get("eval_split") or results.get("eval_split") or NOT_RECORDED
@@ -273,8 +313,16 @@ def _results_notes(results: Mapping[str, Any], info: Mapping[str, Any], sources:
         hardware = results.get("hardware", NOT_RECORDED)
         batch = results.get("throughput_batch_size")
         notes.append(f"Throughput measured on {hardware}" + (f", batch size {int(batch)}." if batch else "."))
+        noise = noisy_timings(results)
         if results.get("throughput") and results.get("baseline_throughput"):
-            notes.append(f"Speed-up: {results['throughput'] / results['baseline_throughput']:.2f}x.")
+            speedup = f"{results['throughput'] / results['baseline_throughput']:.2f}x"
+            if noise and not allow_noisy_timings:
+                notes.append(f"Speed-up: {NOT_MEASURED} (noisy: {'; '.join(noise)}).")
+            else:
+                noisy = f", noisy: {'; '.join(noise)}" if noise else ""
+                notes.append(f"Speed-up: {speedup} (PPT / baseline throughput; {_speed_context(results)}{noisy}).")
+        elif noise:
+            notes.append(f"Noisy timings: {'; '.join(noise)}.")
     notes.append(
         "MACs are multiply-accumulates; the PPT paper's \"GFLOPs\" are MACs. "
         f'"{NOT_MEASURED}" marks a number no run has measured yet.'
@@ -373,6 +421,7 @@ def build_model_card(
     revision: str = UNPINNED_REVISION,
     example_files: list[tuple[str, str]] | None = None,
     onnx_opset: int | None = None,
+    allow_noisy_timings: bool = False,
 ) -> ModelCard:
     """Fill `template.md` for a PPT-DeiT `config` (a `PPTDeiTConfig`).
 
@@ -388,6 +437,8 @@ def build_model_card(
             widget's examples and the usage code's image. Without them an ImageNet (1000-class) model gets the Hub's
             sample photos and any other model no widget examples.
         onnx_opset: the opset of the folder's `onnx/model.onnx`, if it has one: the card then says how to run it.
+        allow_noisy_timings: print a noisy throughput and speed-up (marked noisy); by default they are left out and
+            the card says why (see `noisy_timings`).
     """
     results = dict(results or {})
     info = dict(training_info or {})
@@ -435,8 +486,8 @@ def build_model_card(
         reduction_layers=str(list(config.reduction_layers)),
         score_function=config.score_function,
         prune_threshold=_format_threshold(config.prune_threshold),
-        results_table=_results_table(results, stock_class),
-        results_notes=_results_notes(results, info, list(result_sources or [])),
+        results_table=_results_table(results, stock_class, allow_noisy_timings),
+        results_notes=_results_notes(results, info, list(result_sources or []), allow_noisy_timings),
         settings_rows=_settings_rows(config),
         image_size=image_size,
         token_schedule=schedule,

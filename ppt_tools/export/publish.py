@@ -37,7 +37,8 @@ Nothing measured is lost without saying so: an export that would replace a previ
 numbers the new one lacks is refused (`allow_fewer_results` / `--allow_fewer_results` to do it anyway), and the
 command line exports an export with the numbers and training information it holds. The command line also refuses
 a training run that has not finished (no `all_results.json`, or a `checkpoint-N` folder) unless given
-`--allow_unfinished`.
+`--allow_unfinished`. A throughput that benchmark.py marked noisy, and the speed-up from it, stay out of the card
+(it says why, and the command says so on stderr) unless `allow_noisy_timings` / `--allow_noisy_timings`.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ from ppt_tools.core.results import (
     write_json,
 )
 
-from .card import build_model_card, is_export_results, load_results, normalize_results, pin_usage
+from .card import build_model_card, is_export_results, load_results, noisy_timings, normalize_results, pin_usage
 from .space import EXAMPLES_DIR, check_space_dir, evaluation_examples, save_examples, \
     write_space_folder
 
@@ -252,6 +253,7 @@ def export_folder(
     example_images=None,
     onnx: bool = False,
     onnx_opset: int | None = None,
+    allow_noisy_timings: bool = False,
 ) -> Path:
     """Write the folder that `push_folder` uploads (contents in the module docstring) and return its path.
 
@@ -273,6 +275,8 @@ def export_folder(
         onnx: also write `onnx/model.onnx` (+ `onnx/config.json`, `onnx/preprocessor_config.json`) for ONNX Runtime
             and Optimum, checked against PyTorch within 1e-4 (needs `pip install ".[onnx]"`).
         onnx_opset: its opset (default `ppt_tools.export.onnx.DEFAULT_OPSET`).
+        allow_noisy_timings: put a noisy throughput and speed-up (see `ppt_tools.core.timing`) into the card, marked
+            noisy; by default the card leaves them out and says why.
     """
     _check_model(model)
     if image_processor is None or not hasattr(image_processor, "save_pretrained"):
@@ -320,6 +324,7 @@ def export_folder(
             repo_id=repo_id,
             example_files=example_files,
             onnx_opset=onnx_opset if onnx else None,
+            allow_noisy_timings=allow_noisy_timings,
         )
         card.save(staging / "README.md")
         if verify:
@@ -538,6 +543,9 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--upload_only", action="store_true", help="--model_name_or_path is an export: upload it as is")
     parser.add_argument("--allow_unfinished", action="store_true",
                         help="export a training run that has not finished (no all_results.json) or a checkpoint-N")
+    parser.add_argument("--allow_noisy_timings", action="store_true",
+                        help="put noisy throughput and speed-up figures into the card (marked noisy); without it the "
+                             "card leaves them out")
     parser.add_argument("--allow_fewer_results", action="store_true",
                         help="replace a previous export in output_dir although it holds results this export lacks")
     parser.add_argument("--space", nargs="?", const="", default=None, metavar="SPACE_ID",
@@ -691,6 +699,10 @@ def _export_checkpoint(args) -> Path:
     elif args.onnx_opset is not None:
         raise ValueError("--onnx_opset belongs to --onnx")
     normalized, _ = load_results(result_files)  # validate before loading the model
+    noise = noisy_timings(normalized)
+    if noise and not args.allow_noisy_timings:
+        print(f"{PROG}: note: noisy timings are left out of the card ({'; '.join(noise)}); --allow_noisy_timings "
+              "puts them in, marked noisy", file=sys.stderr)
     if not args.allow_fewer_results:  # refused before loading the model; with the flag export_folder names them
         _check_nothing_dropped(output_dir, normalized, training_info)
     model = load_pretrained(str(checkpoint), f"checkpoint {str(checkpoint)!r}").eval()
@@ -698,7 +710,7 @@ def _export_checkpoint(args) -> Path:
     return export_folder(model, image_processor, output_dir, results=list(result_files), training_info=training_info,
                          allow_fewer_results=args.allow_fewer_results,
                          example_images=_example_images(checkpoint, training_info), onnx=args.onnx,
-                         onnx_opset=args.onnx_opset)
+                         onnx_opset=args.onnx_opset, allow_noisy_timings=args.allow_noisy_timings)
 
 
 def _example_images(checkpoint: Path, training_info: dict) -> list:
