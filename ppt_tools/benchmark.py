@@ -22,7 +22,9 @@ throughput (images/s, median and [min, max] over rounds); batch-1 latency; peak 
 
 How it measures:
 - Timing: the models are interleaved, and the order is rotated every round (a fixed order biased the first model
-  by about 3% here), after untimed warm-up calls.
+  by about 3% here), after untimed warm-up calls. Every timing keeps its spread and the load average around it;
+  a noisy one (rounds spread too far, a single round, or a busy machine: `ppt_tools.core.timing`) and every
+  speed-up from it are marked `~` in the table, with a note line per reason, and `noisy` / `noise` in the JSON.
 - FLOP counting: the counter does not know the CPU SDPA kernel, so torch's own SDPA formula is registered for it
   (`ppt_tools.core.cost`); the compression step's small matmuls are reported apart.
 - CPU peak memory: live tensor storages created during one call (a lower bound: no kernel scratch buffers, no
@@ -31,12 +33,14 @@ How it measures:
   (`ppt_tools.export.onnx`: torch's dynamo exporter, dynamic batch), checked against PyTorch, and timed in ONNX
   Runtime sessions with `--threads` intra-op threads, interleaved with the eager models in the same rounds
   (`ppt_onnx`, `stock_onnx`; their ratio is `ppt_onnx_vs_stock_onnx`). Needs `pip install ".[onnx]"`.
-- `--mode step_cost`: the compression step alone against the whole layer it sits in, at the first reduction layer;
-  and that layer at every token count of the schedule, with the free-step ceiling it implies.
+- `--mode step_cost`: the compression step alone (`PPTDeiTLayer.compression_step`, the model's own) against the
+  whole layer it sits in, at the first reduction layer; and that layer at every token count of the schedule, with
+  the free-step ceiling it implies.
 - Several processes (`accelerate launch --num_processes N`) share the accuracy evaluation; timing is refused there
   (the processes would time their contention), so such runs take `--cost_only`.
 
-All results go into one dict (`benchmark`), printed and written as `benchmark_<mode>.json|csv|md` (`write_results`).
+One runner per mode (`RUNNERS`: run, table, notes) fills one dict (`benchmark`), printed and written as
+`benchmark_<mode>.json|csv|md` by the one writer (`write_results`).
 """
 
 from __future__ import annotations
