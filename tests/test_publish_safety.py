@@ -150,7 +150,8 @@ def test_the_command_says_it_left_noisy_timings_out_and_names_the_flag(tmp_path,
     report = tmp_path / "benchmark_inference.json"
     report.write_text(json.dumps({"machine": {"cpu": "Test CPU"}, "models": {
         "ppt": {"throughput": busy}, "baseline": {"throughput": {**busy, "median": 200.0}}}}))
-    argv = [run, "--repo_id", REPO_ID, "--dry_run", "--results", run / "all_results.json", report]
+    argv = ["--model_name_or_path", run, "--hub_model_id", REPO_ID, "--dry_run",
+            "--results", run / "all_results.json", report]
     code, err = publish_cli(capsys, *argv, "--output_dir", tmp_path / "quiet")
     assert code == 0, err
     assert "noisy timings are left out of the card (PPT throughput: machine busy" in err
