@@ -1,8 +1,6 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
 """PPT-DeiT configuration: a `DeiTConfig` plus the token Pruning & Pooling schedule."""
 
-from __future__ import annotations
-
 import math
 import re
 
@@ -14,7 +12,9 @@ from .token_ops import SCORE_FUNCTIONS, clamp_tokens_removed, get_score_function
 
 
 # The DeiT internals we subclass (`q_proj`..., `DeiTModel.layers`, strict configs) are those of transformers 5.9+.
-# (The project as a whole, with its training and Hub tools, asks for 5.18+: see pyproject.toml.)
+# (The project as a whole, with its training and Hub tools, asks for 5.18+: see pyproject.toml.) The fields' types are
+# checked by `@strict`, which needs real annotations (no `from __future__ import annotations` in this module); it
+# refuses a bool where an int is expected from huggingface_hub 1.9 on.
 SUPPORTED_TRANSFORMERS = ((5, 9), (6, 0))
 
 
@@ -32,6 +32,21 @@ _check_transformers_version()
 
 # Stock model types whose checkpoints load directly into PPT-DeiT (see `PPTDeiTConfig.from_dict`).
 COMPATIBLE_MODEL_TYPES = ("vit", "deit")
+
+# Upper bounds of the sizes a config may ask for: generous (ViT-22B has 48 layers of width 6144 and MLP 24576;
+# DINOv2-giant 1369 patches at 518 px), but a config.json asking for more is refused before anything is allocated.
+SIZE_BOUNDS = {
+    "num_hidden_layers": 256,
+    "hidden_size": 16_384,
+    "num_attention_heads": 256,
+    "intermediate_size": 65_536,
+    "num_channels": 64,
+    "image_size": 8_192,
+    "patch_size": 1_024,
+}
+PAIR_FIELDS = ("image_size", "patch_size")
+MAX_PATCHES = 65_536
+MAX_LABELS = 1_000_000
 
 # The compression schedule proper: what `compression_defaults` returns and what tools sweep over.
 SCHEDULE_SETTINGS = ("reduction_layers", "tokens_removed", "prune_threshold", "score_function")
@@ -52,9 +67,12 @@ class PPTDeiTConfig(DeiTConfig):
     tau = 7e-5, `ats` scores: 197 -> 147 -> 97 -> 49 tokens at 224 px).
 
     Differences from `DeiTConfig`:
-    - the PPT settings below, checked at construction (also through `from_pretrained` keyword arguments and
-      `config.json`): a bad value raises a `ValueError` naming the setting and what it accepts;
-    - `image_size` and `patch_size` must give at least one patch;
+    - the PPT settings below. Every field is checked at construction (also through `from_pretrained` keyword
+      arguments and `config.json`): a value of the wrong type raises huggingface_hub's
+      `StrictDataclassFieldValidationError` (as in every transformers config), a value out of range a `ValueError`,
+      both naming the setting and what it accepts;
+    - sizes are bounded (`SIZE_BOUNDS`, `MAX_PATCHES`, `MAX_LABELS`), `image_size` must be a multiple of
+      `patch_size` and `hidden_size` of `num_attention_heads`;
     - a stock `vit` or `deit` config (a Hub checkpoint's `config.json`) is adopted as a PPT-DeiT one, see `from_dict`.
 
     Args:
@@ -95,71 +113,62 @@ class PPTDeiTConfig(DeiTConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self._check_setting_types()
         self.reduction_layers = list(self.reduction_layers)
         if not isinstance(self.tokens_removed, int):
             self.tokens_removed = list(self.tokens_removed)
         self.prune_threshold = float(self.prune_threshold)
-        self._check_ppt_settings()
+        self._check_all()
 
-    def _check_setting_types(self) -> None:
-        # The PPT fields are annotated, but this module's `from __future__ import annotations` leaves the annotations
-        # as strings, which `@strict` does not type-check: the types are checked here, with a ValueError that says
-        # what each setting accepts (a bare TypeError from deep inside the checks or the model would not).
-        def fail(name: str, allowed: str) -> None:
-            raise ValueError(f"{name}={getattr(self, name)!r} is not valid: {name} must be {allowed}")
-
-        def is_int(value) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_int_list(value) -> bool:
-            return isinstance(value, (list, tuple)) and all(is_int(item) for item in value)
-
-        if not is_int_list(self.reduction_layers):
-            fail("reduction_layers", "a list of 0-based layer indices, e.g. [3, 6, 9] ([] = no compression)")
-        if not (is_int(self.tokens_removed) or is_int_list(self.tokens_removed)):
-            fail("tokens_removed", "an int >= 0, or a list of them with one entry per reduction layer")
-        if isinstance(self.prune_threshold, bool) or not isinstance(self.prune_threshold, (int, float)):
-            fail("prune_threshold", 'a number >= 0 (0 = always prune, float("inf") = always pool)')
-        if not isinstance(self.score_function, str):
-            fail("score_function", f"the name of a registered score function, one of {sorted(SCORE_FUNCTIONS)}")
-        for name in ("proportional_attention", "use_distillation_token", "distillation_head", "track_sources"):
-            if not isinstance(getattr(self, name), bool):
-                fail(name, "True or False")
-        for name in ("hidden_size", "num_attention_heads", "intermediate_size", "num_channels"):
-            if not (is_int(getattr(self, name)) and getattr(self, name) > 0):
-                fail(name, "a positive int")  # a negative size would fail deep in torch ("negative dimension")
-        for name in ("image_size", "patch_size"):
+    def _check_sizes(self) -> None:
+        # `@strict` has checked the types (a field set to a value of another type raises
+        # `StrictDataclassFieldValidationError` naming it); what remains are the values. The bounds refuse a
+        # config.json that would allocate until memory runs out, before any weight is created.
+        for name, bound in SIZE_BOUNDS.items():
             value = getattr(self, name)
-            if not (is_int(value) and value > 0) and not (
-                is_int_list(value) and len(value) == 2 and all(side > 0 for side in value)
-            ):
-                fail(name, "a positive int, or a (height, width) pair of them")
-        if self.num_patches_for() == 0:
-            raise ValueError(
-                f"image_size={self.image_size!r} is smaller than patch_size={self.patch_size!r}: the image must hold "
-                "at least one patch"
-            )
+            for side in value if isinstance(value, (list, tuple)) else [value]:
+                if not 0 < side <= bound:
+                    raise ValueError(f"{name}={_short(value)} is not valid: {name} must be a positive int "
+                                     f"{'(or a (height, width) pair of them) ' if name in PAIR_FIELDS else ''}"
+                                     f"<= {bound:,}")
+        for name in PAIR_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)) and len(value) != 2:
+                raise ValueError(f"{name}={_short(value)} is not valid: {name} must be a positive int, or a "
+                                 "(height, width) pair of them")
+        if self.num_labels > MAX_LABELS:
+            raise ValueError(f"num_labels={self.num_labels} is not valid: at most {MAX_LABELS:,} classes")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of "
+                             f"num_attention_heads={self.num_attention_heads}")
+        (height, width), (patch_h, patch_w) = _pair(self.image_size), _pair(self.patch_size)
+        if height % patch_h or width % patch_w:
+            # The patch convolution would drop the pixels past the last whole patch, and an image smaller than a
+            # patch would hold none.
+            raise ValueError(f"image_size={self.image_size!r} must be a multiple of patch_size={self.patch_size!r}: "
+                             "the image must hold at least one patch, and only whole patches")
+        if self.num_patches_for() > MAX_PATCHES:
+            raise ValueError(f"image_size={self.image_size!r} with patch_size={self.patch_size!r} gives "
+                             f"{self.num_patches_for():,} patches; at most {MAX_PATCHES:,}")
 
     def _check_ppt_settings(self) -> None:
         layers = self.reduction_layers
         for layer in layers:
-            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_hidden_layers:
+            if not 0 <= layer < self.num_hidden_layers:
                 raise ValueError(
                     f"reduction_layers contains {layer!r}: each must be a layer index in "
                     f"[0, {self.num_hidden_layers - 1}] (num_hidden_layers={self.num_hidden_layers})"
                 )
         if len(set(layers)) != len(layers):
-            raise ValueError(f"reduction_layers={layers} lists a layer twice")
+            raise ValueError(f"reduction_layers={_short(layers)} lists a layer twice")
         per_layer = self.tokens_removed
         if layers and isinstance(per_layer, list) and len(per_layer) != len(layers):
             raise ValueError(
-                f"tokens_removed={per_layer} has {len(per_layer)} entries but reduction_layers={layers} has "
-                f"{len(layers)}: give one int for all layers or one per reduction layer"
+                f"tokens_removed={_short(per_layer)} has {len(per_layer)} entries but reduction_layers="
+                f"{_short(layers)} has {len(layers)}: give one int for all layers or one per reduction layer"
             )
         first_clamp = clamp_tokens_removed(10**9, self.num_initial_tokens, self.num_protected_tokens)
         for r in per_layer if isinstance(per_layer, list) else [per_layer]:
-            if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            if r < 0:
                 raise ValueError(f"tokens_removed contains {r!r}: must be an int >= 0")
             if layers and r > first_clamp:
                 raise ValueError(
@@ -277,8 +286,18 @@ class PPTDeiTConfig(DeiTConfig):
         return config
 
     def _check_all(self) -> None:
-        self._check_setting_types()
+        self._check_sizes()
         self._check_ppt_settings()
+
+
+def _pair(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def _short(value, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters: messages name a bad value without repeating a huge one."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 25]}... ({len(text):,} characters)"
 
 
 def _check_is_object(config_dict, what: str) -> None:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from model_fixtures import mixed_pixels, pixels, tiny_config, tiny_model
 from modeling_ppt_deit import SCORE_FUNCTIONS, PPTDeiTConfig, PPTDeiTForImageClassification, register_score_function
@@ -36,36 +37,54 @@ def test_invalid_settings_raise_value_error_naming_the_value(settings, needle):
 
 
 # (setting, bad value, what the message must say the setting accepts). Each arrived as a raw TypeError,
-# ZeroDivisionError, or was stored as it was (a truthy "no").
+# ZeroDivisionError, or was stored as it was (a truthy "no"). A value of the wrong type is refused by the config's
+# `@strict` fields (huggingface_hub's strict dataclasses, as every transformers config), whose error names the field
+# and the type it accepts; a value of the right type out of range by the config's own check (a ValueError).
 BAD_TYPES = [
-    ("proportional_attention", "no", "True or False"),
-    ("track_sources", 1, "True or False"),
-    ("use_distillation_token", "yes", "True or False"),
-    ("distillation_head", None, "True or False"),
-    ("tokens_removed", 8.0, "an int >= 0, or a list of them"),
-    ("tokens_removed", [8, "8"], "an int >= 0, or a list of them"),
-    ("reduction_layers", None, "a list of 0-based layer indices"),
-    ("reduction_layers", 3, "a list of 0-based layer indices"),
-    ("reduction_layers", "12", "a list of 0-based layer indices"),
-    ("prune_threshold", "abc", "a number >= 0"),
-    ("prune_threshold", None, "a number >= 0"),
-    ("prune_threshold", True, "a number >= 0"),
-    ("score_function", 3, "the name of a registered score function"),
-    ("score_function", ["ats"], "the name of a registered score function"),
-    ("patch_size", 0, "a positive int, or a (height, width) pair"),
-    ("image_size", -32, "a positive int, or a (height, width) pair"),
+    ("proportional_attention", "no", "expected bool"),
+    ("track_sources", 1, "expected bool"),
+    ("use_distillation_token", "yes", "expected bool"),
+    ("distillation_head", None, "expected bool"),
+    ("tokens_removed", 8.0, "(<class 'int'>, list[int], tuple[int, ...])"),
+    ("tokens_removed", [8, "8"], "(<class 'int'>, list[int], tuple[int, ...])"),
+    ("reduction_layers", None, "(list[int], tuple[int, ...])"),
+    ("reduction_layers", 3, "(list[int], tuple[int, ...])"),
+    ("reduction_layers", "12", "(list[int], tuple[int, ...])"),
+    ("prune_threshold", "abc", "(<class 'float'>, <class 'int'>)"),
+    ("prune_threshold", None, "(<class 'float'>, <class 'int'>)"),
+    ("prune_threshold", True, "(<class 'float'>, <class 'int'>)"),
+    ("score_function", 3, "expected str"),
+    ("score_function", ["ats"], "expected str"),
+    ("hidden_size", "32", "expected int"),
+    ("image_size", 32.0, "(<class 'int'>, list[int], tuple[int, int])"),
+]
+BAD_VALUES = [
+    ("patch_size", 0, "a positive int (or a (height, width) pair of them)"),
+    ("image_size", -32, "a positive int (or a (height, width) pair of them)"),
     ("image_size", [32, 32, 3], "a positive int, or a (height, width) pair"),
     ("image_size", 2, "at least one patch"),  # 4 px patches
+    ("image_size", 30, "only whole patches"),
     ("hidden_size", -32, "a positive int"),
+    ("hidden_size", 33, "a multiple of num_attention_heads=2"),
     ("num_attention_heads", 0, "a positive int"),
     ("intermediate_size", -1, "a positive int"),
     ("num_channels", 0, "a positive int"),
+    # A config.json asking for sizes that would allocate until memory runs out is refused before any weight exists.
+    ("num_hidden_layers", 100_000, "<= 256"),
+    ("hidden_size", 2**20, "<= 16,384"),
+    ("intermediate_size", 10**9, "<= 65,536"),
+    ("num_attention_heads", 4096, "<= 256"),
+    ("image_size", 10**6, "<= 8,192"),
+    ("image_size", [8192, 8192], "at most 65,536"),
+    ("num_channels", 10**6, "<= 64"),
 ]
+CASES = [(StrictDataclassFieldValidationError, *case) for case in BAD_TYPES] + \
+    [(ValueError, *case) for case in BAD_VALUES]
 
 
 @pytest.mark.parametrize("route", ["constructor", "config_from_pretrained", "model_from_pretrained", "config.json"])
-@pytest.mark.parametrize("name, value, allowed", BAD_TYPES, ids=lambda v: repr(v)[:20])
-def test_badly_typed_settings_raise_value_error_naming_the_setting(tmp_path, route, name, value, allowed):
+@pytest.mark.parametrize("error_type, name, value, allowed", CASES, ids=lambda v: repr(v)[:20])
+def test_badly_typed_settings_raise_value_error_naming_the_setting(tmp_path, route, error_type, name, value, allowed):
     if route == "constructor":
         load = lambda: tiny_config(**{name: value})  # noqa: E731
     else:
@@ -79,10 +98,19 @@ def test_badly_typed_settings_raise_value_error_naming_the_setting(tmp_path, rou
             load = lambda: PPTDeiTConfig.from_pretrained(tmp_path, **{name: value})  # noqa: E731
         else:
             load = lambda: PPTDeiTForImageClassification.from_pretrained(tmp_path, **{name: value})  # noqa: E731
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(error_type) as error:
         load()
     message = str(error.value)
     assert name in message and allowed in message, message
+
+
+def test_messages_do_not_repeat_a_huge_value():
+    """A config.json listing a million values gets an error of a few lines, naming the field."""
+    with pytest.raises(ValueError) as error:
+        tiny_config(tokens_removed=list(range(10**6)))
+    message = str(error.value)
+    assert message.startswith("tokens_removed=[0, 1, 2") and "has 1000000 entries" in message
+    assert len(message) < 300, len(message)
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", '"ppt_deit"', "3", "null"])
