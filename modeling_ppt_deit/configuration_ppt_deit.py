@@ -71,8 +71,8 @@ class PPTDeiTConfig(DeiTConfig):
       arguments and `config.json`): a value of the wrong type raises huggingface_hub's
       `StrictDataclassFieldValidationError` (as in every transformers config), a value out of range a `ValueError`,
       both naming the setting and what it accepts;
-    - sizes are bounded (`SIZE_BOUNDS`, `MAX_PATCHES`, `MAX_LABELS`), `image_size` must be a multiple of
-      `patch_size` and `hidden_size` of `num_attention_heads`;
+    - sizes are bounded (`SIZE_BOUNDS`, `MAX_PATCHES`, `MAX_LABELS`), `image_size` must hold at least one patch
+      and `hidden_size` must be a multiple of `num_attention_heads`;
     - a stock `vit` or `deit` config (a Hub checkpoint's `config.json`) is adopted as a PPT-DeiT one, see `from_dict`.
 
     Args:
@@ -140,12 +140,9 @@ class PPTDeiTConfig(DeiTConfig):
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of "
                              f"num_attention_heads={self.num_attention_heads}")
-        (height, width), (patch_h, patch_w) = _pair(self.image_size), _pair(self.patch_size)
-        if height % patch_h or width % patch_w:
-            # The patch convolution would drop the pixels past the last whole patch, and an image smaller than a
-            # patch would hold none.
-            raise ValueError(f"image_size={self.image_size!r} must be a multiple of patch_size={self.patch_size!r}: "
-                             "the image must hold at least one patch, and only whole patches")
+        if self.num_patches_for() == 0:
+            raise ValueError(f"image_size={self.image_size!r} is smaller than patch_size={self.patch_size!r}: the "
+                             "image must hold at least one patch")
         if self.num_patches_for() > MAX_PATCHES:
             raise ValueError(f"image_size={self.image_size!r} with patch_size={self.patch_size!r} gives "
                              f"{self.num_patches_for():,} patches; at most {MAX_PATCHES:,}")
@@ -288,10 +285,6 @@ class PPTDeiTConfig(DeiTConfig):
     def _check_all(self) -> None:
         self._check_sizes()
         self._check_ppt_settings()
-
-
-def _pair(size) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _short(value, limit: int = 80) -> str:

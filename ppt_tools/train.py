@@ -44,13 +44,14 @@ from dataclasses import dataclass
 import torch
 import transformers
 from datasets import IterableDataset
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from transformers import Trainer, TrainerCallback, set_seed
 
 from ppt_tools.export.publish import HubPushError, export_folder, push_folder
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_tools.core.accuracy import TopKAccuracy, ranked_predictions, top_k_for
-from ppt_tools.core.arguments import one_line
+from ppt_tools.core.arguments import run_command
+from ppt_tools.core.errors import USER_ERRORS, CommandFailure, one_line
 from ppt_tools.core.cost import analytic_cost, baseline_macs
 from ppt_tools.core.data import (
     DIGITS,
@@ -452,11 +453,11 @@ class InputError(ValueError):
     """Bad arguments or data, found before training started; nothing was written."""
 
 
-class UploadError(RuntimeError):
+class UploadError(CommandFailure):
     """--push_to_hub: training finished and everything is saved, but the upload failed."""
 
 
-class StoppedOnDataError(RuntimeError):
+class StoppedOnDataError(CommandFailure):
     """A streamed row that cannot be used, found while training or evaluating; the message says what is saved."""
 
 
@@ -480,25 +481,16 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     Raises `InputError` (a `ValueError`) for bad options or data, before anything is written."""
     try:
         run = prepare(argv, callbacks)
-    except (ValueError, OSError, SafetensorError) as error:
-        # ValueError: our checks and the config's; OSError: reading a dataset, a model or a folder;
-        # SafetensorError: a weights file that safetensors rejects (and that the checks did not catch).
+    except USER_ERRORS as error:
         raise InputError(one_line(error)) from error
     return train_and_evaluate(run)
 
 
 def cli(argv: list[str] | None = None) -> int:
     """The command line: bad input prints one `train.py: error:` line and returns 2 (nothing was written); a failed
-    upload after a finished run prints how to retry it and returns 1."""
-    try:
-        main(argv)
-    except InputError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
-    except (UploadError, StoppedOnDataError) as error:  # the message says what is saved and what to do
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    upload after a finished run, or a streamed row that cannot be used, prints what is saved and what to do and
+    returns 1."""
+    return run_command("train.py", lambda: main(argv) and 0)
 
 
 def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:

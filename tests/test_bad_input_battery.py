@@ -181,15 +181,15 @@ def weights_of_another_model(folder: Path) -> None:
 WEIGHTS = "model.safetensors"
 # name -> (damage(folder), the text the error must hold ("{path}" is the folder))
 MODEL_DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
-    "weights truncated": (lambda f: truncate(f / WEIGHTS, 0.5), "truncated"),
+    # A damaged weights file: safetensors' own diagnosis, with the folder and file named (the model's from_pretrained).
+    "weights truncated": (lambda f: truncate(f / WEIGHTS, 0.5), "file not fully covered"),
     "weights cut inside the header": (lambda f: truncate(f / WEIGHTS, 40), WEIGHTS),
-    "weights 3 bytes": (lambda f: truncate(f / WEIGHTS, 3), "too short"),
-    "weights empty": (lambda f: truncate(f / WEIGHTS, 0), "too short"),
-    "weights header length absurd": (lambda f: patch_bytes(f / WEIGHTS, 0, b"\xff" * 8), "does not start with a "
-                                                                                          "safetensors header"),
-    "weights header not JSON": (lambda f: patch_bytes(f / WEIGHTS, 8, b"\xfe\x00garbage!"), "not JSON"),
+    "weights 3 bytes": (lambda f: truncate(f / WEIGHTS, 3), "header too small"),
+    "weights empty": (lambda f: truncate(f / WEIGHTS, 0), "header too small"),
+    "weights header length absurd": (lambda f: patch_bytes(f / WEIGHTS, 0, b"\xff" * 8), "header too large"),
+    "weights header not JSON": (lambda f: patch_bytes(f / WEIGHTS, 8, b"\xfe\x00garbage!"), "invalid UTF-8 in header"),
     "weights with trailing bytes": (lambda f: (f / WEIGHTS).write_bytes((f / WEIGHTS).read_bytes() + b"x" * 64),
-                                    "trailing bytes"),
+                                    "file not fully covered"),
     "weights a text file": (lambda f: (f / WEIGHTS).write_text("version https://git-lfs.github.com/spec/v1\n"
                                                                 "oid sha256:0\nsize 12345\n"), WEIGHTS),
     "weights missing": (lambda f: (f / WEIGHTS).unlink(), "{path}"),
@@ -471,7 +471,7 @@ TRAIN_OPTIONS = [
     (["--preset", "digits"], "cannot be combined with --dataset_name"),
     (["--model_name_or_path", "facebook/deit-tiny-patch16-224"], "cannot be combined with --model_name_or_path"),
     (["--ppt", "False", "--tokens_removed", "8"], "compression is off"),
-    (["--reduction_layers", "1", "2", "--tokens_removed", "1", "2", "3"], "has 3 values"),
+    (["--reduction_layers", "1", "2", "--tokens_removed", "1", "2", "3"], "tokens_removed=[1, 2, 3] has 3 entries"),
     (["--reduction_layers", "9"], "reduction_layers contains 9"),
     (["--reduction_layers", "-1"], "reduction_layers contains -1"),
     (["--tokens_removed", "-2"], "tokens_removed contains -2"),
@@ -479,10 +479,10 @@ TRAIN_OPTIONS = [
     (["--prune_threshold", "-1"], "prune_threshold=-1.0"),
     (["--score_function", "magic"], "'magic'"),
     (["--image_size", "30"], "--image_size 30 must be a multiple of --patch_size 4"),
-    (["--hidden_size", "33"], "--hidden_size 33 must be a multiple of --num_attention_heads 2"),
-    (["--hidden_size", "0"], "--hidden_size 0 must be >= 1"),
-    (["--num_hidden_layers", "0"], "--num_hidden_layers 0 must be >= 1"),
-    (["--patch_size", "0"], "--patch_size 0 must be >= 1"),
+    (["--hidden_size", "33"], "hidden_size=33 must be a multiple of num_attention_heads=2"),
+    (["--hidden_size", "0"], "hidden_size=0 is not valid"),
+    (["--num_hidden_layers", "0"], "num_hidden_layers=0 is not valid"),
+    (["--patch_size", "0"], "patch_size=0 is not valid"),
     (["--resume_from_checkpoint", "True"], "holds no complete checkpoint"),
     (["--resume_from_checkpoint", "/nowhere/checkpoint-3"], "does not exist"),
 ]

@@ -160,7 +160,7 @@ def test_cli_dry_run_exports_a_checkpoint_folder(tmp_path, capsys):
     # numbers (and --base_model), so replacing the export above needs --allow_fewer_results.
     before = folder_snapshot(out)
     code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir", str(out)])
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "'throughput'" in err and "'base_model'" in err and "--allow_fewer_results" in err
     assert folder_snapshot(out) == before
@@ -173,7 +173,7 @@ def test_cli_dry_run_exports_a_checkpoint_folder(tmp_path, capsys):
 def test_cli_reports_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
     code = publish.main(["--model_name_or_path", str(tmp_path), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir",
                          str(tmp_path / "out")])
-    assert code == 1
+    assert code == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -182,7 +182,7 @@ def test_cli_rejects_a_bad_repo_id_before_writing_anything(tmp_path, capsys):
     checkpoint = _run_folder(tmp_path / "run", steps=1)
     code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "bad repo id!!", "--dry_run", "--output_dir",
                          str(tmp_path / "out")])
-    assert code == 1
+    assert code == 2
     assert "'bad repo id!!'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -193,7 +193,7 @@ def test_cli_names_a_training_info_file_that_is_not_json(tmp_path, capsys):
     info.write_text("not json")
     code = publish.main(["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--training_info", str(info),
                          "--output_dir", str(tmp_path / "out")])
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert str(info) in err and "not valid JSON" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

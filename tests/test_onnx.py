@@ -230,21 +230,54 @@ def test_cli_errors_name_the_problem_and_touch_nothing(tmp_path, capsys, fake_ex
     cases = [
         (["--model_name_or_path", str(checkpoint), "--output_file", str(existing)], "existing.onnx' exists"),
         (["--model_name_or_path", str(checkpoint), "--output_file", str(tmp_path / "nowhere" / "m.onnx")], "folder .*nowhere' does not exist"),
-        (["--model_name_or_path", str(tmp_path / "absent"), "--output_file", str(tmp_path / "m.onnx")], "checkpoint .*absent' does not exist"),
-        (["--model_name_or_path", str(bert), "--output_file", str(tmp_path / "m.onnx")], "holds a 'bert' model"),
+        (["--model_name_or_path", str(tmp_path / "absent"), "--output_file", str(tmp_path / "m.onnx")], "--model_name_or_path .*absent' does not exist"),
+        (["--model_name_or_path", str(bert), "--output_file", str(tmp_path / "m.onnx")], "model_type 'bert'"),
         (["--model_name_or_path", str(checkpoint), "--output_file", str(tmp_path / "m.onnx"), "--opset", "12"], "opset 12 is not supported"),
         # --overwrite replaces .onnx files only: never the checkpoint's own weights
         (["--model_name_or_path", str(checkpoint), "--output_file", str(checkpoint / "model.safetensors"), "--overwrite"], "does not end in .onnx"),
     ]
+    capsys.readouterr()  # save_pretrained's progress bar
     for argv, message in cases:
         assert onnx_export.main(argv) == 2, argv
-        assert re.search(message, capsys.readouterr().err), message
+        err = capsys.readouterr().err
+        assert re.search(message, err) and err.startswith("ppt-export-onnx: error: ") and err.count("\n") == 1, err
     with pytest.raises(SystemExit) as exit_info:  # argparse's usage error; options cannot be abbreviated
         onnx_export.main(["--model_name_or_path", str(checkpoint), "--output_file", str(existing), "--overwrit"])
     assert exit_info.value.code == 2 and "unrecognized arguments: --overwrit" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep me"
     assert sorted(os.listdir(tmp_path)) == ["bert", "checkpoint", "existing.onnx"]
     assert folder_snapshot(checkpoint) == saved
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_is_refused_with_the_alternative(tmp_path, fake_exporter, dtype):
+    """torch exports a bf16 / fp16 model without complaint, but ONNX Runtime's CPU kernels refuse the file."""
+    model = tiny_model().to(dtype)
+    with pytest.raises(ValueError, match=rf"float32 models; this one holds {dtype} weights.*float32 copy"):
+        onnx_export.export_onnx(model, tmp_path / "model.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_exports_a_checkpoint_saved_in_bf16_in_float32(tmp_path, capsys):
+    """The command loads the checkpoint in float32, the dtype the export runs in, and checks the file."""
+    checkpoint = tmp_path / "checkpoint"
+    tiny_model().to(torch.bfloat16).save_pretrained(checkpoint)
+    output = tmp_path / "ppt.onnx"
+    assert onnx_export.main(["--model_name_or_path", str(checkpoint), "--output_file", str(output)]) == 0, \
+        capsys.readouterr().err
+    assert re.search(r"max \|logits difference\| = \d", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("content", ["{not json", ""])
+def test_cli_names_a_config_json_that_is_not_json(tmp_path, capsys, fake_exporter, content):
+    checkpoint = tmp_path / "checkpoint"
+    tiny_model().save_pretrained(checkpoint)
+    (checkpoint / "config.json").write_text(content)
+    capsys.readouterr()  # save_pretrained's progress bar
+    assert onnx_export.main(["--model_name_or_path", str(checkpoint), "--output_file", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ppt-export-onnx: error: ") and str(checkpoint / "config.json") in err, err
+    assert not (tmp_path / "m.onnx").exists()
 
 
 @pytest.mark.parametrize("distilled", [False, True])

@@ -94,7 +94,7 @@ def test_an_export_edited_since_it_was_written_is_not_replaced(tmp_path, capsys,
     (folder / edit).write_bytes(b"my own words")
     before = folder_snapshot(folder)
     code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--dry_run", "--output_dir", folder)
-    assert code == 1 and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
     expected = "is not empty and is not a previous export" if edit.startswith("onnx/") else f"{edit} changed since"
     assert expected in err, err
     assert folder_snapshot(folder) == before
@@ -121,7 +121,7 @@ def unfinished(tmp_path: Path, kind: str) -> Path:
 def test_an_unfinished_run_is_not_exported_unless_told(tmp_path, capsys, kind, expected):
     folder, out = unfinished(tmp_path, kind), tmp_path / "export"
     code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--output_dir", out)  # an upload, refused first
-    assert code == 1 and expected in err and "--allow_unfinished" in err and "Traceback" not in err
+    assert code == 2 and expected in err and "--allow_unfinished" in err and "Traceback" not in err
     assert not out.exists()
     code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--output_dir", out, "--dry_run",
                             "--allow_unfinished")
@@ -133,7 +133,7 @@ def test_a_run_folder_with_only_checkpoints_says_so(tmp_path, capsys):
     run = unfinished(tmp_path, "checkpoint").parent
     (run / "all_results.json").unlink()
     code, err = publish_cli(capsys, "--model_name_or_path", run, "--hub_model_id", REPO_ID, "--dry_run", "--output_dir", tmp_path / "export")
-    assert code == 1
+    assert code == 2
     assert "(no config.json); it holds checkpoint-12: an unfinished run" in err
     assert f"--resume_from_checkpoint True --output_dir {run}" in err
 

@@ -194,19 +194,19 @@ def test_a_folder_the_tool_did_not_write_is_never_replaced(published, tmp_path, 
     before = folder_snapshot(theirs)
     code = publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
                          "--space", "--space_dir", str(theirs)])
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "is not a Space this tool wrote" in err and err.count("\n") == 1 and "Traceback" not in err
     assert folder_snapshot(theirs) == before
     assert not (tmp_path / "export").exists()  # refused before any work
     # A bad Space id is one line too.
     assert publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
-                         "--space", "a/b/c"]) == 1
+                         "--space", "a/b/c"]) == 2
     assert "--space must be a Space id" in capsys.readouterr().err
     # The Space in the export folder (or the export in the Space's): refused before either is written.
     for space_dir in (tmp_path / "export", tmp_path / "export" / "space"):
         assert publish.main(["--model_name_or_path", str(run), "--hub_model_id", REPO, "--dry_run", "--output_dir", str(tmp_path / "export"),
-                             "--space", "--space_dir", str(space_dir)]) == 1
+                             "--space", "--space_dir", str(space_dir)]) == 2
         assert "overlap" in capsys.readouterr().err
         assert not (tmp_path / "export").exists()
 

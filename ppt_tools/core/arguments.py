@@ -12,7 +12,8 @@ so an option has one name, one help text and one check everywhere:
 - `OutputArguments`: `--output_dir`, and `--overwrite_output_dir` to replace the files an earlier run left there
   (each command names the files it writes; without the flag a command refuses before any work).
 
-Checks raise `ValueError` naming the flag and its value; `run_command` turns that into one line on stderr.
+Checks raise `ValueError` naming the flag and its value; `run_command`, the one error translator of every command,
+turns that into one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from .data import DEFAULT_TRAIN_SPLIT
-from .errors import USER_ERRORS, one_line
+from .errors import USER_ERRORS, CommandFailure, one_line
 from .models import ARCHITECTURES
 from .results import check_output_dir
 
@@ -215,12 +216,16 @@ def validate(args) -> None:
 
 
 def run_command(prog: str, command, *args) -> int:
-    """`command(*args)`; bad input prints `<prog>: error: <message>` on stderr and returns 2."""
+    """`command(*args)`, the one error translator of every command: bad input (`USER_ERRORS`) prints
+    `<prog>: error: <message>` on stderr and returns 2; a `CommandFailure` prints the same line and returns 1."""
     try:
         return command(*args) or 0
     except USER_ERRORS as error:
         print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except CommandFailure as error:
+        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+        return 1
 
 
 def option_names(dataclass_type) -> list[str]:
@@ -229,6 +234,7 @@ def option_names(dataclass_type) -> list[str]:
 
 __all__ = [
     "DTYPES",
+    "CommandFailure",
     "DatasetArguments",
     "MachineArguments",
     "ModelSourceArguments",

@@ -2,20 +2,37 @@
 """Which exceptions are bad input, and how one is told in one line: the project's one error translator (the commands
 use it through `ppt_tools.core.arguments.run_command`, the demo in its page).
 
-A module of its own, importing nothing, because the demo's Space carries a copy of it (`ppt_tools.export.space`)."""
+A module of its own, importing only huggingface_hub, because the demo's Space carries a copy of it
+(`ppt_tools.export.space`)."""
 
 from __future__ import annotations
 
+from huggingface_hub.errors import StrictDataclassError
+
 
 # Bad input (an option, a path, a file's content) surfaces as one of these: `ValueError` from the checks and the
-# config's validation, `OSError` from reading a model, dataset or image or writing results. Anything else is a
-# bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError)
+# config's validation, `StrictDataclassError` from a config field of the wrong type (transformers' strict configs),
+# `OSError` from reading a model, dataset or image or writing results. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, StrictDataclassError)
+
+
+class CommandFailure(RuntimeError):
+    """The input was fine but the work could not be done (the Hub unreachable, an upload refused, an export that
+    does not reproduce the model): a command reports it as one line and exit code 1."""
+
+
+# A message longer than this is cut in its middle: errors quote values from files and options (a config.json may
+# list a million values), and the head (what) and tail (what to do) are what a reader needs.
+MAX_MESSAGE_CHARACTERS = 1_000
 
 
 def one_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return text or type(error).__name__
+    """The message of `error` on one line, at most `MAX_MESSAGE_CHARACTERS` long; its type name if it has none."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+    if len(text) <= MAX_MESSAGE_CHARACTERS:
+        return text
+    head, tail = MAX_MESSAGE_CHARACTERS * 3 // 4, MAX_MESSAGE_CHARACTERS // 5
+    return f"{text[:head]} [... {len(text) - head - tail:,} characters left out ...] {text[-tail:]}"
 
 
-__all__ = ["USER_ERRORS", "one_line"]
+__all__ = ["MAX_MESSAGE_CHARACTERS", "USER_ERRORS", "CommandFailure", "one_line"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from huggingface_hub.errors import StrictDataclassError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from transformers import (
     DeiTConfig,
     DeiTForImageClassification,
@@ -60,6 +60,14 @@ ARCHITECTURES = {
 }
 
 
+def check_whole_patches(image_size: int, patch_size: int, patch_what: str = "--patch_size") -> None:
+    """A new model's `image_size` must be a multiple of its patch size: the patch convolution would silently drop
+    the pixels past the last whole patch. (A checkpoint's own sizes are the config's to check: it refuses only an
+    image smaller than a patch, as transformers loads stock models of any size.)"""
+    if image_size % patch_size:
+        raise ValueError(f"--image_size {image_size} must be a multiple of {patch_what} {patch_size}")
+
+
 def build_named_model(arch: str, image_size: int = 224, num_labels: int = 1000, seed: int = 0,
                       **ppt_settings) -> PPTDeiTForImageClassification:
     """A named DeiT size with random weights (enough for cost and speed), in eval mode. PPT settings not given
@@ -67,9 +75,7 @@ def build_named_model(arch: str, image_size: int = 224, num_labels: int = 1000, 
     if arch not in ARCHITECTURES:
         raise ValueError(f"--arch {arch!r} is not one of {', '.join(sorted(ARCHITECTURES))}")
     spec = ARCHITECTURES[arch]
-    if image_size < spec.patch_size or image_size % spec.patch_size:
-        raise ValueError(f"--image_size {image_size} must be a positive multiple of {arch}'s patch size "
-                         f"{spec.patch_size} (e.g. 224 or 384)")
+    check_whole_patches(image_size, spec.patch_size, f"{arch}'s patch size")
     torch.manual_seed(seed)
     config = PPTDeiTConfig(
         hidden_size=spec.hidden_size,
@@ -108,76 +114,30 @@ def check_model_folder(name: str, option: str = "--model_name_or_path", hub_exam
 
 # ---- weight files ---------------------------------------------------------------------------------------------
 
-# A safetensors header is a few kB per hundred tensors; a length beyond this is a damaged or foreign file.
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
-
 
 def safetensors_problem(path) -> str | None:
-    """What is wrong with the safetensors file `path` (None when nothing is): too short, a header length or JSON
-    that is not a safetensors header, or a size that differs from what the header describes (a truncated copy or
-    an interrupted save). Reads only the header."""
+    """What safetensors finds wrong with the file `path` (None when it opens): a header that is too short, too long
+    or not JSON, or a size other than the header describes (a truncated copy, an interrupted save). Reads only the
+    header. For choosing among files before any load (a checkpoint to resume from); loading a model reports the
+    same through `PPTDeiTForImageClassification.from_pretrained`."""
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            header_length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
-            if header_length is None or size < 8:
-                return f"is {size} bytes long, too short for a safetensors file (truncated?)"
-            if not 2 <= header_length <= min(size - 8, MAX_SAFETENSORS_HEADER):
-                return (f"does not start with a safetensors header (header length {header_length} in a file of "
-                        f"{size} bytes): truncated, or not a safetensors file")
-            header = json.loads(handle.read(header_length))
+        with safe_open(str(path), framework="pt"):
+            return None
+    except SafetensorError as error:
+        return f"cannot be read by safetensors ({error}): it is damaged or was not fully written"
     except OSError as error:
         return f"cannot be read ({error.strerror or error})"
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return "has a header that is not JSON: damaged, or not a safetensors file"
-    try:
-        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"),
-                  default=0)
-    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
-        return "has a malformed safetensors header (tensor entries without data_offsets)"
-    expected = 8 + header_length + end
-    if expected != size:
-        return (f"is {size} bytes but its header describes {expected}: "
-                + ("truncated (an interrupted save or copy?)" if size < expected else "trailing bytes after the data"))
-    return None
-
-
-def check_weight_files(folder, what: str) -> None:
-    """Raise `ValueError` naming the file when a safetensors file directly in the local `folder` is damaged (see
-    `safetensors_problem`); `what` names the folder's role in the message, e.g. "--model_name_or_path 'runs/a'"."""
-    if not os.path.isdir(folder):
-        return
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".safetensors"):
-            problem = safetensors_problem(os.path.join(folder, name))
-            if problem is not None:
-                raise ValueError(f"{what}: the weights file {os.path.join(folder, name)!r} {problem}")
-
-
-@contextlib.contextmanager
-def reading_weights(folder, what: str):
-    """Name the folder when safetensors itself rejects a file while loading (its `SafetensorError` names no file);
-    `check_weight_files` catches the common damage before loading, this covers the rest."""
-    try:
-        yield
-    except SafetensorError as error:
-        raise ValueError(f"{what}: a weights file in {str(folder)!r} cannot be read by safetensors ({error})") from None
 
 
 # The checkpoints PPTDeiTForImageClassification loads: its own, and the stock ViT / DeiT layouts.
 LOADABLE_MODEL_TYPES = ("ppt_deit", "vit", "deit")
-# Raised inside from_pretrained by a config.json or weights that do not describe a loadable model: a field of the
-# wrong type (huggingface_hub's strict dataclasses), sizes that do not divide (ZeroDivisionError), an unknown
+# Raised inside from_pretrained by a config.json or weights that do not describe a loadable model: an unknown
 # activation (KeyError), id2label that is not a mapping (AttributeError), weights of other shapes (RuntimeError).
-CHECKPOINT_CONTENT_ERRORS = (StrictDataclassError, SafetensorError, RuntimeError, TypeError, KeyError, AttributeError,
-                             ZeroDivisionError)
+# (A field of the wrong type raises the config's StrictDataclassError, a bad value its ValueError, a damaged weights
+# file an OSError naming the folder: those are bad input as they are.)
+CHECKPOINT_CONTENT_ERRORS = (RuntimeError, TypeError, KeyError, AttributeError, ZeroDivisionError)
 # Parameters that a checkpoint of another task may lack or hold in another shape: the classification heads.
 HEAD_PREFIXES = ("classifier.", "distillation_classifier.")
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
 
 
 def check_model_type(folder, what: str) -> None:
@@ -197,24 +157,38 @@ def check_model_type(folder, what: str) -> None:
                          f"{', '.join(LOADABLE_MODEL_TYPES)} checkpoints")
 
 
-def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs) -> PPTDeiTForImageClassification:
-    """`PPTDeiTForImageClassification.from_pretrained(source, **kwargs)` for a tool: a damaged weights file, a
-    config.json that does not describe a model, or weights that do not fit it raise `ValueError` naming `what`
-    (e.g. "--model_name_or_path 'runs/a'"), and so does a checkpoint that lacks weights (transformers would initialise them
-    at random and only warn). `new_head=True`: the classification heads may be new (another set of classes); every
-    other weight must still load. `OSError` (missing files, a Hub id not found) is left to the caller."""
-    if os.path.isdir(source):
-        check_model_type(source, what)
-        check_weight_files(source, what)
+@contextlib.contextmanager
+def naming_the_checkpoint(what: str):
+    """The errors of loading a checkpoint's config or weights as a `ValueError` naming `what`: the config's check of
+    a field (config.json or keyword arguments) and what a config.json or weights that do not describe a model raise
+    inside from_pretrained (`CHECKPOINT_CONTENT_ERRORS`)."""
     try:
-        with reading_weights(source, what):
-            model, info = PPTDeiTForImageClassification.from_pretrained(
-                source, output_loading_info=True, ignore_mismatched_sizes=new_head, **kwargs)
-    except ValueError as error:  # the config's own check of a field (from config.json or from `kwargs`)
-        raise ValueError(f"{what}: {_one_line(error)}") from error
+        yield
+    except (ValueError, StrictDataclassError) as error:
+        raise ValueError(f"{what}: {error}") from error
     except CHECKPOINT_CONTENT_ERRORS as error:
         raise ValueError(f"{what} cannot be loaded, most likely because its config.json or weights do not describe a "
-                         f"PPT-DeiT/ViT classifier ({type(error).__name__}: {_one_line(error)})") from error
+                         f"PPT-DeiT/ViT classifier ({type(error).__name__}: {error})") from error
+
+
+def load_config(source: str, what: str, **kwargs) -> PPTDeiTConfig:
+    """`PPTDeiTConfig.from_pretrained(source, **kwargs)`, with the errors of `load_pretrained`: the config's checks
+    run without loading any weights."""
+    with naming_the_checkpoint(what):
+        return PPTDeiTConfig.from_pretrained(source, **kwargs)
+
+
+def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs) -> PPTDeiTForImageClassification:
+    """`PPTDeiTForImageClassification.from_pretrained(source, **kwargs)` for a tool: a config.json or weights that
+    do not describe a model, or weights that do not fit it, raise `ValueError` naming `what` (e.g.
+    "--model_name_or_path 'runs/a'"), and so does a checkpoint that lacks weights (transformers would initialise
+    them at random and only warn). `new_head=True`: the classification heads may be new (another set of classes); every other weight must
+    still load. `OSError` (missing or damaged files, a Hub id not found) is left to the caller."""
+    if os.path.isdir(source):
+        check_model_type(source, what)
+    with naming_the_checkpoint(what):
+        model, info = PPTDeiTForImageClassification.from_pretrained(
+            source, output_loading_info=True, ignore_mismatched_sizes=new_head, **kwargs)
     missing = sorted(key for key in info.get("missing_keys", ()) if not (new_head and key.startswith(HEAD_PREFIXES)))
     mismatched = sorted(str(item[0]) for item in info.get("mismatched_keys", ())
                         if not str(item[0]).startswith(HEAD_PREFIXES))
@@ -226,15 +200,15 @@ def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs)
     return model
 
 
-def load_checkpoint(checkpoint: str, **ppt_settings) -> PPTDeiTForImageClassification:
+def load_checkpoint(checkpoint: str, option: str = "--model_name_or_path", **ppt_settings) -> PPTDeiTForImageClassification:
     """A PPT-DeiT classifier from a local folder or Hub repo (ours, or a stock DeiT/ViT), in eval mode, with
-    `ppt_settings` applied over the checkpoint's own."""
-    check_model_folder(checkpoint)
+    `ppt_settings` applied over the checkpoint's own; errors name `option` (what gave `checkpoint`)."""
+    check_model_folder(checkpoint, option)
     try:
-        model = load_pretrained(checkpoint, f"--model_name_or_path {checkpoint!r}", **ppt_settings)
-    except OSError as error:  # missing weights, a Hub id not found or not cached offline, ...
+        model = load_pretrained(checkpoint, f"{option} {checkpoint!r}", **ppt_settings)
+    except OSError as error:  # missing or damaged weights, a Hub id not found or not cached offline, ...
         where = "" if os.path.exists(checkpoint) else " (tried as a Hub repo id: there is no local folder of that name)"
-        raise OSError(f"--model_name_or_path {checkpoint!r} could not be loaded{where}: {error}") from error
+        raise OSError(f"{option} {checkpoint!r} could not be loaded{where}: {error}") from error
     return model.eval()
 
 
@@ -309,13 +283,13 @@ __all__ = [
     "CHECKPOINT_CONTENT_ERRORS",
     "build_named_model",
     "build_stock_model",
+    "check_whole_patches",
     "check_model_folder",
     "check_model_type",
-    "check_weight_files",
     "load_checkpoint",
+    "load_config",
     "load_model",
     "load_pretrained",
-    "reading_weights",
     "safetensors_problem",
     "stock_classes",
     "to_stock_state_dict",

@@ -33,7 +33,9 @@ import torch
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTDeiTModel
 
-from ppt_tools.core.models import eval_mode, stock_classes
+from ppt_tools.core.arguments import run_command
+from ppt_tools.core.errors import CommandFailure
+from ppt_tools.core.models import eval_mode, load_checkpoint, stock_classes
 
 
 # torch's dynamo exporter implements its operators at opset 18 (lower versions go through a converter that fails on
@@ -84,11 +86,15 @@ def output_names_of(model: torch.nn.Module) -> tuple[str, ...]:
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the optional `.[onnx]` extra
 
 
-def check_onnx_packages(purpose: str) -> None:
+class OnnxMismatchError(CommandFailure):
+    """The exported graph, run in ONNX Runtime, does not give the model's outputs."""
+
+
+def check_onnx_packages(purpose: str, packages: tuple[str, ...] = ONNX_PACKAGES) -> None:
     """Raise `ValueError` naming the optional ONNX packages that do not import, before `purpose` does any work.
     This module imports them only where they are used, so that the eager paths run without them."""
     missing = []
-    for name in ONNX_PACKAGES:
+    for name in packages:
         try:
             importlib.import_module(name)
         except ImportError:
@@ -123,6 +129,20 @@ def check_target(path, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; it is left as it is (pass overwrite=True / --overwrite to replace it)")
     return path
+
+
+def check_float32(model: torch.nn.Module) -> None:
+    """The export runs in float32 only: torch exports a bf16 or fp16 model without complaint, but ONNX Runtime's CPU
+    kernels refuse the file (no bf16 Conv; no fp16 ScatterND with `add`, which pooling uses)."""
+    dtypes = sorted({str(tensor.dtype) for tensor in (*model.parameters(), *model.buffers())
+                     if tensor.is_floating_point() and tensor.dtype != torch.float32})
+    if dtypes:
+        raise ValueError(
+            f"export_onnx exports float32 models; this one holds {', '.join(dtypes)} weights, which ONNX Runtime's CPU "
+            "kernels refuse to run. Export a float32 copy (copy.deepcopy(model).float(), or load it with "
+            "dtype=torch.float32); to make the file smaller, convert the exported .onnx afterwards with ONNX tools "
+            "and check it against PyTorch in ONNX Runtime"
+        )
 
 
 def compression_metadata(config: PPTDeiTConfig) -> dict[str, str]:
@@ -242,10 +262,8 @@ def _export(model, output_names, metadata, path, opset, overwrite, example_batch
     if isinstance(example_batch_size, bool) or not isinstance(example_batch_size, int) or example_batch_size < 2:
         raise ValueError(f"example_batch_size must be an int >= 2 (a traced batch of 1 would fix the batch size), "
                          f"got {example_batch_size!r}")
-    try:
-        import onnxscript  # noqa: F401  (torch's dynamo exporter needs it; say so before tracing for a minute)
-    except ImportError as error:
-        raise ImportError(f"ONNX export needs the optional dependencies: pip install 'ppt-deit[onnx]' ({error})") from None
+    check_float32(model)
+    check_onnx_packages("the ONNX export", ("onnx", "onnxscript"))  # before tracing for a minute
 
     with eval_mode(model):
         example = _example_input(model, example_batch_size)
@@ -395,18 +413,8 @@ def onnx_runtime_config(config: PPTDeiTConfig) -> dict:
 
 
 def _load(checkpoint: str) -> PPTDeiTForImageClassification:
-    if not os.path.isdir(checkpoint) or not os.path.isfile(os.path.join(checkpoint, "config.json")):
-        what = "does not exist" if not os.path.exists(checkpoint) else "is not a model folder (no config.json)"
-        raise FileNotFoundError(
-            f"checkpoint {checkpoint!r} {what}; give a folder written by save_pretrained / train.py, or a stock "
-            "DeiT / ViT folder"
-        )
-    with open(os.path.join(checkpoint, "config.json"), encoding="utf-8") as stream:
-        model_type = json.load(stream).get("model_type")
-    if model_type not in ("ppt_deit", "deit", "vit"):
-        raise ValueError(f"checkpoint {checkpoint!r} holds a {model_type!r} model; expected a PPT-DeiT, DeiT or ViT "
-                         "image classifier (model_type ppt_deit, deit or vit)")
-    return PPTDeiTForImageClassification.from_pretrained(checkpoint).eval()
+    # In float32 whatever dtype the checkpoint was saved in: the only dtype the export runs in (`check_float32`).
+    return load_checkpoint(checkpoint, dtype=torch.float32)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,14 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        check_opset(args.opset)
-        check_target(args.output_file, args.overwrite)  # before loading the model: fail in a second, not in a minute
-        model = _load(args.model_name_or_path)
-        path = export_onnx(model, args.output_file, args.opset, overwrite=args.overwrite)
-    except (ValueError, TypeError, OSError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command("ppt-export-onnx", _export_checkpoint, args)
+
+
+def _export_checkpoint(args) -> int:
+    check_opset(args.opset)
+    check_target(args.output_file, args.overwrite)  # before loading the model: fail in a second, not in a minute
+    model = _load(args.model_name_or_path)
+    path = export_onnx(model, args.output_file, args.opset, overwrite=args.overwrite)
     config = model.config
     print(f"wrote {path} (opset {args.opset}, dynamic batch size; PPT r={config.tokens_removed} at layers "
           f"{list(config.reduction_layers)}, tau={config.prune_threshold:g}, score {config.score_function})")
@@ -446,8 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(max_difference(model, session, _example_input(model, batch)) for batch in (1, 3))
     print(f"ONNX Runtime vs PyTorch, batches of 1 and 3: max |logits difference| = {worst:.2e}")
     if not worst <= 1e-4:
-        print("error: the exported graph does not match PyTorch within 1e-4", file=sys.stderr)
-        return 1
+        raise OnnxMismatchError(f"the exported graph {str(path)!r} does not match PyTorch within 1e-4 ({worst:.2e})")
     return 0
 
 

@@ -60,14 +60,16 @@ import torch
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
-from safetensors import SafetensorError
 from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from modeling_ppt_deit.configuration_ppt_deit import PPT_SETTINGS
+from ppt_tools.core.arguments import run_command
+from ppt_tools.core.errors import CommandFailure, one_line
 from ppt_tools.core.models import build_stock_model, load_pretrained
 from ppt_tools.export.onnx import (
     DEFAULT_OPSET,
+    OnnxMismatchError,
     check_onnx_packages,
     check_opset,
     export_onnx,
@@ -105,7 +107,7 @@ TRAINING_STATE_FILES = ("trainer_state.json", "optimizer.pt")
 PROG = "ppt-publish"
 
 
-class HubPushError(RuntimeError):
+class HubPushError(CommandFailure):
     """The upload failed (no token, offline, network, permissions); the local folder is untouched."""
 
 
@@ -375,7 +377,8 @@ def _write_onnx(model, staging: Path, opset: int) -> None:
     session = onnx_session(path)
     worst = max(max_difference(cpu_model, session, batch) for batch in (pixel_values, pixel_values[:1]))
     if not worst <= ONNX_TOLERANCE:
-        raise RuntimeError(f"the exported onnx/model.onnx differs from PyTorch by {worst:.2e} (> {ONNX_TOLERANCE})")
+        raise OnnxMismatchError(f"the exported onnx/model.onnx differs from PyTorch by {worst:.2e} "
+                                f"(> {ONNX_TOLERANCE})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -565,49 +568,42 @@ def _parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return text or type(error).__name__
-
-
 def main(argv=None) -> int:
-    """The command line; any failure is one `ppt-publish: error:` line and exit code 1 (argparse's
-    own usage errors: 2). The export folder is replaced only once the new one is complete."""
-    args = _parse_args(argv)
-    try:
-        check_repo_id(args.hub_model_id)  # also with --dry_run: the card's usage code names the repo
-        space_id, space_dir = _space_target(args)  # checked before any work
-        if args.upload_only:
-            folder = check_export_folder(args.model_name_or_path)
-        else:
-            folder = _export_checkpoint(args)
-            print(f"Exported {folder}")
-        url = None
-        if not args.dry_run:
-            url = push_folder(folder, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo,
-                              revision=args.hub_revision, commit_message=args.commit_message)
-        if space_dir is not None:
-            # The Space serves the model at the commit just uploaded (the end of its URL), else the revision given.
-            model_revision = url.rsplit("/commit/", 1)[-1] if url else args.hub_revision
-            num_labels = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label")
-            write_space_folder(space_dir, args.hub_model_id, examples=folder / EXAMPLES_DIR,
-                               num_labels=len(num_labels) if isinstance(num_labels, dict) else None,
-                               model_revision=model_revision)
-            pinned = (f"serves {args.hub_model_id} at revision {model_revision}" if model_revision else
-                      f"unpinned (nothing uploaded, no commit to pin): it serves the latest {args.hub_model_id}")
-            print(f"Wrote the Space folder {space_dir}, {pinned} (try it: PPT_DEMO_CHECKPOINT={folder} python "
-                  f"{space_dir}/app.py)")
-        if args.dry_run:
-            print("Dry run: nothing uploaded.")
-            return 0
-        if space_dir is not None:
-            print(f"Uploaded: {url}")
-            url = push_space(space_dir, space_id, token=args.hub_token, private=args.hub_private_repo)
-    except (ValueError, OSError, SafetensorError, HubPushError) as error:  # (SpaceFolderError is a ValueError)
-        # ValueError: our checks and the config's; OSError: reading the checkpoint or writing the export (a
-        # permission, a full disk); SafetensorError: a weights file that safetensors rejects.
-        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
-        return 1
+    """The command line; a failure is one `ppt-publish: error:` line, with exit code 2 for bad input and 1 for an
+    upload that failed (`ppt_tools.core.arguments.run_command`). The export folder is replaced only once the new
+    one is complete."""
+    return run_command(PROG, _publish, _parse_args(argv))
+
+
+def _publish(args) -> int:
+    check_repo_id(args.hub_model_id)  # also with --dry_run: the card's usage code names the repo
+    space_id, space_dir = _space_target(args)  # checked before any work
+    if args.upload_only:
+        folder = check_export_folder(args.model_name_or_path)
+    else:
+        folder = _export_checkpoint(args)
+        print(f"Exported {folder}")
+    url = None
+    if not args.dry_run:
+        url = push_folder(folder, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo,
+                          revision=args.hub_revision, commit_message=args.commit_message)
+    if space_dir is not None:
+        # The Space serves the model at the commit just uploaded (the end of its URL), else the revision given.
+        model_revision = url.rsplit("/commit/", 1)[-1] if url else args.hub_revision
+        num_labels = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label")
+        write_space_folder(space_dir, args.hub_model_id, examples=folder / EXAMPLES_DIR,
+                           num_labels=len(num_labels) if isinstance(num_labels, dict) else None,
+                           model_revision=model_revision)
+        pinned = (f"serves {args.hub_model_id} at revision {model_revision}" if model_revision else
+                  f"unpinned (nothing uploaded, no commit to pin): it serves the latest {args.hub_model_id}")
+        print(f"Wrote the Space folder {space_dir}, {pinned} (try it: PPT_DEMO_CHECKPOINT={folder} python "
+              f"{space_dir}/app.py)")
+    if args.dry_run:
+        print("Dry run: nothing uploaded.")
+        return 0
+    if space_dir is not None:
+        print(f"Uploaded: {url}")
+        url = push_space(space_dir, space_id, token=args.hub_token, private=args.hub_private_repo)
     print(f"Uploaded: {url}")
     return 0
 
@@ -720,7 +716,7 @@ def _example_images(checkpoint: Path, training_info: dict) -> list:
         examples = evaluation_examples(training_info)
     except Exception as error:  # offline, a dataset not found, no image column: the export goes on without them
         print(f"{PROG}: note: no example images from the evaluation set of {training_info.get('dataset')!r} "
-              f"({type(error).__name__}: {_one_line(error)})", file=sys.stderr)
+              f"({type(error).__name__}: {one_line(error)})", file=sys.stderr)
         examples = []
     stored = checkpoint / EXAMPLES_DIR
     if not examples and stored.is_dir():

@@ -23,9 +23,10 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from modeling_ppt_deit import PPTDeiTConfig
 from ppt_tools.core.arguments import DatasetArguments, PPTArguments, check_at_least
 from ppt_tools.core.data import DIGITS
-from ppt_tools.core.models import check_model_folder, check_model_type, check_weight_files
+from ppt_tools.core.models import check_model_folder, check_model_type, check_whole_patches, load_config
 from ppt_tools.core.results import check_output_dir
 
 
@@ -176,12 +177,14 @@ def read_config_file(path: str) -> dict:
 
 
 def _peek_preset(argv: list[str]) -> str | None:
+    """The last --preset of `argv` (the one argparse keeps), before parsing: its values are parsing defaults."""
+    found = None
     for index, token in enumerate(argv):
         if token == "--preset" and index + 1 < len(argv):
-            return argv[index + 1]
-        if token.startswith("--preset="):
-            return token.split("=", 1)[1]
-    return None
+            found = argv[index + 1]
+        elif token.startswith("--preset="):
+            found = token.split("=", 1)[1]
+    return found
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, PPTTrainingArguments]:
@@ -209,8 +212,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
 def validate_args(model_args: ModelArguments, data_args: DataArguments, training_args: PPTTrainingArguments) -> None:
     """Reject contradictory options before anything is loaded or written. Fills in the defaults that depend on
     other options (model, dataset)."""
-    if model_args.preset is not None and model_args.preset not in PRESETS:
-        raise ValueError(f"unknown preset {model_args.preset!r}; known presets: {sorted(PRESETS)}")
     if model_args.preset == "digits" and data_args.dataset_name != DIGITS:
         raise ValueError(
             f"--preset digits trains on scikit-learn's digits; it cannot be combined with "
@@ -226,14 +227,6 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
         missing = [name for name in SCRATCH_ARCHITECTURE if getattr(model_args, name) is None]
         if missing:
             raise ValueError(f"--from_scratch needs the architecture options {missing}")
-        check_at_least(model_args, 1, *SCRATCH_ARCHITECTURE)
-        if model_args.image_size % model_args.patch_size:
-            # The patch convolution would silently drop the pixels past the last whole patch.
-            raise ValueError(f"--image_size {model_args.image_size} must be a multiple of --patch_size "
-                             f"{model_args.patch_size}")
-        if model_args.hidden_size % model_args.num_attention_heads:
-            raise ValueError(f"--hidden_size {model_args.hidden_size} must be a multiple of --num_attention_heads "
-                             f"{model_args.num_attention_heads}")
     elif given_architecture:
         raise ValueError(
             f"{given_architecture} only apply with --from_scratch; a checkpoint brings its own architecture"
@@ -253,15 +246,9 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
         for name, value in PRESET_PPT_SETTINGS.get(model_args.preset, {}).items():
             if getattr(model_args, name) is None:
                 setattr(model_args, name, value)
-    if model_args.tokens_removed is not None and model_args.reduction_layers is not None:
-        count = len(model_args.tokens_removed)
-        if count not in (1, len(model_args.reduction_layers)):
-            raise ValueError(
-                f"tokens_removed={model_args.tokens_removed} has {count} values for "
-                f"reduction_layers={model_args.reduction_layers}: give one value, or one per layer"
-            )
     if model_args.model_name_or_path is not None:
         check_model_source(model_args.model_name_or_path)
+    check_model_settings(model_args)
     check_at_least(training_args, 1, "per_device_train_batch_size", "per_device_eval_batch_size",
                    "gradient_accumulation_steps")
     check_at_least(data_args, 1, "max_train_samples")
@@ -273,8 +260,26 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments, training
 
 def check_model_source(name: str) -> None:
     """Fail early, naming the path, when `--model_name_or_path` points at a local path that is not a model folder,
-    or at one whose config.json or weights PPT-DeiT cannot load. Other names are taken as Hub ids."""
+    or at one whose config.json names a model PPT-DeiT cannot load. Other names are taken as Hub ids."""
     check_model_folder(name, "--model_name_or_path", hub_example=DEFAULT_MODEL)
-    path = os.path.expanduser(name)
-    check_model_type(path, f"--model_name_or_path {name!r}")
-    check_weight_files(path, f"--model_name_or_path {name!r}")
+    check_model_type(os.path.expanduser(name), f"--model_name_or_path {name!r}")
+
+
+def compression_settings(model_args: ModelArguments) -> dict:
+    """The PPT settings the user asked for (unset ones are left to the checkpoint / config defaults)."""
+    if not model_args.ppt or model_args.reduction_layers == []:
+        return {"reduction_layers": [], "tokens_removed": 0}
+    return model_args.ppt_settings()
+
+
+def check_model_settings(model_args: ModelArguments) -> None:
+    """The config's own checks of the architecture (from scratch) or of the PPT settings against a local
+    checkpoint's config, run before the dataset is read; `build_config` builds the full config (with the dataset's
+    labels) later. A Hub checkpoint's config is read there."""
+    if model_args.from_scratch:
+        PPTDeiTConfig(**{name: getattr(model_args, name) for name in SCRATCH_ARCHITECTURE},
+                      **compression_settings(model_args))
+        check_whole_patches(model_args.image_size, model_args.patch_size)
+    elif os.path.isdir(os.path.expanduser(model_args.model_name_or_path)):
+        name = model_args.model_name_or_path
+        load_config(os.path.expanduser(name), f"--model_name_or_path {name!r}", **compression_settings(model_args))

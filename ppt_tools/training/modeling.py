@@ -9,27 +9,21 @@ import contextlib
 from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
+from ppt_tools.core.arguments import USER_ERRORS
 from ppt_tools.core.models import CHECKPOINT_CONTENT_ERRORS, load_pretrained
 from ppt_tools.core.preprocessing import resized_to, whole_image_processor
 
-from .arguments import ModelArguments
-
-
-def ppt_settings(model_args: ModelArguments) -> dict:
-    """The PPT settings the user asked for (unset ones are left to the checkpoint / config defaults)."""
-    if not model_args.ppt or model_args.reduction_layers == []:
-        return {"reduction_layers": [], "tokens_removed": 0}
-    return model_args.ppt_settings()
+from .arguments import ModelArguments, compression_settings
 
 
 @contextlib.contextmanager
 def loading_from(source: str, what: str):
-    """Turn transformers' `OSError` (Hub id not found, offline, files missing in a folder) and the errors a damaged
-    checkpoint raises inside from_pretrained (`ppt_tools.core.models.CHECKPOINT_CONTENT_ERRORS`) into a `ValueError` that
-    names what was being loaded from where, which train.py reports as one line."""
+    """Name what was being loaded from where in the errors of loading it: bad input (`USER_ERRORS`: Hub id not
+    found, offline, files missing or damaged, the config's checks) and what a checkpoint that does not describe a
+    model raises inside from_pretrained (`CHECKPOINT_CONTENT_ERRORS`), as a `ValueError` for train.py's translator."""
     try:
         yield
-    except (OSError, ValueError, *CHECKPOINT_CONTENT_ERRORS) as error:  # ValueError: the config's check of a field
+    except (*USER_ERRORS, *CHECKPOINT_CONTENT_ERRORS) as error:
         raise ValueError(f"could not load the {what} of {source!r}: {error}") from error
 
 
@@ -37,7 +31,7 @@ def build_config(model_args: ModelArguments, label_names: list[str]) -> PPTDeiTC
     """The full config (architecture, labels, PPT) without loading any weights, so bad settings fail early."""
     id2label = dict(enumerate(label_names))
     common = {"num_labels": len(label_names), "id2label": id2label,
-              "label2id": {name: index for index, name in id2label.items()}, **ppt_settings(model_args)}
+              "label2id": {name: index for index, name in id2label.items()}, **compression_settings(model_args)}
     if model_args.from_scratch:
         return PPTDeiTConfig(
             hidden_size=model_args.hidden_size,
