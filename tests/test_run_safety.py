@@ -291,7 +291,7 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 DAMAGES = {
     "no trainer state": (lambda c: (c / "trainer_state.json").unlink(), "no trainer_state.json"),
     "trainer state truncated": (lambda c: truncate(c / "trainer_state.json", 0.3), "trainer_state.json is truncated"),
-    "weights truncated": (lambda c: truncate(c / "model.safetensors"), "model.safetensors is"),
+    "weights truncated": (lambda c: truncate(c / "model.safetensors"), "model.safetensors cannot be read by safetensors"),
     "weights header only": (lambda c: truncate(c / "model.safetensors", 0.01), "model.safetensors"),
     "no weights": (lambda c: (c / "model.safetensors").unlink(), "no model weights"),
     "no optimizer": (lambda c: (c / "optimizer.pt").unlink(), "no optimizer.pt"),

@@ -243,8 +243,8 @@ def test_digits_preset_learns(tmp_path):
 def test_bad_input_fails_before_training(tmp_path, make_dataset, extra, message):
     dataset = make_dataset(tmp_path)
     out = tmp_path / "out"
-    with pytest.raises(ValueError) as error:
-        run_train(dataset, out, *extra)
+    with pytest.raises(ValueError) as error:  # a PPT schedule that fits the tiny model: only `extra` is bad
+        run_train(dataset, out, *TINY_PPT_ARGS, *extra)
     assert message in str(error.value)
     assert not out.exists()
 
@@ -281,7 +281,7 @@ def test_output_dir_that_is_a_file_is_rejected(tmp_path, cifar_like):
     target = tmp_path / "results.txt"
     target.write_text("keep me")
     with pytest.raises(ValueError, match="exists and is not a directory"):
-        run_train(cifar_like, target)
+        run_train(cifar_like, target, *TINY_PPT_ARGS)
     assert target.read_text() == "keep me"
 
 
