@@ -12,7 +12,8 @@ from helpers import train_script
 from model_fixtures import tiny_model
 from ppt_tools import benchmark
 from ppt_tools.analysis import __main__ as analysis
-from ppt_tools.core.arguments import MAX_MESSAGE_CHARACTERS, CommandFailure, one_line, run_command
+from ppt_tools.core.arguments import run_command
+from ppt_tools.core.errors import MAX_MESSAGE_CHARACTERS, CommandFailure, one_line
 from ppt_tools.core.preprocessing import whole_image_processor
 from ppt_tools.export import onnx as onnx_export
 from ppt_tools.export import publish
@@ -41,22 +42,23 @@ def test_a_failure_that_is_not_bad_input_is_one_line_and_exit_code_1(capsys):
 def _commands():
     train = train_script()
     commands = {
-        "train.py": lambda folder, out: train.cli(["--model_name_or_path", str(folder), "--dataset_name", "digits",
-                                                   "--output_dir", str(out)]),
-        "benchmark.py": lambda folder, out: benchmark.main(["--checkpoint", str(folder), "--cost_only", "--no_stock",
-                                                            "--no_progress", "--output_dir", str(out)]),
-        "ppt_analysis policy-stats": lambda folder, out: analysis.main(["policy-stats", "--checkpoint", str(folder),
-                                                                         "--num_samples", "2", "--no_progress",
-                                                                         "--output_dir", str(out)]),
-        "ppt-publish": lambda folder, out: publish.main([str(folder), "--repo_id", "someone/tiny", "--dry_run",
-                                                         "--output_dir", str(out)]),
-        "ppt-export-onnx": lambda folder, out: onnx_export.main([str(folder), str(folder.parent / "model.onnx")]),
+        "train.py": lambda folder, out: train.cli(
+            ["--model_name_or_path", str(folder), "--dataset_name", "digits", "--output_dir", str(out)]),
+        "benchmark.py": lambda folder, out: benchmark.main(
+            ["--model_name_or_path", str(folder), "--cost_only", "--no_stock", "--no_progress", "--output_dir", str(out)]),
+        "ppt_analysis policy-stats": lambda folder, out: analysis.main(
+            ["policy-stats", "--model_name_or_path", str(folder), "--num_samples", "2", "--no_progress",
+             "--output_dir", str(out)]),
+        "ppt-publish": lambda folder, out: publish.main(
+            ["--model_name_or_path", str(folder), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir", str(out)]),
+        "ppt-export-onnx": lambda folder, out: onnx_export.main(
+            ["--model_name_or_path", str(folder), "--output_file", str(folder.parent / "model.onnx")]),
     }
     try:
         from ppt_tools import demo
     except ImportError:  # the demo extra (gradio) is not installed
         return commands
-    commands["ppt-demo"] = lambda folder, out: demo.main([str(folder)])
+    commands["ppt-demo"] = lambda folder, out: demo.main(["--model_name_or_path", str(folder)])
     return commands
 
 

@@ -9,7 +9,7 @@ import contextlib
 from transformers import AutoImageProcessor
 
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
-from ppt_tools.core.arguments import USER_ERRORS
+from ppt_tools.core.errors import USER_ERRORS
 from ppt_tools.core.models import CHECKPOINT_CONTENT_ERRORS, load_pretrained
 from ppt_tools.core.preprocessing import resized_to, whole_image_processor
 
