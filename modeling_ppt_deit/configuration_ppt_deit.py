@@ -71,8 +71,9 @@ class PPTDeiTConfig(DeiTConfig):
       arguments and `config.json`): a value of the wrong type raises huggingface_hub's
       `StrictDataclassFieldValidationError` (as in every transformers config), a value out of range a `ValueError`,
       both naming the setting and what it accepts;
-    - sizes are bounded (`SIZE_BOUNDS`, `MAX_PATCHES`, `MAX_LABELS`), `image_size` must hold at least one patch
-      and `hidden_size` must be a multiple of `num_attention_heads`;
+    - sizes are bounded (`SIZE_BOUNDS`, `MAX_PATCHES`, `MAX_LABELS`) and `image_size` must hold at least one
+      patch. (That `hidden_size` divides into `num_attention_heads` is checked where the attention is built, as in
+      stock transformers, whose common config tests build configs field by field.)
     - a stock `vit` or `deit` config (a Hub checkpoint's `config.json`) is adopted as a PPT-DeiT one, see `from_dict`.
 
     Args:
@@ -137,9 +138,6 @@ class PPTDeiTConfig(DeiTConfig):
                                  "(height, width) pair of them")
         if self.num_labels > MAX_LABELS:
             raise ValueError(f"num_labels={self.num_labels} is not valid: at most {MAX_LABELS:,} classes")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of "
-                             f"num_attention_heads={self.num_attention_heads}")
         if self.num_patches_for() == 0:
             raise ValueError(f"image_size={self.image_size!r} is smaller than patch_size={self.patch_size!r}: the "
                              "image must hold at least one patch")

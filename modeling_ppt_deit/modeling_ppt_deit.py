@@ -16,7 +16,6 @@ The tensor work of scoring, choosing, pruning and pooling lives in `token_ops.py
 
 import contextlib
 import copy
-import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -472,12 +471,8 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
             # the shipped code imports torch and transformers only.
             if type(error).__name__ != "SafetensorError":
                 raise
-            source = str(pretrained_model_name_or_path)
-            names = sorted(name for name in os.listdir(source) if name.endswith(".safetensors")) \
-                if os.path.isdir(source) else []
-            raise OSError(f"a weights file of {source!r} cannot be read by safetensors ({error}): it is damaged or was "
-                          f"not fully written; save or download it again"
-                          + (f" (weights files there: {', '.join(names)})" if names else "")) from error
+            raise OSError(f"a weights file of {str(pretrained_model_name_or_path)!r} cannot be read by safetensors "
+                          f"({error}): it is damaged or was not fully written; save or download it again") from error
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained` (safetensors, with the remote-code files), with `auto_map` naming all

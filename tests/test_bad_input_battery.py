@@ -479,7 +479,7 @@ TRAIN_OPTIONS = [
     (["--prune_threshold", "-1"], "prune_threshold=-1.0"),
     (["--score_function", "magic"], "'magic'"),
     (["--image_size", "30"], "--image_size 30 must be a multiple of --patch_size 4"),
-    (["--hidden_size", "33"], "hidden_size=33 must be a multiple of num_attention_heads=2"),
+    (["--hidden_size", "33"], "--hidden_size 33 must be a multiple of --num_attention_heads 2"),
     (["--hidden_size", "0"], "hidden_size=0 is not valid"),
     (["--num_hidden_layers", "0"], "num_hidden_layers=0 is not valid"),
     (["--patch_size", "0"], "patch_size=0 is not valid"),

@@ -301,7 +301,7 @@ def test_a_plain_integer_label_column_is_found_by_name_and_counts_classes_of_all
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     completed = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "--dataset_name", str(tmp_path / "nope"), "--output_dir",
-         str(tmp_path / "out"), *TINY_MODEL_ARGS],
+         str(tmp_path / "out"), *TINY_MODEL_ARGS, *TINY_PPT_ARGS],  # a schedule that fits: the settings are checked first
         capture_output=True, text=True, cwd=ROOT, timeout=120,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
     )

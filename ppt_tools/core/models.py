@@ -60,12 +60,17 @@ ARCHITECTURES = {
 }
 
 
-def check_whole_patches(image_size: int, patch_size: int, patch_what: str = "--patch_size") -> None:
-    """A new model's `image_size` must be a multiple of its patch size: the patch convolution would silently drop
-    the pixels past the last whole patch. (A checkpoint's own sizes are the config's to check: it refuses only an
-    image smaller than a patch, as transformers loads stock models of any size.)"""
+def check_whole_patches(image_size: int, patch_size: int, patch_what: str = "--patch_size",
+                        hidden_size: int | None = None, num_attention_heads: int | None = None) -> None:
+    """A new model's shapes must divide: `image_size` by its patch size (the patch convolution would silently drop
+    the pixels past the last whole patch), and `hidden_size` by `num_attention_heads` (checked here, before any
+    data is read, rather than when the attention is built). A checkpoint's own sizes are the config's to check: it
+    refuses only an image smaller than a patch, as transformers loads stock models of any size."""
     if image_size % patch_size:
         raise ValueError(f"--image_size {image_size} must be a multiple of {patch_what} {patch_size}")
+    if hidden_size is not None and num_attention_heads and hidden_size % num_attention_heads:
+        raise ValueError(f"--hidden_size {hidden_size} must be a multiple of --num_attention_heads "
+                         f"{num_attention_heads}")
 
 
 def build_named_model(arch: str, image_size: int = 224, num_labels: int = 1000, seed: int = 0,

@@ -279,7 +279,8 @@ def check_model_settings(model_args: ModelArguments) -> None:
     if model_args.from_scratch:
         PPTDeiTConfig(**{name: getattr(model_args, name) for name in SCRATCH_ARCHITECTURE},
                       **compression_settings(model_args))
-        check_whole_patches(model_args.image_size, model_args.patch_size)
+        check_whole_patches(model_args.image_size, model_args.patch_size, hidden_size=model_args.hidden_size,
+                            num_attention_heads=model_args.num_attention_heads)
     elif os.path.isdir(os.path.expanduser(model_args.model_name_or_path)):
         name = model_args.model_name_or_path
         load_config(os.path.expanduser(name), f"--model_name_or_path {name!r}", **compression_settings(model_args))
