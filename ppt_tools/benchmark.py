@@ -45,6 +45,7 @@ One runner per mode (`RUNNERS`: run, table, notes) fills one dict (`benchmark`),
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
@@ -788,11 +789,15 @@ def run(args: BenchmarkArguments) -> int:
     if not args.progress or not main_process:
         transformers_logging.disable_progress_bar()  # transformers' own bars ("Loading weights") too
         args.progress = False
-    results = benchmark(args)
-    if main_process:  # with several processes, every one holds the gathered results; one reports them
-        print(format_results(results))
-        if args.output_dir:
-            print("wrote " + ", ".join(write_results(results, args.output_dir)))
+    # The main process holds --output_dir from before any work until its results are in place.
+    with args.results_folder() if main_process else contextlib.nullcontext() as output:
+        results = benchmark(args)
+        if main_process:  # with several processes, every one holds the gathered results; one reports them
+            print(format_results(results))
+            if output is not None:
+                with output.staging() as staging:
+                    written = write_results(results, str(staging))
+                print("wrote " + ", ".join(os.path.join(args.output_dir, os.path.basename(path)) for path in written))
     return 0
 
 

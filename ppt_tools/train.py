@@ -33,6 +33,7 @@ Nothing is lost and a resumed run is the run that was never interrupted:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -63,6 +64,7 @@ from ppt_tools.core.data import (
     load_prepared,
     num_rows,
 )
+from ppt_tools.core.outputs import FILES, MANIFEST_FILE, OutputTarget, resolve_target, staging_path
 from ppt_tools.core.preprocessing import collate_image_batch, eval_batch_transform
 from ppt_tools.training.augmentation import AugmentedDataset, TrainTransform, channel_mean_std, train_batch_transform
 from ppt_tools.core.results import (
@@ -91,7 +93,6 @@ from ppt_tools.training.modeling import build_config, build_model, pretrained_im
 logger = logging.getLogger("train")
 
 HUB_EXPORT_DIR = "hub_export"  # --push_to_hub: what is uploaded, kept in the run folder
-STAGING_DIR_NAME = ".incomplete-final"
 
 
 # ---- checks before any work -----------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def check_output_dir(training_args, resume: str | None) -> None:
             "--overwrite_output_dir True to start over (which deletes them)")
     names = [os.path.basename(path) for path in checkpoints]
     shown = ", ".join(names[-5:]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    others = sorted(set(os.listdir(output_dir)) - {CHECKPOINT_STAGING_DIR, STAGING_DIR_NAME, *names}) \
+    others = sorted(set(os.listdir(output_dir)) - {CHECKPOINT_STAGING_DIR, MANIFEST_FILE, *names}) \
         if os.path.isdir(output_dir) else []
     shown_others = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
     not_empty = (f"output_dir {output_dir!r} is not empty ({shown_others}): the run's model and results would "
@@ -354,26 +355,32 @@ def start_output_dir(training_args, resume: str | None) -> None:
         shutil.rmtree(staging)
 
 
-def finalize_output(trainer: Trainer, train_metrics: dict, eval_metrics: dict | None, info: dict) -> None:
-    """Write the finished model folder: everything goes to a staging folder first, then into output_dir, with
-    all_results.json last, so that an interrupted run never leaves a folder that looks complete. Without
-    `eval_metrics` (the trained model, saved before its evaluation): no eval_results.json and no all_results.json."""
-    output_dir = trainer.args.output_dir
-    staging = os.path.join(output_dir, STAGING_DIR_NAME)
-    if trainer.is_world_process_zero() and os.path.isdir(staging):
-        shutil.rmtree(staging)
-    trainer.accelerator.wait_for_everyone()
-    trainer.save_model(staging)  # model + image processor + training_args.bin; only the main process writes
-    if trainer.is_world_process_zero():
-        trainer.state.save_to_json(os.path.join(staging, "trainer_state.json"))
-        write_json(os.path.join(staging, TRAIN_RESULTS_FILE), train_metrics)
-        write_json(os.path.join(staging, TRAINING_INFO_FILE), info)
-        if eval_metrics is not None:
-            write_json(os.path.join(staging, EVAL_RESULTS_FILE), eval_metrics)
-            write_json(os.path.join(staging, ALL_RESULTS_FILE), {**train_metrics, **eval_metrics})
-        for name in sorted(os.listdir(staging), key=lambda name: name == ALL_RESULTS_FILE):
-            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
-        os.rmdir(staging)
+def lock_output_dir(training_args, held: contextlib.ExitStack) -> OutputTarget | None:
+    """The main process holds output_dir for the whole run (`ppt_tools.core.outputs`): a second run into it, or a
+    `--resume_from_checkpoint` while the run is alive, is refused with the other process named; what a killed final
+    save left is finished or removed. The other processes of a distributed run write nothing there on their own."""
+    if training_args.process_index != 0:
+        return None
+    return held.enter_context(OutputTarget(training_args.output_dir, kind=FILES, last=[ALL_RESULTS_FILE]))
+
+
+def finalize_output(trainer: Trainer, output: OutputTarget | None, train_metrics: dict, eval_metrics: dict | None,
+                    info: dict) -> None:
+    """Write the finished model folder: everything goes to a staging folder beside output_dir, then moves in
+    (`ppt_tools.core.outputs`, `FILES`), all_results.json last, so that an interrupted run never leaves a folder that
+    looks complete, and the next run finishes a move that a kill interrupted. Without `eval_metrics` (the trained
+    model, saved before its evaluation): no eval_results.json and no all_results.json."""
+    staging = staging_path(resolve_target(trainer.args.output_dir))  # the same path on every process
+    with output.staging() if output is not None else contextlib.nullcontext(staging) as staging:
+        trainer.accelerator.wait_for_everyone()
+        trainer.save_model(str(staging))  # model + image processor + training_args.bin; only the main process writes
+        if trainer.is_world_process_zero():
+            trainer.state.save_to_json(os.path.join(staging, "trainer_state.json"))
+            write_json(os.path.join(staging, TRAIN_RESULTS_FILE), train_metrics)
+            write_json(os.path.join(staging, TRAINING_INFO_FILE), info)
+            if eval_metrics is not None:
+                write_json(os.path.join(staging, EVAL_RESULTS_FILE), eval_metrics)
+                write_json(os.path.join(staging, ALL_RESULTS_FILE), {**train_metrics, **eval_metrics})
     trainer.accelerator.wait_for_everyone()
 
 
@@ -474,26 +481,28 @@ class TrainingRun:
     trainer: Trainer
     resume_from: str | None  # checkpoint folder to resume from
     publish: bool  # --push_to_hub: upload through ppt_tools.export.publish at the end
+    output: OutputTarget | None = None  # output_dir, held by the main process (`lock_output_dir`)
 
 
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     """Run train.py with `argv` (default: sys.argv[1:]); returns the results written to all_results.json.
     Raises `InputError` (a `ValueError`) for bad options or data, before anything is written."""
-    try:
-        run = prepare(argv, callbacks)
-    except USER_ERRORS as error:
-        raise InputError(one_line(error)) from error
-    return train_and_evaluate(run)
+    with contextlib.ExitStack() as held:  # output_dir's lock, for the whole run
+        try:
+            run = prepare(argv, callbacks, held)
+        except USER_ERRORS as error:
+            raise InputError(one_line(error)) from error
+        return train_and_evaluate(run)
 
 
 def cli(argv: list[str] | None = None) -> int:
     """The command line: bad input prints one `train.py: error:` line and returns 2 (nothing was written); a failed
-    upload after a finished run, or a streamed row that cannot be used, prints what is saved and what to do and
-    returns 1."""
+    upload after a finished run, a streamed row that cannot be used, or a save that failed (a full disk) prints what
+    is saved and what to do and returns 1."""
     return run_command("train.py", lambda: main(argv) and 0)
 
 
-def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
+def prepare(argv: list[str] | None, callbacks: list | None, held: contextlib.ExitStack) -> TrainingRun:
     """Everything that can fail on bad input: arguments, dataset, labels, images, model config and weights."""
     model_args, data_args, training_args = parse_args(argv)
     validate_args(model_args, data_args, training_args)
@@ -509,6 +518,7 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
     # The upload goes through ppt_tools.export.publish at the end; Trainer's own push would create a repo at start.
     publish = training_args.push_to_hub
     training_args.push_to_hub = False
+    output = lock_output_dir(training_args, held)
     resume_from = resolve_resume(training_args)
     check_output_dir(training_args, resume_from)
     set_seed(training_args.seed)
@@ -573,7 +583,8 @@ def prepare(argv: list[str] | None, callbacks: list | None) -> TrainingRun:
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         callbacks=[*epoch_callbacks, *(callbacks or [])],
     )
-    return TrainingRun(model_args, data_args, training_args, data, model, image_processor, trainer, resume_from, publish)
+    return TrainingRun(model_args, data_args, training_args, data, model, image_processor, trainer, resume_from, publish,
+                       output)
 
 
 def planned_steps(trainer: Trainer) -> int:
@@ -648,7 +659,7 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     trainer.log_metrics("train", train_metrics)
     info = training_info(model, data, train_metrics, training_args, run.model_args, run.data_args)
     # The trained model is on disk before its evaluation, which reads data that may still hold a bad row.
-    finalize_output(trainer, train_metrics, None, info)
+    finalize_output(trainer, run.output, train_metrics, None, info)
 
     # ---- evaluate with PPT on and off ----
     saved = (f"the trained model is saved in {training_args.output_dir!r} (without its evaluation); evaluate it "
@@ -666,7 +677,7 @@ def train_and_evaluate(run: TrainingRun) -> dict:
     eval_metrics.update({"eval_split": data.eval_split_name})  # eval_samples: counted by compute_metrics
     trainer.log_metrics("eval", {key: value for key, value in eval_metrics.items() if not isinstance(value, list)})
 
-    finalize_output(trainer, train_metrics, eval_metrics, info)
+    finalize_output(trainer, run.output, train_metrics, eval_metrics, info)
 
     results = {**train_metrics, **eval_metrics}
     if trainer.is_world_process_zero():

@@ -221,38 +221,43 @@ def _stats_table(stats: list[dict]) -> str:
 
 
 def run_policy_stats(args: PolicyStatsArguments) -> int:
-    model, device = load_placed_model(args)
-    config = model.config
-    if not config.compression_enabled:
-        raise ValueError("the model has no reduction layers: pass --reduction_layers / --tokens_removed")
-    batches = policy_batches(args, model, "eval")
-    stats = policy_statistics(collect_policy_records(model, batches, device, progress=args.progress))
-    print(f"policy statistics: tau={config.prune_threshold:g} score_function={config.score_function} "
-          f"on {args.dataset_name or 'random noise'}")
-    print(_stats_table(stats))
-    if args.output_dir:
-        paths = {kind: os.path.join(args.output_dir, name) for kind, name in POLICY_STATS_FILES.items()}
-        write_json(paths["json"],
-                   {"prune_threshold": config.prune_threshold, "score_function": config.score_function, "layers": stats})
-        write_csv(paths["csv"], stats)
-        policy_stats_plot(stats, paths["png"], config.prune_threshold, title=f"{args.model_name}: {config.score_function}")
-        print("wrote " + ", ".join(paths.values()))
+    with args.results_folder() as output:  # held before any work (`ppt_tools.core.arguments.OutputArguments`)
+        model, device = load_placed_model(args)
+        config = model.config
+        if not config.compression_enabled:
+            raise ValueError("the model has no reduction layers: pass --reduction_layers / --tokens_removed")
+        batches = policy_batches(args, model, "eval")
+        stats = policy_statistics(collect_policy_records(model, batches, device, progress=args.progress))
+        print(f"policy statistics: tau={config.prune_threshold:g} score_function={config.score_function} "
+              f"on {args.dataset_name or 'random noise'}")
+        print(_stats_table(stats))
+        if output is not None:
+            with output.staging() as staging:
+                paths = {kind: os.path.join(staging, name) for kind, name in POLICY_STATS_FILES.items()}
+                write_json(paths["json"], {"prune_threshold": config.prune_threshold,
+                                           "score_function": config.score_function, "layers": stats})
+                write_csv(paths["csv"], stats)
+                policy_stats_plot(stats, paths["png"], config.prune_threshold,
+                                  title=f"{args.model_name}: {config.score_function}")
+            print("wrote " + ", ".join(os.path.join(args.output_dir, name) for name in POLICY_STATS_FILES.values()))
     return 0
 
 
 def run_calibrate(args: CalibrateArguments) -> int:
-    model, device = load_placed_model(args)
-    batches = policy_batches(args, model, "train")
-    result = calibrate_threshold(model, batches, args.target_prune_fraction, device, progress=args.progress)
-    print(f"prune_threshold = {result.prune_threshold:.6g}  (pruned {result.achieved_prune_fraction:.1%} of decisions, "
-          f"target {result.target_prune_fraction:.1%}, {result.steps} search steps)")
-    for layer in result.per_layer_fraction_pruned:
-        print(f"  layer {layer}: pruned {result.per_layer_fraction_pruned[layer]:.1%}; this layer alone would need "
-              f"tau = {result.per_layer_quantile_threshold[layer]:.4g}")
-    print(f"use: --prune_threshold {result.prune_threshold:.6g}  or  "
-          f"model.configure_compression(prune_threshold={result.prune_threshold:.6g})")
-    if args.output_dir:
-        write_json(os.path.join(args.output_dir, CALIBRATION_FILE), result.to_dict())
+    with args.results_folder() as output:  # held before any work
+        model, device = load_placed_model(args)
+        batches = policy_batches(args, model, "train")
+        result = calibrate_threshold(model, batches, args.target_prune_fraction, device, progress=args.progress)
+        print(f"prune_threshold = {result.prune_threshold:.6g}  (pruned {result.achieved_prune_fraction:.1%} of "
+              f"decisions, target {result.target_prune_fraction:.1%}, {result.steps} search steps)")
+        for layer in result.per_layer_fraction_pruned:
+            print(f"  layer {layer}: pruned {result.per_layer_fraction_pruned[layer]:.1%}; this layer alone would "
+                  f"need tau = {result.per_layer_quantile_threshold[layer]:.4g}")
+        print(f"use: --prune_threshold {result.prune_threshold:.6g}  or  "
+              f"model.configure_compression(prune_threshold={result.prune_threshold:.6g})")
+        if output is not None:
+            with output.staging() as staging:
+                write_json(os.path.join(staging, CALIBRATION_FILE), result.to_dict())
     return 0
 
 

@@ -153,6 +153,11 @@ def table(rows: list[dict]) -> tuple[list[str], list[list]]:
 
 
 def run(args: ScoreTableArguments) -> int:
+    with args.results_folder() as output:  # held before any work (`ppt_tools.core.arguments.OutputArguments`)
+        return score_table(args, output)
+
+
+def score_table(args: ScoreTableArguments, output) -> int:
     started = time.time()
     model, device = load_placed_model(args)
     for name in args.score_functions:  # an unknown name fails before any work
@@ -185,14 +190,15 @@ def run(args: ScoreTableArguments) -> int:
     print(summary)
     print(format_table(headers, body))
     print(f"machine: {describe_machine(machine)}; {time.time() - started:.0f} s")
-    if args.output_dir:
-        paths = {kind: os.path.join(args.output_dir, name) for kind, name in SCORE_TABLE_FILES.items()}
-        write_csv(paths["csv"], rows)
-        write_json(paths["json"], {"rows": rows, "command": command, "machine": machine, "summary": summary})
-        write_text(paths["md"],
-                   markdown_table(headers, body) + f"\n\n{summary}\n\nCommand: `{command}`\n\n"
-                   f"Machine: {describe_machine(machine)}\n")
-        print("wrote " + ", ".join(paths.values()))
+    if output is not None:
+        with output.staging() as staging:
+            paths = {kind: os.path.join(staging, name) for kind, name in SCORE_TABLE_FILES.items()}
+            write_csv(paths["csv"], rows)
+            write_json(paths["json"], {"rows": rows, "command": command, "machine": machine, "summary": summary})
+            write_text(paths["md"],
+                       markdown_table(headers, body) + f"\n\n{summary}\n\nCommand: `{command}`\n\n"
+                       f"Machine: {describe_machine(machine)}\n")
+        print("wrote " + ", ".join(os.path.join(args.output_dir, name) for name in SCORE_TABLE_FILES.values()))
     return 0
 
 

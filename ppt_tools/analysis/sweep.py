@@ -247,21 +247,24 @@ class SweepArguments(AnalysisArguments):
 def run(args: SweepArguments) -> int:
     points = sweep_grid(args.tokens_removed_values, args.prune_threshold_values, args.layer_sets(),
                         args.score_functions, reference_policies=args.reference_policies)
-    model, device = load_placed_model(args)
-    validate_points(model.config, points)  # before loading data or timing anything
-    eval_batches = None
-    if args.dataset_name is not None:
-        data, processor = load_data(args, model)
-        eval_batches = preprocessed(data.eval, data, processor, args.eval_batch_size)
-    rows = run_sweep(model, points, eval_batches, speed=args.speed, batch_size=args.batch_size, warmup=args.warmup,
-                     rounds=args.rounds, device=device, progress=args.progress)
-    headers, body = table_rows(rows)
-    print(format_table(headers, body, align_left=2))
-    if args.output_dir:
-        metadata = {"model": args.model_name, "machine": machine_info(device), "batch_size": args.batch_size,
-                    "dtype": args.dtype, "dataset": args.dataset_name, "points": [asdict(p) for p in points]}
-        paths = save_sweep(rows, args.output_dir, metadata, title=args.model_name)
-        print("wrote " + ", ".join(paths.values()))
+    with args.results_folder() as output:  # held before any work (`ppt_tools.core.arguments.OutputArguments`)
+        model, device = load_placed_model(args)
+        validate_points(model.config, points)  # before loading data or timing anything
+        eval_batches = None
+        if args.dataset_name is not None:
+            data, processor = load_data(args, model)
+            eval_batches = preprocessed(data.eval, data, processor, args.eval_batch_size)
+        rows = run_sweep(model, points, eval_batches, speed=args.speed, batch_size=args.batch_size,
+                         warmup=args.warmup, rounds=args.rounds, device=device, progress=args.progress)
+        headers, body = table_rows(rows)
+        print(format_table(headers, body, align_left=2))
+        if output is not None:
+            metadata = {"model": args.model_name, "machine": machine_info(device), "batch_size": args.batch_size,
+                        "dtype": args.dtype, "dataset": args.dataset_name, "points": [asdict(p) for p in points]}
+            with output.staging() as staging:
+                paths = save_sweep(rows, str(staging), metadata, title=args.model_name)
+            print("wrote " + ", ".join(os.path.join(args.output_dir, os.path.basename(path))
+                                       for path in paths.values()))
     return 0
 
 

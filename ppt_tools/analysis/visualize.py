@@ -20,7 +20,7 @@ from PIL import Image
 
 from ppt_tools.core.arguments import MachineArguments, ModelSourceArguments, PPTArguments
 from ppt_tools.core.preprocessing import load_image_processor
-from ppt_tools.core.results import atomic_path
+from ppt_tools.core.outputs import FILE, OutputTarget
 from ppt_tools.analysis.token_maps import figure_pixels, layer_maps, model_view, patch_grid, patch_owners, token_map_figure
 
 from .common import load_placed_model
@@ -70,10 +70,10 @@ def check_output(path: str) -> str:
     return formats[extension]
 
 
-def save_figure_atomically(figure, path: str, file_format: str, png_colours: int | None = None) -> None:
-    """Write via a temporary file in the same folder, so a failure never leaves half an image. With `png_colours`,
-    a PNG is stored with a palette of that many colours (a few times smaller, for documents)."""
-    with atomic_path(path) as temporary:
+def save_figure_atomically(figure, output: OutputTarget, file_format: str, png_colours: int | None = None) -> None:
+    """Write through the output's staging file (`ppt_tools.core.outputs`), so a failure never leaves half an image.
+    With `png_colours`, a PNG is stored with a palette of that many colours (a few times smaller, for documents)."""
+    with output.staging() as temporary:
         if png_colours is None or file_format != "png":
             figure.savefig(temporary, format=file_format)
             return
@@ -117,6 +117,11 @@ class VisualizeArguments(MachineArguments, PPTArguments, ModelSourceArguments):
 
 
 def run(args: VisualizeArguments) -> int:
+    with OutputTarget(args.output, kind=FILE) as output:  # one writer of --output at a time
+        return draw(args, output)
+
+
+def draw(args: VisualizeArguments, output: OutputTarget) -> int:
     file_format = check_output(args.output)
     images = [load_image(path) for path in args.image]
     model, device = load_placed_model(args)
@@ -137,7 +142,7 @@ def run(args: VisualizeArguments) -> int:
     figure = token_map_figure(model_view(pixel_values, processor), outputs, config, grid=grid, image_titles=titles,
                               title=f"What PPT did to {'the image' if len(images) == 1 else 'each image'}, layer by "
                                     f"layer ({model_description(args)})", dpi=args.dpi)
-    save_figure_atomically(figure, args.output, file_format, args.png_colours)
+    save_figure_atomically(figure, output, file_format, args.png_colours)
 
     for path, label, maps in summaries:
         print(f"{path}:")

@@ -18,6 +18,7 @@ turns that into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ from transformers import HfArgumentParser
 from .data import DEFAULT_TRAIN_SPLIT
 from .errors import USER_ERRORS, CommandFailure, one_line
 from .models import ARCHITECTURES
+from .outputs import FILES, OutputTarget
 from .results import check_output_dir
 
 
@@ -183,13 +185,23 @@ class OutputArguments:
 
     def validate(self) -> None:
         check_output_dir(self.output_dir)
-        if self.output_dir is None or self.overwrite_output_dir:
+
+    @contextlib.contextmanager
+    def results_folder(self):
+        """--output_dir held for this command while it runs (`ppt_tools.core.outputs.OutputTarget`: a second writer
+        is refused, what a killed run left is finished or removed), the earlier results it would replace refused
+        unless --overwrite_output_dir; yields the target, whose `staging()` folder the result files are written
+        into, or None without --output_dir. Enter it before any work."""
+        if self.output_dir is None:
+            yield None
             return
-        existing = [name for name in self.output_files() if os.path.lexists(os.path.join(self.output_dir, name))]
-        if existing:
-            raise ValueError(f"--output_dir {self.output_dir!r} already holds {', '.join(existing)} (an earlier run's "
-                             "results, which this run would replace): pass another --output_dir, or "
-                             "--overwrite_output_dir to replace them")
+        with OutputTarget(self.output_dir, kind=FILES) as output:
+            existing = [name for name in self.output_files() if os.path.lexists(os.path.join(self.output_dir, name))]
+            if existing and not self.overwrite_output_dir:
+                raise ValueError(f"--output_dir {self.output_dir!r} already holds {', '.join(existing)} (an earlier "
+                                 "run's results, which this run would replace): pass another --output_dir, or "
+                                 "--overwrite_output_dir to replace them")
+            yield output
 
 
 # ---- parsing and reporting --------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from transformers import (
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 
 from .data import looks_like_local_path
+from .outputs import MANIFESTS, check_recorded_files
 
 
 @contextlib.contextmanager
@@ -191,6 +192,10 @@ def load_pretrained(source: str, what: str, *, new_head: bool = False, **kwargs)
     still load. `OSError` (missing or damaged files, a Hub id not found) is left to the caller."""
     if os.path.isdir(source):
         check_model_type(source, what)
+        # a weights file whose bytes changed since our tool wrote it (a zeroed tail still parses as safetensors)
+        weights = sorted(name for name in os.listdir(source) if name.endswith(".safetensors"))
+        for manifest in MANIFESTS:
+            check_recorded_files(source, weights, what, manifest)
     with naming_the_checkpoint(what):
         model, info = PPTDeiTForImageClassification.from_pretrained(
             source, output_loading_info=True, ignore_mismatched_sizes=new_head, **kwargs)

@@ -13,9 +13,7 @@ import json
 import math
 import os
 import platform
-import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,39 +48,6 @@ def atomic_path(path):
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
-        raise
-
-
-def replaceable_folder(path, is_ours, what: str, ours: str, replaces: str, error: type[Exception] = ValueError) -> Path:
-    """`path`, a symlink followed (the folder it points to is replaced, and the link keeps pointing at it), checked
-    for `atomic_folder` to write there: it must be new, an empty folder, or a folder `is_ours(folder)` accepts (one
-    this tool wrote). Otherwise `error`, naming `what` the folder is, what `ours` holds and what `replaces` it."""
-    path = Path(path)
-    path = Path(os.path.realpath(path)) if path.is_symlink() else path
-    if path.exists() and not path.is_dir():
-        raise error(f"{what} {str(path)!r} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not is_ours(path):
-        raise error(f"{what} {str(path)!r} is not empty and is not {ours}: choose an empty or new folder, since "
-                    f"{replaces}")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_folder(path):
-    """Yield an empty staging folder beside the folder `path` to build in; on success it takes `path`'s place (a
-    previous folder there is deleted: the caller has checked that it may be), on failure it is removed and `path` is
-    untouched. The staging folder is an ordinary one (umask permissions, not mkdtemp's private 0700)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
-        yield staging
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -24,9 +24,7 @@ import collections
 import hashlib
 import importlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -36,6 +34,7 @@ from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification, PPTD
 from ppt_tools.core.arguments import run_command
 from ppt_tools.core.errors import CommandFailure
 from ppt_tools.core.models import eval_mode, load_checkpoint, stock_classes
+from ppt_tools.core.outputs import FILE, OutputTarget
 
 
 # torch's dynamo exporter implements its operators at opset 18 (lower versions go through a converter that fails on
@@ -169,24 +168,6 @@ def _example_input(model: torch.nn.Module, batch_size: int) -> torch.Tensor:
     return pixels.to(device=parameter.device, dtype=parameter.dtype)
 
 
-def _write_new(temporary: str, path: Path, overwrite: bool) -> None:
-    """Move the finished temporary file to `path`. Without `overwrite` this is a hard link, which fails if `path`
-    appeared meanwhile (a plain rename would silently replace it), then the temporary name goes."""
-    if overwrite:
-        os.replace(temporary, path)
-        return
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        raise FileExistsError(f"{str(path)!r} appeared during the export; it is left as it is") from None
-    except OSError:  # a file system without hard links: check, then rename (a small race, documented)
-        if path.exists():
-            raise FileExistsError(f"{str(path)!r} appeared during the export; it is left as it is") from None
-        os.replace(temporary, path)
-        return
-    os.unlink(temporary)
-
-
 def export_onnx(
     model: PPTDeiTForImageClassification | PPTDeiTModel,
     path,
@@ -195,6 +176,7 @@ def export_onnx(
     overwrite: bool = False,
     example_batch_size: int = 2,
     metadata: dict[str, str] | None = None,
+    verify=None,
 ) -> Path:
     """Export `model` to the ONNX file `path`, with a dynamic batch size and the compression in the graph.
 
@@ -203,19 +185,21 @@ def export_onnx(
             `[batch, num_labels]`) or a `PPTDeiTModel` (outputs `last_hidden_state` `[batch, final_tokens,
             hidden]` and `token_sizes` `[batch, final_tokens]`). Exported in eval mode with its current PPT
             settings (which the file's metadata records); its train/eval mode is restored afterwards.
-        path: the `.onnx` file to write. Its folder must exist. The file is written under a temporary name
-            beside it and renamed at the end, so a failed export leaves nothing behind.
+        path: the `.onnx` file to write. Its folder must exist. The file is written under a staging name beside it
+            and renamed at the end (`ppt_tools.core.outputs`), so a failed export leaves nothing behind.
         opset: ONNX opset, one of `SUPPORTED_OPSETS` (default 18).
         overwrite: replace an existing `path`; without it an existing file raises `FileExistsError`.
         example_batch_size: the batch traced (>= 2, so that the batch dimension is not specialised to 1).
         metadata: extra string metadata for the file (beside the PPT settings, which are always recorded).
+        verify: called with the path of the written file before it takes `path`'s place; whatever it raises
+            leaves `path` as it was (e.g. a file ONNX Runtime refuses, or whose outputs differ from PyTorch's).
 
     Returns:
         The path written. Weights are stored inside the file (no external data), so it is a single file.
     """
     output_names = output_names_of(model)
     return _export(model, output_names, {**compression_metadata(model.config), **(metadata or {})}, path, opset,
-                   overwrite, example_batch_size)
+                   overwrite, example_batch_size, verify)
 
 
 def export_stock_classifier(model: torch.nn.Module, path, opset: int = DEFAULT_OPSET, *, overwrite: bool = False,
@@ -256,7 +240,7 @@ def file_metadata(path) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
-def _export(model, output_names, metadata, path, opset, overwrite, example_batch_size) -> Path:
+def _export(model, output_names, metadata, path, opset, overwrite, example_batch_size, verify=None) -> Path:
     opset = check_opset(opset)
     path = check_target(path, overwrite)
     if isinstance(example_batch_size, bool) or not isinstance(example_batch_size, int) or example_batch_size < 2:
@@ -278,15 +262,12 @@ def _export(model, output_names, metadata, path, opset, overwrite, example_batch
             verbose=False,
         )
     program.model.metadata_props.update(metadata)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
-    os.close(handle)
-    try:
-        program.save(temporary, external_data=False)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a model file is meant to be shared
-        _write_new(temporary, path, overwrite)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    # One writer of the file at a time; a kill leaves the old file or the new one, and the next export removes its
+    # staging file (`ppt_tools.core.outputs`).
+    with OutputTarget(path, kind=FILE, replace=overwrite) as output, output.staging() as staging:
+        program.save(str(staging), external_data=False)
+        if verify is not None:
+            verify(staging)  # a file that fails its check is never put in place
     return path
 
 
@@ -444,17 +425,23 @@ def _export_checkpoint(args) -> int:
     check_opset(args.opset)
     check_target(args.output_file, args.overwrite)  # before loading the model: fail in a second, not in a minute
     model = _load(args.model_name_or_path)
-    path = export_onnx(model, args.output_file, args.opset, overwrite=args.overwrite)
+    checked = {}
+
+    def check(staged) -> None:
+        # ONNX Runtime against PyTorch on the staged file: a file that fails is never put in place
+        session = onnx_session(staged)
+        checked["worst"] = max(max_difference(model, session, _example_input(model, batch)) for batch in (1, 3))
+        if not checked["worst"] <= 1e-4:
+            raise OnnxMismatchError(f"the exported graph {args.output_file!r} does not match PyTorch within 1e-4 "
+                                    f"({checked['worst']:.2e}); it was not written")
+
+    path = export_onnx(model, args.output_file, args.opset, overwrite=args.overwrite,
+                       verify=None if args.no_check else check)
     config = model.config
     print(f"wrote {path} (opset {args.opset}, dynamic batch size; PPT r={config.tokens_removed} at layers "
           f"{list(config.reduction_layers)}, tau={config.prune_threshold:g}, score {config.score_function})")
-    if args.no_check:
-        return 0
-    session = onnx_session(path)
-    worst = max(max_difference(model, session, _example_input(model, batch)) for batch in (1, 3))
-    print(f"ONNX Runtime vs PyTorch, batches of 1 and 3: max |logits difference| = {worst:.2e}")
-    if not worst <= 1e-4:
-        raise OnnxMismatchError(f"the exported graph {str(path)!r} does not match PyTorch within 1e-4 ({worst:.2e})")
+    if not args.no_check:
+        print(f"ONNX Runtime vs PyTorch, batches of 1 and 3: max |logits difference| = {checked['worst']:.2e}")
     return 0
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import inspect
 import json
 import os
@@ -82,11 +81,11 @@ from ppt_tools.core.results import (
     EVAL_RESULTS_FILE,
     TRAIN_RESULTS_FILE,
     TRAINING_INFO_FILE,
-    atomic_folder,
     read_json_object,
-    replaceable_folder,
     write_json,
 )
+from ppt_tools.core.outputs import FOLDER, MANIFEST_FILE, OutputTarget, check_replaceable, file_digests, \
+    refuse_edited
 
 from .card import build_model_card, is_export_results, load_results, noisy_timings, normalize_results, pin_usage
 from .space import EXAMPLES_DIR, check_space_dir, evaluation_examples, save_examples, \
@@ -176,21 +175,14 @@ def _is_previous_export(folder: Path) -> bool:
 
 
 def _check_output_dir(output_dir) -> Path:
-    """`output_dir` with a symlink followed, where an export may be written (`ppt_tools.core.results.replaceable_folder`)."""
-    output_dir = replaceable_folder(
+    """`output_dir` with a symlink followed, where an export may be written: new, empty, or a previous export that
+    nobody edited since (`ppt_tools.core.outputs`)."""
+    output_dir = check_replaceable(
         output_dir, _is_previous_export, "output_dir",
         f"a previous export (which holds only {list(EXPORT_FILES)}, with {list(ONNX_FILES)} in {ONNX_DIR}/ and .png "
         f"images in {EXAMPLES_DIR}/)", "an export replaces the folder's content")
-    edited = edited_export_files(output_dir) if output_dir.is_dir() else []
-    if edited:
-        raise ValueError(f"output_dir {str(output_dir)!r} is a previous export, but {', '.join(edited[:5])} changed "
-                         "since it was written, and replacing the export would lose that: keep a copy, then pass "
-                         "another --output_dir (or delete the folder)")
-    parent = output_dir.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"output_dir {str(output_dir)!r} cannot be created: {str(parent)!r} is not a directory")
+    refuse_edited(output_dir, "output_dir", "keep a copy, then pass another --output_dir (or delete the folder)",
+                  manifest=RESULTS_FILE)
     return output_dir
 
 
@@ -306,7 +298,8 @@ def export_folder(
     elif onnx_opset is not None:
         raise ValueError("onnx_opset is given but onnx is off: pass onnx=True (--onnx) to write onnx/model.onnx")
 
-    with atomic_folder(output_dir) as staging:
+    with OutputTarget(output_dir, kind=FOLDER, manifest=RESULTS_FILE) as output, output.staging() as staging:
+        _check_output_dir(output_dir)  # again, under the lock: nobody edited or wrote it since the first check
         stock_model = stock_export_model(model)
         stock_model.save_pretrained(staging)
         for name in CODE_FILES:
@@ -333,25 +326,11 @@ def export_folder(
             _verify_export(staging, model)
         if onnx:
             _write_onnx(model, staging, onnx_opset)
-        # last, with what every other file holds: a later export finds out whether someone edited them since
+        # last, with what every other file holds (the export's manifest): a later export finds out whether someone
+        # edited them since
         write_json(staging / RESULTS_FILE, {"results": normalized, "raw": raw, "training_info": training_info,
-                                            "files": file_digests(staging)})
+                                            "files": file_digests(staging, exclude=[RESULTS_FILE])})
     return output_dir
-
-
-def file_digests(folder: Path) -> dict[str, str]:
-    """path relative to `folder` -> sha256 of the file, for every file below it but results.json."""
-    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(Path(folder).rglob("*")) if path.is_file() and path.name != RESULTS_FILE}
-
-
-def edited_export_files(folder: Path) -> list[str]:
-    """The files of the export in `folder` that differ from what the export wrote, or that it did not write (a
-    hand-edited card, an added image); [] for an export written before the digests were recorded."""
-    written = previous_export_contents(folder).get("files")
-    if not isinstance(written, dict):
-        return []
-    return sorted(name for name, digest in file_digests(folder).items() if written.get(name) != digest)
 
 
 def _check_onnx_export(opset) -> int:
@@ -506,7 +485,8 @@ def push_space(folder, space_id: str, token: str | None = None, private: bool = 
         space_id = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private,
                                    exist_ok=True).repo_id
         commit = api.upload_folder(folder_path=folder, repo_id=space_id, repo_type="space",
-                                   commit_message=commit_message or "PPT demo Space (Gradio)")
+                                   commit_message=commit_message or "PPT demo Space (Gradio)",
+                                   ignore_patterns=[MANIFEST_FILE])  # what the tool wrote, for its edit check
     except OfflineModeIsEnabled as error:
         raise HubPushError(f"Offline mode is enabled ({error}). " + hint) from error
     except HfHubHTTPError as error:

@@ -29,7 +29,7 @@ from huggingface_hub import SpaceCardData
 from PIL import Image
 
 from ppt_tools.core.data import evaluation_examples, save_examples  # noqa: F401 (publish's, from here)
-from ppt_tools.core.results import atomic_folder, replaceable_folder
+from ppt_tools.core.outputs import FOLDER, MANIFEST_FILE, OutputTarget, check_replaceable, refuse_edited
 
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds ppt_tools/ and modeling_ppt_deit/
@@ -49,7 +49,7 @@ SPACE_CODE = {
     "modeling_ppt_deit/modeling_ppt_deit.py": "modeling_ppt_deit/modeling_ppt_deit.py",
     "modeling_ppt_deit/token_ops.py": "modeling_ppt_deit/token_ops.py",
 }
-SPACE_TOP_LEVEL = {"app.py", "requirements.txt", "README.md", EXAMPLES_DIR,
+SPACE_TOP_LEVEL = {"app.py", "requirements.txt", "README.md", EXAMPLES_DIR, MANIFEST_FILE,
                    *(name.split("/")[0] for name in SPACE_CODE)}
 SPACE_REQUIRED = ("app.py", "requirements.txt", "README.md", "space_app.py")
 # What running the app in the folder leaves there (gradio's cache, bytecode): a Space folder may hold them.
@@ -131,10 +131,17 @@ def is_space_folder(folder: Path) -> bool:
 
 
 def check_space_dir(output_dir) -> Path:
-    """`output_dir` resolved (a symlink followed); `SpaceFolderError` if it holds anything but a previous Space."""
-    return replaceable_folder(output_dir, is_space_folder, "space folder",
-                              f"a Space this tool wrote (which holds only {sorted(SPACE_TOP_LEVEL)})",
-                              "writing the Space replaces its content", error=SpaceFolderError)
+    """`output_dir` resolved (a symlink followed); `SpaceFolderError` if it holds anything but a previous Space, or
+    a Space in which a file changed or appeared since this tool wrote it (its manifest says which)."""
+    output_dir = check_replaceable(output_dir, is_space_folder, "space folder",
+                                   f"a Space this tool wrote (which holds only {sorted(SPACE_TOP_LEVEL)})",
+                                   "writing the Space replaces its content", error=SpaceFolderError)
+    try:
+        refuse_edited(output_dir, "space folder", "keep a copy of your changes, then pass another --space_dir (or "
+                      "delete the folder)")
+    except ValueError as error:
+        raise SpaceFolderError(str(error)) from None
+    return output_dir
 
 
 def sample_photos() -> list[tuple[str, Image.Image]]:
@@ -169,8 +176,8 @@ def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels
     """Write the Space folder for the model repo `model_repo_id` (contents in the module docstring); return it.
 
     Args:
-        output_dir: new, empty, or a Space this function wrote (replaced as a whole, via a folder built beside it:
-            an error leaves nothing half-written). Anything else is refused (`SpaceFolderError`).
+        output_dir: new, empty, or a Space this function wrote and nobody edited since (replaced as a whole, via a
+            folder built beside it: `ppt_tools.core.outputs`). Anything else is refused (`SpaceFolderError`).
         model_repo_id: the Hub model repo the Space serves.
         examples: a folder of example images (the model export's `examples/`), copied as they are.
         num_labels: the model's classes; without example images, a 1000-class (ImageNet) model gets scikit-learn's
@@ -180,7 +187,8 @@ def write_space_folder(output_dir, model_repo_id: str, examples=None, num_labels
             revision it was given); None serves the latest commit of its main branch, and the app says so.
     """
     output_dir = check_space_dir(output_dir)
-    with atomic_folder(output_dir) as staging:
+    with OutputTarget(output_dir, kind=FOLDER) as output, output.staging() as staging:
+        check_space_dir(output_dir)  # again, under the lock
         # A JSON string is a Python string literal too (a branch name is the user's text, never code).
         app = APP_TEMPLATE.format(model_repo_id=model_repo_id,
                                   revision=json.dumps(model_revision) if model_revision else "None",

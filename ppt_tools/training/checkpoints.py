@@ -23,14 +23,15 @@ import os
 import re
 import shutil
 import time
-import uuid
 import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ppt_tools.core.models import safetensors_problem
+from ppt_tools.core.outputs import replace_path, translated_write_errors
 
 
 logger = logging.getLogger(__name__)
@@ -168,15 +169,9 @@ def run_totals(checkpoint: str) -> RunTotals | None:
 
 
 def replace_folder(source: str, target: str) -> None:
-    """Move the folder `source` to `target` (same parent folder), replacing a `target` that exists: the old one is
-    first renamed aside, so that at every moment `target` is either the old folder, absent, or the new one."""
-    if not os.path.lexists(target):
-        os.rename(source, target)
-        return
-    aside = os.path.join(os.path.dirname(target), f".replaced-{os.path.basename(target)}-{uuid.uuid4().hex[:8]}")
-    os.rename(target, aside)
-    os.rename(source, target)
-    shutil.rmtree(aside, ignore_errors=True)
+    """Move the folder `source` to `target` (same parent folder), replacing a `target` that exists; at every moment
+    `target` is the old folder or the new one (`ppt_tools.core.outputs.replace_path`)."""
+    replace_path(Path(source), Path(target))
 
 
 class AtomicCheckpoints:
@@ -259,7 +254,9 @@ class AtomicCheckpoints:
             self.state.stateful_callbacks[RUN_TOTALS_KEY] = asdict(totals)
         self._checkpoint_staging_root = staging_root
         try:
-            super()._save_checkpoint(model, trial)
+            # a full disk surfaces from torch.save as `basic_ios::clear`, from safetensors as an `IoError`: one line
+            with translated_write_errors(os.path.join(run_dir, name), "the checkpoints saved before it are kept"):
+                super()._save_checkpoint(model, trial)
         finally:
             self._checkpoint_staging_root = None
         self.accelerator.wait_for_everyone()  # every process has written its files (RNG states)
