@@ -259,7 +259,7 @@ def test_benchmark_killed_at_every_file_operation_keeps_old_or_new_results(tmp_p
 
     workspace = tmp_path / "work"
     out = workspace / "bench"
-    argv = ["--checkpoint", tiny_checkpoint, "--cost_only", "--output_dir", str(out), "--overwrite_output_dir"]
+    argv = ["--model_name_or_path", tiny_checkpoint, "--cost_only", "--output_dir", str(out), "--overwrite_output_dir"]
     assert benchmark.main(argv) == 0
     old = hashes(out)
     first, measured = benchmark.benchmark, {}
@@ -293,27 +293,31 @@ def test_train_killed_at_every_file_operation_of_the_final_save(cifar100_path, t
     original = train.finalize_output
     seen = {}
 
-    def checked_finalize(trainer, output, *args):
+    def checked_finalize(trainer, output, train_metrics, eval_metrics, info):
         before = hashes(out)
+        expected = {"model.safetensors", "config.json", "trainer_state.json", "train_results.json"}
+        if eval_metrics is not None:
+            expected |= {"eval_results.json", "all_results.json"}
 
         def check(copy, operation):
             killed = copy / "run"
             with OutputTarget(killed, kind=FILES):  # recovery, as the next run does it first
                 pass
             now = hashes(killed)
-            if "all_results.json" in now:
+            if now != before:  # then the whole new save, the manifest agreeing with every file
                 assert outputs.edited_files(killed) == [], f"killed at operation {operation}: a mixed folder"
-                assert {"model.safetensors", "config.json", "trainer_state.json", "eval_results.json"} <= set(now)
-            else:
-                assert now == before, f"killed at operation {operation}"
+                assert expected <= set(now), f"killed at operation {operation}"
+            assert ("all_results.json" in now) == ("all_results.json" in before or now != before and
+                                                   eval_metrics is not None), f"killed at operation {operation}"
             assert set(leftovers(copy)) <= {".run.ppt-lock"}, f"killed at operation {operation}"
 
-        seen["operations"] = at_every_operation(lambda: original(trainer, output, *args), workspace, check)
+        seen.setdefault("operations", []).append(at_every_operation(
+            lambda: original(trainer, output, train_metrics, eval_metrics, info), workspace, check))
 
     monkeypatch.setattr(train, "finalize_output", checked_finalize)
     train.main(["--dataset_name", cifar100_path, "--output_dir", str(out), *TINY_MODEL_ARGS, *TINY_PPT_ARGS,
                 *FAST_TRAINING_ARGS, "--max_steps", "1"])
-    assert seen["operations"] > 10
+    assert len(seen["operations"]) == 2 and min(seen["operations"]) > 10  # before and after the evaluation
     assert json.loads((out / "all_results.json").read_text())["train_global_step"] == 1
     assert outputs.edited_files(out) == [] and leftovers(tmp_path) == []
 
@@ -363,7 +367,8 @@ def test_an_onnx_file_that_fails_its_check_is_not_left_behind(tiny_checkpoint, t
     with torch.no_grad():
         model.classifier.weight.fill_(float("nan"))
     model.save_pretrained(tmp_path / "nan")
-    assert onnx_export.main([str(tmp_path / "nan"), str(tmp_path / "model.onnx")]) == 1
+    assert onnx_export.main(["--model_name_or_path", str(tmp_path / "nan"),
+                             "--output_file", str(tmp_path / "model.onnx")]) == 1
     err = capsys.readouterr().err
     assert "does not match PyTorch" in err and "was not written" in err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["nan"]
@@ -426,7 +431,7 @@ def test_two_runs_into_one_folder_and_a_resume_of_a_live_run_are_refused(held, c
         assert f"is being written by process {holder.pid}" in err and err.count("\n") == 1
     from ppt_tools import benchmark
 
-    assert benchmark.main(["--checkpoint", tiny_checkpoint, "--cost_only", "--output_dir", str(target)]) == 2
+    assert benchmark.main(["--model_name_or_path", tiny_checkpoint, "--cost_only", "--output_dir", str(target)]) == 2
     assert f"is being written by process {holder.pid}" in capsys.readouterr().err
     assert not target.exists()
 
@@ -441,7 +446,8 @@ def test_a_space_edited_since_it_was_written_is_not_replaced(tmp_path, capsys, e
     export = tmp_path / "export"
     shutil.copytree(trained_export().folder, export)
     space = tmp_path / "space"
-    argv = [str(export), "--repo_id", REPO_ID, "--dry_run", "--upload_only", "--space", "--space_dir", str(space)]
+    argv = ["--model_name_or_path", str(export), "--hub_model_id", REPO_ID, "--dry_run", "--upload_only", "--space",
+            "--space_dir", str(space)]
     assert publish.main(argv) == 0
     (space / edit).parent.mkdir(exist_ok=True)
     (space / edit).write_bytes(b"my own work")
