@@ -113,6 +113,11 @@ class PPTDeiTConfig(DeiTConfig):
     track_sources: bool = False
 
     def __post_init__(self, **kwargs):
+        # The base class turns a bare `num_labels` into an id2label of that many entries: bound it first (a config.json
+        # asking for 10**8 classes would otherwise fill the memory before any check runs).
+        labels = kwargs.get("num_labels")
+        if isinstance(labels, int) and not isinstance(labels, bool) and labels > MAX_LABELS:
+            raise ValueError(f"num_labels={labels} is not valid: at most {MAX_LABELS:,} classes")
         super().__post_init__(**kwargs)
         self.reduction_layers = list(self.reduction_layers)
         if not isinstance(self.tokens_removed, int):

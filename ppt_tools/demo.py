@@ -53,7 +53,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Pr
 from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_tools.analysis.token_maps import figure_pixels, layer_maps, model_view, patch_grid, token_map_figure
 from ppt_tools.core.cost import analytic_cost
-from ppt_tools.core.errors import USER_ERRORS, one_line
+from ppt_tools.core.errors import CHECKPOINT_CONTENT_ERRORS, USER_ERRORS, one_line
 from ppt_tools.core.timing import TimingStats, time_interleaved
 
 
@@ -63,6 +63,8 @@ MAX_MEGAPIXELS = 40
 MAX_FILE_SIZE = "25mb"
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PROG = "ppt-demo"
+# The model types the installed PPT-DeiT classes load (a train.py output, an export of one, a stock DeiT / ViT).
+LOADABLE_MODEL_TYPES = ("ppt_deit", "vit", "deit")
 # A value a client sent, as a message quotes it (a script may send a megabyte of text for a number).
 SHOWN = reprlib.Repr()
 SHOWN.maxstring = SHOWN.maxother = 60
@@ -99,6 +101,10 @@ def load_demo_model(model_name_or_path: str, revision: str | None = None, trust_
                          "(train.py output, an export) or a Hub repo id like 'user/name'")
     try:
         config, _ = PretrainedConfig.get_config_dict(name, revision=revision)  # the JSON only: runs no code
+        model_type = config.get("model_type")
+        if not trust_remote_code and not needs_own_code(config) and model_type not in LOADABLE_MODEL_TYPES:
+            raise ValueError(f"{name!r} has model_type {SHOWN.repr(model_type)} in its config.json; the demo loads "
+                             f"PPT-DeiT checkpoints and exports ({', '.join(LOADABLE_MODEL_TYPES)})")
         if trust_remote_code:
             model = AutoModelForImageClassification.from_pretrained(name, revision=revision, code_revision=revision,
                                                                     trust_remote_code=True)
@@ -112,6 +118,9 @@ def load_demo_model(model_name_or_path: str, revision: str | None = None, trust_
     except OSError as error:  # not found on the Hub, offline without a cached copy, no weights
         where = "" if local else " (tried as a Hub repo id)"
         raise OSError(f"{name!r} could not be loaded{where}: {one_line(error)}") from error
+    except CHECKPOINT_CONTENT_ERRORS as error:  # an unknown activation, a config.json nested past the reader's depth
+        raise ValueError(f"{name!r} cannot be loaded: its config.json or weights do not describe a PPT-DeiT "
+                         f"classifier ({type(error).__name__}: {one_line(error)})") from error
     if getattr(model.config, "model_type", None) != "ppt_deit" or not hasattr(model, "compression_settings"):
         raise ValueError(f"{name!r} did not load as a PPT-DeiT model (got {type(model).__name__}); the demo "
                          "needs a PPT-DeiT checkpoint or export")
@@ -506,6 +515,18 @@ def build_demo(model_name_or_path: str, examples: str | os.PathLike | None = Non
     return demo
 
 
+def port_number(text: str) -> int:
+    """--port: a TCP port a server can listen on (checked here, before the model loads: gradio would fail only at
+    launch, with a traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 1 to 65535")
+    return port
+
+
 def main(argv=None) -> int:
     # The command-line layer (options, exit codes) is imported here: a Space imports this module without it.
     from ppt_tools.core.arguments import run_command
@@ -520,7 +541,7 @@ def main(argv=None) -> int:
                         "without it a PPT-DeiT folder or repo runs the installed modeling_ppt_deit")
     parser.add_argument("--examples", default=None, help="a folder of example images (default: those of the model "
                         "folder, or of the evaluation split a train.py run folder records)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=port_number, default=7860, help="the local port to serve on (1 to 65535)")
     parser.add_argument("--share", action="store_true", help="also serve a temporary public gradio.live link")
     args = parser.parse_args(argv)
 

@@ -16,6 +16,13 @@ from huggingface_hub.errors import StrictDataclassError
 USER_ERRORS = (ValueError, OSError, StrictDataclassError)
 
 
+# Raised inside from_pretrained by a config.json or weights that do not describe a loadable model: an unknown
+# activation (KeyError), id2label that is not a mapping (AttributeError), weights of other shapes (RuntimeError), a
+# config.json nested deeper than the JSON reader goes (RecursionError). A loader turns them into bad input naming the
+# checkpoint (`ppt_tools.core.models`, the demo).
+CHECKPOINT_CONTENT_ERRORS = (RuntimeError, TypeError, KeyError, AttributeError, ZeroDivisionError, RecursionError)
+
+
 class CommandFailure(RuntimeError):
     """The input was fine but the work could not be done (the Hub unreachable, an upload refused, an export that
     does not reproduce the model): a command reports it as one line and exit code 1."""
@@ -35,4 +42,4 @@ def one_line(error: BaseException) -> str:
     return f"{text[:head]} [... {len(text) - head - tail:,} characters left out ...] {text[-tail:]}"
 
 
-__all__ = ["MAX_MESSAGE_CHARACTERS", "USER_ERRORS", "CommandFailure", "one_line"]
+__all__ = ["CHECKPOINT_CONTENT_ERRORS", "MAX_MESSAGE_CHARACTERS", "USER_ERRORS", "CommandFailure", "one_line"]

@@ -25,6 +25,7 @@ from transformers import (
 from modeling_ppt_deit import PPTDeiTConfig, PPTDeiTForImageClassification
 
 from .data import looks_like_local_path
+from .errors import CHECKPOINT_CONTENT_ERRORS
 from .outputs import MANIFESTS, check_recorded_files
 
 
@@ -137,11 +138,9 @@ def safetensors_problem(path) -> str | None:
 
 # The checkpoints PPTDeiTForImageClassification loads: its own, and the stock ViT / DeiT layouts.
 LOADABLE_MODEL_TYPES = ("ppt_deit", "vit", "deit")
-# Raised inside from_pretrained by a config.json or weights that do not describe a loadable model: an unknown
-# activation (KeyError), id2label that is not a mapping (AttributeError), weights of other shapes (RuntimeError).
-# (A field of the wrong type raises the config's StrictDataclassError, a bad value its ValueError, a damaged weights
-# file an OSError naming the folder: those are bad input as they are.)
-CHECKPOINT_CONTENT_ERRORS = (RuntimeError, TypeError, KeyError, AttributeError, ZeroDivisionError)
+# What a config.json or weights that do not describe a model raise inside from_pretrained: `CHECKPOINT_CONTENT_ERRORS`
+# (`ppt_tools.core.errors`). A field of the wrong type raises the config's StrictDataclassError, a bad value its
+# ValueError, a damaged weights file an OSError naming the folder: those are bad input as they are.
 # Parameters that a checkpoint of another task may lack or hold in another shape: the classification heads.
 HEAD_PREFIXES = ("classifier.", "distillation_classifier.")
 
@@ -153,8 +152,8 @@ def check_model_type(folder, what: str) -> None:
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
-    except (OSError, ValueError):
-        return  # missing or not JSON: from_pretrained says so, naming the file
+    except (OSError, ValueError, RecursionError):
+        return  # missing, not JSON, or nested past the reader's depth: from_pretrained says so, naming the file
     if not isinstance(config, dict):
         raise ValueError(f"{what}: {path!r} must hold a JSON object, got {type(config).__name__}")
     model_type = config.get("model_type")

@@ -84,8 +84,8 @@ from ppt_tools.core.results import (
     read_json_object,
     write_json,
 )
-from ppt_tools.core.outputs import FOLDER, MANIFEST_FILE, OutputTarget, check_replaceable, file_digests, \
-    refuse_edited
+from ppt_tools.core.outputs import FOLDER, MANIFEST_FILE, OutputTarget, TargetLock, check_replaceable, file_digests, \
+    refuse_edited, resolve_target
 
 from .card import build_model_card, is_export_results, load_results, noisy_timings, normalize_results, pin_usage
 from .space import EXAMPLES_DIR, check_space_dir, evaluation_examples, save_examples, \
@@ -177,13 +177,13 @@ def _is_previous_export(folder: Path) -> bool:
 def _check_output_dir(output_dir) -> Path:
     """`output_dir` with a symlink followed, where an export may be written: new, empty, or a previous export that
     nobody edited since (`ppt_tools.core.outputs`)."""
-    output_dir = check_replaceable(
+    # First: an export this tool wrote names the files changed or added since (the layout check would not).
+    refuse_edited(os.path.realpath(output_dir), "output_dir", "keep a copy, then pass another --output_dir (or "
+                  "delete the folder)", manifest=RESULTS_FILE)
+    return check_replaceable(
         output_dir, _is_previous_export, "output_dir",
         f"a previous export (which holds only {list(EXPORT_FILES)}, with {list(ONNX_FILES)} in {ONNX_DIR}/ and .png "
         f"images in {EXAMPLES_DIR}/)", "an export replaces the folder's content")
-    refuse_edited(output_dir, "output_dir", "keep a copy, then pass another --output_dir (or delete the folder)",
-                  manifest=RESULTS_FILE)
-    return output_dir
 
 
 def previous_export_contents(folder: Path) -> dict[str, Any]:
@@ -611,6 +611,9 @@ def _space_target(args) -> tuple[str | None, Path | None]:
     if space_real == export_dir or export_dir in space_real.parents or space_real in export_dir.parents:
         raise ValueError(f"--space_dir {str(space_dir)!r} and the export folder {str(_export_dir(args))!r} overlap; "
                          "the Space and the model repo need folders of their own")
+    # A Space folder another live process is writing is refused now, not after the export (write_space_folder takes
+    # the lock again to write).
+    TargetLock(resolve_target(space_dir), PROG).acquire().release()
     return space_id, space_dir
 
 

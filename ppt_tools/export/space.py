@@ -21,6 +21,7 @@ which stores them in the model repo, where the card's widget points at them).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -133,15 +134,14 @@ def is_space_folder(folder: Path) -> bool:
 def check_space_dir(output_dir) -> Path:
     """`output_dir` resolved (a symlink followed); `SpaceFolderError` if it holds anything but a previous Space, or
     a Space in which a file changed or appeared since this tool wrote it (its manifest says which)."""
-    output_dir = check_replaceable(output_dir, is_space_folder, "space folder",
-                                   f"a Space this tool wrote (which holds only {sorted(SPACE_TOP_LEVEL)})",
-                                   "writing the Space replaces its content", error=SpaceFolderError)
-    try:
-        refuse_edited(output_dir, "space folder", "keep a copy of your changes, then pass another --space_dir (or "
-                      "delete the folder)")
+    try:  # first: a Space this tool wrote names the files changed or added since (the layout check would not)
+        refuse_edited(os.path.realpath(output_dir), "space folder", "keep a copy of your changes, then pass another "
+                      "--space_dir (or delete the folder)")
     except ValueError as error:
         raise SpaceFolderError(str(error)) from None
-    return output_dir
+    return check_replaceable(output_dir, is_space_folder, "space folder",
+                             f"a Space this tool wrote (which holds only {sorted(SPACE_TOP_LEVEL)})",
+                             "writing the Space replaces its content", error=SpaceFolderError)
 
 
 def sample_photos() -> list[tuple[str, Image.Image]]:
