@@ -1,11 +1,15 @@
 # Copyright 2026 The PPT-DeiT authors. Licensed under the Apache License, Version 2.0.
-"""A battery of bad inputs and faults for the command-line tools: train.py, benchmark.py, `ppt-analysis`
-and `ppt-publish`, including damaged checkpoints and config.json files that reach the model only
-through them. Each case runs the tool in-process and is classified:
+"""A battery of bad inputs and faults for the command-line tools: train.py, benchmark.py, `ppt-analysis`,
+`ppt-publish` (with `--space`), `ppt-export-onnx` and `ppt-demo`, including damaged and malicious checkpoints and
+config.json files that reach the model only through them, streamed datasets with a bad shard, and output folders
+that another live process is writing. Each case runs the tool in-process and is classified:
 
-- clear: a non-zero exit code, one `<prog>: error:` line, last on stderr, that holds the case's expected text (the
-  bad value or file), no traceback, and every file that was there unchanged (the output folder not created);
-- traceback: an exception escaped the tool, stderr holds a traceback, or there is no single error line;
+- clear: the case's exit code (2 for bad input, 1 for a failure the input did not cause, or that was found only
+  after work was saved), one `<prog>: error:` line, last on stderr, of at most `MAX_ERROR_LINE` characters, that
+  holds the case's expected text (the bad value or file), no traceback, and every file that was there unchanged
+  (the output folder not created);
+- traceback: an exception escaped the tool, stderr holds a traceback, there is no single short error line, or the
+  exit code is not the case's;
 - bad: the input was accepted (exit code 0), or a file that had to survive changed.
 
 Every case must be clear. The session summary prints the counts (`bad-input battery: ...`).
@@ -13,7 +17,9 @@ Every case must be clear. The session summary prints the counts (`bad-input batt
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +47,9 @@ from safetensors.torch import load_file, save_file
 from ppt_tools import benchmark
 from ppt_tools.export import publish
 from ppt_tools.analysis import __main__ as analysis
+from ppt_tools.core.outputs import TargetLock, resolve_target
 from ppt_tools.core.preprocessing import whole_image_processor
+from ppt_tools.export import onnx as onnx_export
 
 
 train = train_script()
@@ -49,7 +57,32 @@ train = train_script()
 SCRATCH_ARGS = [*TINY_MODEL_ARGS, *TINY_PPT_ARGS]
 
 PREFIXES = {"train": "train.py: error: ", "benchmark": "benchmark.py: error: ",
-            "publish": "ppt-publish: error: "}
+            "publish": "ppt-publish: error: ", "onnx": "ppt-export-onnx: error: ", "demo": "ppt-demo: error: "}
+# An error line longer than this repeats what a file or option holds instead of naming it (the translator cuts
+# messages to 1,000 characters; the prefix and a path come on top).
+MAX_ERROR_LINE = 1_400
+
+
+def run_demo(argv: list[str]) -> int:
+    """`ppt-demo` with a launch that starts the server and stops it at once: a case the demo accepts returns 0
+    instead of serving forever, and a port it cannot use fails as it would."""
+    import gradio
+
+    from ppt_tools import demo
+
+    launch = gradio.Blocks.launch
+
+    def launch_and_stop(self, *args, **kwargs):
+        kwargs["prevent_thread_lock"] = True
+        result = launch(self, *args, **kwargs)
+        self.close()
+        return result
+
+    gradio.Blocks.launch = launch_and_stop
+    try:
+        return demo.main(argv)
+    finally:
+        gradio.Blocks.launch = launch
 
 
 def run_tool(tool: str, argv: list[str]) -> int:
@@ -59,6 +92,10 @@ def run_tool(tool: str, argv: list[str]) -> int:
         return benchmark.main(argv)
     if tool == "analysis":
         return analysis.main(argv)
+    if tool == "onnx":
+        return onnx_export.main(argv)
+    if tool == "demo":
+        return run_demo(argv)
     return publish.main(argv)
 
 
@@ -69,7 +106,7 @@ def snapshot(path: Path) -> dict[str, bytes] | bytes | None:
 
 
 def classify(tool: str, argv: list[str], expected: tuple[str, ...], guarded: list[Path], output: Path | None,
-             capsys) -> tuple[str, str]:
+             capsys, exit_code: int = 2) -> tuple[str, str]:
     """(clear | traceback | bad, what happened)."""
     before = {path: snapshot(path) for path in guarded}
     output_existed = output is not None and output.exists()
@@ -96,7 +133,11 @@ def classify(tool: str, argv: list[str], expected: tuple[str, ...], guarded: lis
         return "traceback", f"no single '{prefix}' line: {err[-1500:]}"
     missing = [text for text in expected if text not in errors[0]]
     if missing:
-        return "traceback", f"the error line lacks {missing}: {errors[0]}"
+        return "traceback", f"the error line lacks {missing}: {errors[0][:MAX_ERROR_LINE]}"
+    if len(errors[0]) > MAX_ERROR_LINE:
+        return "traceback", f"an error line of {len(errors[0]):,} characters: {errors[0][:300]}..."
+    if code != exit_code:
+        return "traceback", f"exit code {code}, not {exit_code}: {errors[0]}"
     return "clear", errors[0]
 
 
@@ -111,6 +152,14 @@ class World:
     image: Path  # a PNG for visualize
     resumable: Path  # a checkpoint-2 folder with everything a resume checks for
     tmp: Path  # this case's own folder
+    held: contextlib.ExitStack  # what the case holds while the tool runs (another writer's lock), released after
+
+    def hold_lock(self, target: Path) -> str:
+        """Take `target`'s output lock as another live writer would (`ppt_tools.core.outputs`); the text the
+        refusal must hold to name that writer."""
+        lock = TargetLock(resolve_target(target), "train.py --output_dir (another run)").acquire()
+        self.held.callback(lock.release)
+        return f"process {os.getpid()}"
 
     def copy_checkpoint(self, name: str = "model") -> Path:
         target = self.tmp / name
@@ -143,7 +192,8 @@ def shared(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def world(shared, tmp_path) -> World:
-    return World(**shared, tmp=tmp_path)
+    with contextlib.ExitStack() as held:
+        yield World(**shared, tmp=tmp_path, held=held)
 
 
 # ---- damage -------------------------------------------------------------------------------------------------------
@@ -791,6 +841,500 @@ TRAIN_OUTPUT_CASES = {
 }
 
 
+# ---- streaming: a bad shard, found in the head of its split before any work ------------------------------------------
+
+
+STREAM_SHARDS = {"train": (2, 8), "validation": (2, 4)}  # (shards, rows per shard): both splits fit in the head
+
+
+def shard_name(split: str, index: int) -> str:
+    shards = STREAM_SHARDS[split][0]
+    return f"{split}-{index:05d}-of-{shards:05d}.parquet"
+
+
+def write_stream_shards(root: Path, split: str | None = None, damage: str | None = None) -> Path:
+    """Parquet shards in the Hub's layout (`data/<split>-0000i-of-0000n.parquet`) for the tiny model's 10 classes and
+    32 px, with `damage` put into the second shard of `split` (row 3 where a row is damaged)."""
+    (root / "data").mkdir(parents=True)
+    for name, (shards, per_shard) in STREAM_SHARDS.items():
+        for index in range(shards):
+            path = root / "data" / shard_name(name, index)
+            bad = name == split and index == 1
+            labels = [(index * per_shard + row) % 10 for row in range(per_shard)]
+            classes = 60 if bad and damage == "label out of range" else 10
+            images = [{"bytes": _png(image), "path": None}
+                      for image in random_images(per_shard, 32, seed=len(name) + index)]
+            columns = {"image": images, "label": labels}
+            features = {"image": ImageFeature(), "label": ClassLabel(num_classes=classes)}
+            if bad and damage == "corrupt image":
+                images[3] = {"bytes": b"this is not a png" * 4, "path": None}
+            elif bad and damage == "missing image":
+                images[3] = None
+            elif bad and damage == "label -1":
+                labels[3] = -1
+            elif bad and damage == "label out of range":
+                labels[3] = 57
+            elif bad and damage == "no label column in one shard":
+                del columns["label"], features["label"]
+            elif bad and damage == "label column renamed in one shard":
+                columns["class"], features["class"] = columns.pop("label"), features.pop("label")
+            elif bad and damage == "image column of text in one shard":
+                columns["image"], features["image"] = ["a picture"] * per_shard, Value("string")
+            elif name == split and damage == "split without rows":
+                columns, per_shard = {"image": [], "label": []}, 0
+            Dataset.from_dict(columns, features=Features(features)).to_parquet(str(path))
+            if bad and damage == "empty shard file":
+                path.write_bytes(b"")
+            elif bad and damage == "truncated shard":
+                truncate(path, 0.5)
+            elif bad and damage == "shard of garbage":
+                path.write_bytes(b"\x00garbage" * 200)
+    return root
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# damage -> what the error must hold besides the split ("{shard}": the damaged shard's file name)
+STREAM_DAMAGES = {
+    "corrupt image": ("{shard}", "row 3", "cannot be decoded"),
+    "missing image": ("{shard}", "row 3", "empty"),
+    "label -1": ("{shard}", "row 3", "-1"),
+    "label out of range": ("{shard}", "row 3", "57"),
+    "no label column in one shard": ("{shard}",),
+    "label column renamed in one shard": ("{shard}",),
+    "image column of text in one shard": ("{shard}",),
+    "empty shard file": ("{shard}",),
+    "truncated shard": ("{shard}",),
+    "shard of garbage": ("{shard}",),
+    "split without rows": ("is empty",),
+}
+
+
+def stream_case(tool: str, split: str, damage: str):
+    def build(world: World):
+        root = write_stream_shards(world.tmp / "shards", split, damage)
+        out = world.tmp / "out"
+        if tool == "train":
+            argv = ["--dataset_name", str(root), "--streaming", "--output_dir", str(out), *SCRATCH_ARGS,
+                    *FAST_TRAINING_ARGS]
+        else:
+            argv = ["--model_name_or_path", str(world.checkpoint), "--dataset_name", str(root), "--streaming",
+                    "--cost_only", "--no_stock", "--no_progress", "--output_dir", str(out)]
+        expected = tuple(text.format(shard=shard_name(split, 1)) for text in STREAM_DAMAGES[damage])
+        return argv, (f"split {split!r}", *expected), [root], out
+
+    return build
+
+
+# ---- publish --space --------------------------------------------------------------------------------------------
+
+
+def space_case(kind: str, wanted: str):
+    def build(world: World):
+        expected = wanted
+        from ppt_tools.export.space import write_space_folder
+
+        tmp = world.tmp
+        checkpoint = world.copy_checkpoint()
+        out, space = tmp / "export", tmp / "space"
+        extra: list[str] = []
+        guarded = [checkpoint]
+        if kind.startswith("edited") or kind.startswith("added"):
+            write_space_folder(space, "someone/tiny")
+            if kind == "edited app.py":
+                (space / "app.py").write_text((space / "app.py").read_text() + "\n# my change\n")
+            elif kind == "edited README.md":
+                (space / "README.md").write_text("my own Space card\n")
+            elif kind == "edited requirements.txt":
+                (space / "requirements.txt").write_text("torch\nmy-package\n")
+            elif kind == "added an example image":
+                random_images(1, 24, seed=9)[0].save(space / "examples" / "mine.png")
+            elif kind == "added a file of my own":
+                (space / "notes.md").write_text("my notes")
+            guarded.append(space)
+        elif kind == "space_dir is the export folder":
+            space = out
+        elif kind == "space_dir inside a previous export":
+            shutil.copytree(world.export, out)
+            space = out / "space"
+            guarded.append(out)
+        elif kind == "export inside space_dir":
+            space.mkdir()
+            out = space / "export"
+        elif kind == "space_dir a link to the export":
+            shutil.copytree(world.export, out)
+            space.symlink_to(out, target_is_directory=True)
+            guarded.append(out)
+        elif kind == "space_dir a file":
+            space.write_text("keep me")
+            guarded.append(space)
+        elif kind == "space_dir below a file":
+            (tmp / "file").write_text("keep me")
+            guarded.append(tmp / "file")
+            space = tmp / "file" / "space"
+        elif kind == "space_dir a folder of my own":
+            space.mkdir()
+            (space / "notes.txt").write_text("keep me")
+            guarded.append(space)
+        elif kind == "space_dir a model export":
+            shutil.copytree(world.export, space)
+            guarded.append(space)
+        elif kind == "space id invalid":
+            extra = ["--space", "some one/demo"]
+        elif kind == "space_dir being written":
+            expected = world.hold_lock(space)
+        elif kind == "upload_only with space_dir the export":
+            shutil.copytree(world.export, out)
+            return (["--model_name_or_path", str(out), "--hub_model_id", "someone/tiny", "--upload_only", "--space",
+                     "--space_dir", str(out)], ("is not a Space this tool wrote",), [out], None)
+        else:
+            raise KeyError(kind)
+        argv = ["--model_name_or_path", str(checkpoint), "--hub_model_id", "someone/tiny", "--dry_run", "--output_dir",
+                str(out), *(extra or ["--space"]), "--space_dir", str(space)]
+        return argv, (expected,), guarded, (out if not out.exists() else None)
+
+    return build
+
+
+SPACE_CASES = {
+    "edited app.py": "app.py",
+    "edited README.md": "README.md",
+    "edited requirements.txt": "requirements.txt",
+    "added an example image": "examples/mine.png",
+    "added a file of my own": "notes.md",
+    "space_dir is the export folder": "overlap",
+    "space_dir inside a previous export": "overlap",
+    "export inside space_dir": "overlap",
+    "space_dir a link to the export": "is not a Space this tool wrote",  # refused as a folder before the overlap
+    "space_dir a file": "not a directory",
+    "space_dir below a file": "not a directory",
+    "space_dir a folder of my own": "not empty",
+    "space_dir a model export": "not empty",
+    "space id invalid": "'some one/demo'",
+    "space_dir being written": "",  # the lock holder, filled in by the case
+    "upload_only with space_dir the export": "overlap",
+}
+
+
+# ---- the ONNX export ------------------------------------------------------------------------------------------------
+
+
+def onnx_case(kind: str, wanted: str):
+    def build(world: World):
+        expected = wanted
+        tmp = world.tmp
+        checkpoint = world.copy_checkpoint()
+        target = tmp / "model.onnx"
+        extra: list[str] = []
+        guarded = [checkpoint]
+        if kind == "checkpoint missing":
+            checkpoint, guarded = tmp / "nowhere", []
+        elif kind == "checkpoint a file":
+            checkpoint = tmp / "model.txt"
+            checkpoint.write_text("x")
+            guarded = [checkpoint]
+        elif kind in MODEL_DAMAGES:
+            damaging, expected = MODEL_DAMAGES[kind]
+            damaging(checkpoint)
+            expected = expected.format(path=checkpoint)
+        elif kind == "output folder missing":
+            target = tmp / "nowhere" / "model.onnx"
+        elif kind == "output below a file":
+            (tmp / "file").write_text("keep me")
+            guarded.append(tmp / "file")
+            target = tmp / "file" / "model.onnx"
+        elif kind == "output a folder":
+            target.mkdir()
+            (target / "notes.txt").write_text("keep me")
+            guarded.append(target)
+        elif kind in ("output exists, no --overwrite", "bf16 checkpoint, output exists, no --overwrite"):
+            target.write_bytes(b"my earlier export")
+            guarded.append(target)
+            if kind.startswith("bf16"):
+                shutil.rmtree(checkpoint)
+                tiny_model().to(torch.bfloat16).save_pretrained(checkpoint)
+        elif kind == "output not .onnx":
+            target = tmp / "model.bin"
+        elif kind == "output the checkpoint's weights":
+            target, extra = checkpoint / WEIGHTS, ["--overwrite"]
+        elif kind == "output the checkpoint's config.json":
+            target, extra = checkpoint / "config.json", ["--overwrite"]
+        elif kind.startswith("--"):
+            extra = kind.split()
+        elif kind == "output being written":
+            expected = world.hold_lock(target)
+        else:
+            raise KeyError(kind)
+        argv = ["--model_name_or_path", str(checkpoint), "--output_file", str(target), "--no_check", *extra]
+        return argv, (expected,), guarded, (target if not target.exists() else None)
+
+    return build
+
+
+ONNX_CASES = {
+    "checkpoint missing": "nowhere",
+    "checkpoint a file": "model.txt",
+    "weights truncated": "",
+    "weights missing": "",
+    "config.json not JSON": "",
+    "config.json a list": "",
+    "config.json model_type bert": "",
+    "config.json hidden_size a string": "",
+    "config.json reduction layer 99": "",
+    "no config.json": "",
+    "output folder missing": "does not exist",
+    "output below a file": "is a file",
+    "output a folder": "is a folder",
+    "output exists, no --overwrite": "--overwrite",
+    "bf16 checkpoint, output exists, no --overwrite": "--overwrite",
+    "output not .onnx": ".onnx",
+    "output the checkpoint's weights": ".onnx",
+    "output the checkpoint's config.json": ".onnx",
+    "--opset 17": "opset 17",
+    "--opset 23": "opset 23",
+    "--opset 0": "opset 0",
+    "--opset eighteen": "'eighteen'",
+    "--overwr": "--overwr",
+    "--output_dir x": "--output_dir",
+    "output being written": "",  # the lock holder, filled in by the case
+}
+
+
+# ---- the demo ----------------------------------------------------------------------------------------------------------
+
+FOREIGN_CODE = """
+import pathlib
+pathlib.Path(__file__).with_name("ran").write_text("the folder's code ran")
+from transformers import PretrainedConfig
+class ForeignConfig(PretrainedConfig):
+    model_type = "foreign"
+"""
+
+
+def demo_case(kind: str, wanted: str):
+    def build(world: World):
+        expected = wanted
+        from helpers import free_port
+
+        tmp = world.tmp
+        folder = world.copy_checkpoint()
+        port = str(free_port())
+        guarded, created = [folder], None
+        if kind == "folder missing":
+            folder, guarded = tmp / "nowhere", []
+        elif kind == "a file":
+            folder = tmp / "model.txt"
+            folder.write_text("x")
+            guarded = [folder]
+        elif kind == "a folder without config.json":
+            (folder / "config.json").unlink()
+        elif kind in MODEL_DAMAGES:
+            damaging, expected = MODEL_DAMAGES[kind]
+            damaging(folder)
+            expected = expected.format(path=folder)
+        elif kind.startswith("foreign auto_map"):
+            (folder / "foreign.py").write_text(FOREIGN_CODE)
+            model_type = "deit" if kind.endswith("stock model_type") else "foreign"
+            edit_config(folder, model_type=model_type, auto_map={
+                "AutoConfig": "foreign.ForeignConfig", "AutoModelForImageClassification": "foreign.ForeignModel"})
+            created = folder / "ran"  # the folder's code must not run
+        elif kind.startswith("--port"):
+            port = kind.split()[1]
+        elif kind == "port in use":
+            import socket
+
+            busy = socket.socket()
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            world.held.callback(busy.close)
+            port = expected = str(busy.getsockname()[1])
+        else:
+            raise KeyError(kind)
+        return ["--model_name_or_path", str(folder), "--port", port], (expected,), guarded, created
+
+    return build
+
+
+DEMO_CASES = {
+    "folder missing": "nowhere",
+    "a file": "model.txt",
+    "a folder without config.json": "config.json",
+    "weights truncated": "",
+    "weights missing": "",
+    "config.json not JSON": "",
+    "config.json model_type bert": "",
+    "config.json unknown activation": "",
+    "foreign auto_map without --trust_remote_code": "--trust_remote_code",
+    "foreign auto_map without --trust_remote_code, stock model_type": "--trust_remote_code",
+    "--port 70000": "70000",
+    "--port -1": "-1",
+    "--port 0": "0",
+    "--port http": "'http'",
+    "port in use": "",  # the port, filled in by the case
+}
+
+
+# ---- malicious config.json, for every command that loads a model --------------------------------------------------
+
+
+HUGE_LIST = list(range(600_000))
+MALICIOUS_CONFIGS: dict[str, tuple[dict | str, str]] = {
+    "100,000 layers": ({"num_hidden_layers": 100_000}, "num_hidden_layers=100000"),
+    "hidden_size 10**9": ({"hidden_size": 10**9}, "hidden_size=1000000000"),
+    "intermediate_size 10**12": ({"intermediate_size": 10**12}, "intermediate_size=1000000000000"),
+    "image_size 10**6": ({"image_size": 10**6}, "image_size=1000000"),
+    "num_labels 10**8": ({"num_labels": 10**8, "id2label": None, "label2id": None}, "num_labels"),
+    "reduction_layers of 600,000 entries": ({"reduction_layers": HUGE_LIST}, "reduction_layers"),
+    "tokens_removed of 600,000 entries": ({"tokens_removed": HUGE_LIST}, "tokens_removed"),
+    "hidden_size true": ({"hidden_size": True}, "hidden_size"),
+    "image_size a triple": ({"image_size": [32, 32, 32]}, "image_size"),
+    "nested 100,000 deep": ('{"hidden_size": ' + "[" * 100_000 + "]" * 100_000 + "}", "config.json"),
+}
+
+
+def malicious_config_case(tool: str, name: str):
+    def build(world: World):
+        folder = world.copy_checkpoint()
+        change, expected = MALICIOUS_CONFIGS[name]
+        if isinstance(change, str):
+            (folder / "config.json").write_text(change)
+        else:
+            edit_config(folder, **change)
+        out = world.tmp / "out"
+        if tool == "onnx":
+            argv = ["--model_name_or_path", str(folder), "--output_file", str(world.tmp / "model.onnx"), "--no_check"]
+            out = world.tmp / "model.onnx"
+        elif tool == "demo":
+            from helpers import free_port
+
+            argv, out = ["--model_name_or_path", str(folder), "--port", str(free_port())], None
+        elif tool == "analysis":
+            argv = [*ANALYSIS_ARGV["sweep"](world), "--model_name_or_path", str(folder), "--output_dir", str(out)]
+        elif tool == "train":
+            argv = ["--model_name_or_path", str(folder), "--dataset_name", str(world.labelled), "--output_dir",
+                    str(out), *FAST_TRAINING_ARGS]
+        elif tool == "benchmark":
+            argv = ["--model_name_or_path", str(folder), "--cost_only", "--no_stock", "--no_progress", "--output_dir",
+                    str(out)]
+        else:
+            argv = ["--model_name_or_path", str(folder), "--hub_model_id", "someone/tiny", "--dry_run",
+                    "--output_dir", str(out)]
+        return argv, (expected,), [folder], out
+
+    return build
+
+
+# ---- another live process writing the output folder -----------------------------------------------------------------
+
+
+def busy_case(tool: str, kind: str):
+    """The output folder (or file) is held by another live writer (its lock taken here, as a second process would
+    hold it): refused before any work, naming that process, and what is there unchanged."""
+
+    def build(world: World):
+        out = world.tmp / "out"
+        guarded: list[Path] = []
+        if tool == "train":
+            argv = ["--dataset_name", str(world.labelled), "--output_dir", str(out), *SCRATCH_ARGS,
+                    *FAST_TRAINING_ARGS]
+            if kind == "resume while the run is alive":
+                out.mkdir()
+                shutil.copytree(world.resumable, out / "checkpoint-2")
+                argv += ["--resume_from_checkpoint", "True"]
+            elif kind == "overwrite a finished run":
+                shutil.copytree(world.checkpoint, out)
+                (out / "all_results.json").write_text('{"eval_accuracy": 0.9}')
+                shutil.copytree(world.resumable, out / "checkpoint-2")
+                argv += ["--overwrite_output_dir", "True"]
+        elif tool == "benchmark":
+            argv = ["--model_name_or_path", str(world.checkpoint), "--cost_only", "--no_stock", "--no_progress",
+                    "--output_dir", str(out)]
+            if kind == "overwrite earlier results":
+                out.mkdir()
+                (out / "benchmark_inference.json").write_text('{"models": {}}')
+                argv += ["--overwrite_output_dir"]
+        elif tool == "analysis":
+            argv = [*ANALYSIS_ARGV[kind](world), "--model_name_or_path", str(world.checkpoint)]
+            if kind == "visualize":
+                out = world.tmp / "map.png"
+            else:
+                argv += ["--output_dir", str(out)]
+        elif tool == "publish":
+            argv = ["--model_name_or_path", str(world.checkpoint), "--hub_model_id", "someone/tiny", "--dry_run",
+                    "--output_dir", str(out)]
+            if kind == "a previous export":  # whose results this checkpoint lacks: replacing them is asked for
+                shutil.copytree(world.export, out)
+                argv += ["--allow_fewer_results"]
+        else:
+            out = world.tmp / "model.onnx"
+            argv = ["--model_name_or_path", str(world.checkpoint), "--output_file", str(out), "--no_check"]
+        holder = world.hold_lock(out)
+        if out.exists():
+            guarded.append(out)
+        return argv, (holder,), guarded, (out if not out.exists() else None)
+
+    return build
+
+
+BUSY_CASES = [("train", "a new folder"), ("train", "resume while the run is alive"),
+              ("train", "overwrite a finished run"), ("benchmark", "a new folder"),
+              ("benchmark", "overwrite earlier results"), *[("analysis", command) for command in ANALYSIS_ARGV],
+              ("publish", "a new folder"), ("publish", "a previous export"), ("onnx", "a new file")]
+
+
+# ---- the user's own files in an output folder ----------------------------------------------------------------------
+
+
+def user_files_case(tool: str, kind: str, expected: str):
+    def build(world: World):
+        out = world.tmp / "out"
+        out.mkdir()
+        if tool == "train":
+            names = {"notes": ["notes.txt"], "a model of my own": ["config.json", WEIGHTS],
+                     "a README of my own": ["README.md"]}[kind]
+            for name in names:
+                (out / name).write_text(f"my {name}")
+            argv = ["--dataset_name", str(world.labelled), "--output_dir", str(out), *SCRATCH_ARGS,
+                    *FAST_TRAINING_ARGS]
+        elif tool == "benchmark":
+            (out / "benchmark_inference.json").write_text('{"my": "own figures"}')
+            argv = ["--model_name_or_path", str(world.checkpoint), "--cost_only", "--no_stock", "--no_progress",
+                    "--output_dir", str(out)]
+        elif tool == "analysis":
+            (out / "sweep.csv").write_text("my,own,table\n")
+            argv = [*ANALYSIS_ARGV["sweep"](world), "--model_name_or_path", str(world.checkpoint), "--output_dir",
+                    str(out)]
+        else:  # an export the user edited or added to since it was written
+            shutil.rmtree(out)
+            shutil.copytree(world.export, out)
+            if kind == "edited README.md":
+                (out / "README.md").write_text("my own card\n")
+            else:
+                (out / "notes.txt").write_text("my notes")
+            argv = ["--model_name_or_path", str(world.checkpoint), "--hub_model_id", "someone/tiny", "--dry_run",
+                    "--output_dir", str(out)]
+        return argv, (expected,), [out], None
+
+    return build
+
+
+USER_FILE_CASES = [
+    ("train", "notes", "notes.txt"),
+    ("train", "a model of my own", "config.json"),
+    ("train", "a README of my own", "README.md"),
+    ("benchmark", "their own benchmark_inference.json", "benchmark_inference.json"),
+    ("analysis", "their own sweep.csv", "sweep.csv"),
+    ("publish", "edited README.md", "README.md"),
+    ("publish", "a file added", "notes.txt"),
+]
+
+
 # ---- the table --------------------------------------------------------------------------------------------------------
 
 
@@ -839,12 +1383,29 @@ for kind, expected in [("image missing", "does not exist"), ("image not an image
     add("analysis", f"visualize {kind}", visualize_path_case(kind, expected))
 for kind, expected in PUBLISH_CASES.items():
     add("publish", kind, publish_case(kind, expected))
+for damage in STREAM_DAMAGES:
+    for tool, split in (("train", "train"), ("train", "validation"), ("benchmark", "validation")):
+        add(tool, f"--streaming, {split} split: {damage}", stream_case(tool, split, damage))
+for kind, expected in SPACE_CASES.items():
+    add("publish", f"--space: {kind}", space_case(kind, expected))
+for kind, expected in ONNX_CASES.items():
+    add("onnx", kind, onnx_case(kind, expected))
+for kind, expected in DEMO_CASES.items():
+    add("demo", kind, demo_case(kind, expected))
+for name in MALICIOUS_CONFIGS:
+    for tool in ("train", "benchmark", "publish", "analysis", "onnx", "demo"):
+        add(tool, f"config.json {name}", malicious_config_case(tool, name))
+for tool, kind in BUSY_CASES:
+    add(tool, f"output being written by another process: {kind}", busy_case(tool, kind))
+for tool, kind, expected in USER_FILE_CASES:
+    add(tool, f"output_dir holds the user's files: {kind}", user_files_case(tool, kind, expected))
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_refused_clearly_and_loses_nothing(case, world, capsys, request):
     tool, build = CASES[case]
-    argv, expected, guarded, output = build(world)
-    category, detail = classify(tool, argv, tuple(text for text in expected if text), guarded, output, capsys)
+    argv, expected, guarded, output, *exit_code = build(world)
+    category, detail = classify(tool, argv, tuple(text for text in expected if text), guarded, output, capsys,
+                                *exit_code)
     request.config.stash.setdefault(BATTERY_OUTCOMES, []).append((case, category))
     assert category == "clear", f"[{category}] {detail}"
