@@ -15,7 +15,7 @@
     accelerate launch --num_processes 4 benchmark.py --model_name_or_path facebook/deit-small-patch16-224 \
         --dataset_name ILSVRC/imagenet-1k --eval_split_name validation --streaming --cost_only
 
-Per model: parameters; MACs per image from the spec's cost model (the paper's "GFLOPs") and FLOPs = 2 x MACs; the
+Per model: parameters; MACs per image from the cost model (the paper's "GFLOPs") and FLOPs = 2 x MACs; the
 `torch.utils.flop_counter` count of a real forward and its difference from the cost model; tokens per layer;
 throughput (images/s, median and [min, max] over rounds); batch-1 latency; peak memory; top-1 / top-5 with
 `--dataset_name`. Then the ratios PPT / baseline and PPT / stock.
@@ -99,7 +99,7 @@ from ppt_tools.core.results import (
 from ppt_tools.core.timing import SPREAD_LIMIT, inference_step, noise_of, peak_memory, time_interleaved
 
 
-FLOP_AGREEMENT_TOLERANCE = 0.01  # the spec: the cost model and the flop counter agree within 1%
+FLOP_AGREEMENT_TOLERANCE = 0.01  # the cost model and the flop counter must agree within 1%
 
 
 RESULT_EXTENSIONS = (".json", ".csv", ".md")  # benchmark_<mode>.json|csv|md, the files write_results writes
@@ -212,9 +212,8 @@ def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: to
 
 ONNX_MODELS = {"ppt_onnx": "ppt", "stock_onnx": "stock_sdpa"}  # ONNX Runtime model -> the PyTorch model exported
 # Untimed pause before each measurement in a run with ONNX Runtime sessions. After a run, ONNX Runtime's threads spin
-# for a while on the cores the next model needs: measured here (DeiT-S, batch 1, 2 threads) that made PPT-ONNX take
-# 31.6 ms instead of 28.1 ms after stock-ONNX; 20 ms of pause removed it. Turning the spinning off instead would cost
-# every parallel operator a thread wake-up (PPT-ONNX 33 ms, stock-ONNX 49 ms instead of 43), which no server pays.
+# for a while on the cores the next model needs, which would slow whichever model is timed next. Turning the spinning
+# off instead would cost every parallel operator a thread wake-up, which no server pays (docs/RESULTS.md).
 ONNX_SETTLE_SECONDS = 0.05
 
 
@@ -507,7 +506,7 @@ class ModelRunner:
 
     def notes(self, results: dict) -> list[str]:
         """What the table's numbers mean and how they were measured."""
-        lines = ["MACs = multiply-accumulates per image from the spec's cost model (the paper's 'GFLOPs'); GFLOPs = "
+        lines = ["MACs = multiply-accumulates per image from the cost model (the paper's 'GFLOPs'); GFLOPs = "
                  "2 x MACs; counter = torch.utils.flop_counter on a real forward (per image, batch path); diff = "
                  "|counter - 2*MACs| / 2*MACs."]
         for name, entry in results["models"].items():

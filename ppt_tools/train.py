@@ -192,8 +192,8 @@ def total_batch_size(training_args) -> int:
 
 
 # Rows a stream is shuffled within (the stream's shards are shuffled too). The buffer holds rows as they are read,
-# images still encoded (about 0.1 MB each for ImageNet): it is filled before the transform, never after, as 1,000
-# transformed 224 px images held as Python rows made a fine-tune peak at 5.7 GiB of RSS (1.3 GiB now).
+# images still encoded (about 0.1 MB each for ImageNet): it is filled before the transform, never after, since a
+# buffer of transformed images held as Python rows would take several GiB.
 STREAM_SHUFFLE_BUFFER = 1_000
 # Rows a stream decodes and transforms at a time (datasets' `map` default, 1,000, would hold as many transformed
 # images at once).

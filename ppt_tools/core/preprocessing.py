@@ -115,10 +115,8 @@ def return_freed_memory() -> None:
 
     Decoded images and batch tensors differ in size from batch to batch, and glibc raises its mmap threshold after
     freeing a large block, so later blocks come from the heap, which it keeps once freed: over a long evaluation the
-    resident memory grows with the number of images although the live memory stays flat (measured: 20,000 streamed
-    224 px images peaked at 1.0 to 2.7 GiB, with about 0.2 GiB in use). Trimming after every batch keeps it flat;
-    it costs a few milliseconds (3.6 ms median for batches of 64 such images), under 1% of a batch's decoding and
-    forward passes."""
+    resident memory grows with the number of images although the live memory stays flat. Trimming after every batch
+    keeps it flat, for a few milliseconds per batch (docs/RESULTS.md)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 

@@ -282,8 +282,8 @@ def onnx_session(path, threads: int | None = None, optimization: str = "all", de
     the intra-op pool (inter-op stays 1, sequential); `optimization` is "all" (ORT's default), "extended", "basic"
     or "none"; `optimized_model_path` saves the graph as ORT optimised it. `spinning=False`: the pool's threads sleep
     as soon as a run ends instead of busy-waiting for the next one (ORT's default), which leaves the cores to
-    whatever runs next in the process but costs every parallel operator a wake-up (DeiT-S at batch 1 on 2 threads:
-    PPT 33 ms instead of 28, stock 49 instead of 43; benchmark.py keeps the spinning and pauses between models)."""
+    whatever runs next in the process but costs every parallel operator a wake-up (benchmark.py keeps the spinning
+    and pauses between models)."""
     import onnxruntime
 
     levels = {
