@@ -33,7 +33,7 @@ from transformers.models.deit.modeling_deit import (
     DeiTPreTrainedModel,
 )
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
@@ -472,7 +472,8 @@ class PPTDeiTPreTrainedModel(DeiTPreTrainedModel):
             if type(error).__name__ != "SafetensorError":
                 raise
             raise OSError(f"a weights file of {str(pretrained_model_name_or_path)!r} cannot be read by safetensors "
-                          f"({error}): it is damaged or was not fully written; save or download it again") from error
+                          f"({error}): it is damaged or was not fully written; save or download it again (the file: "
+                          f"{SAFE_WEIGHTS_NAME}, or a shard its {SAFE_WEIGHTS_INDEX_NAME} lists)") from error
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained` (safetensors, with the remote-code files), with `auto_map` naming all

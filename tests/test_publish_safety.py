@@ -35,6 +35,7 @@ def copy_of_export(tmp_path: Path, name: str = "export") -> Path:
 
 
 def publish_cli(capsys, *argv) -> tuple[int, str]:
+    capsys.readouterr()  # what building the fixtures printed (a progress bar) is not the command's
     code = publish.main([str(arg) for arg in argv])
     return code, capsys.readouterr().err
 
@@ -88,15 +89,14 @@ def test_an_output_dir_that_is_a_symlink_to_an_export_is_followed(tmp_path, caps
 @pytest.mark.parametrize("edit", ["README.md", "examples/9_mine.png", "onnx/notes.txt"])
 def test_an_export_edited_since_it_was_written_is_not_replaced(tmp_path, capsys, edit):
     """The card a user edited by hand (or an image they added) would be lost by replacing the export: refused, with
-    the file named. Adding a file the layout does not allow is refused as not an export at all."""
+    the file named, whether it replaced one the export wrote or was added where the layout has none."""
     folder = copy_of_export(tmp_path)
     (folder / edit).parent.mkdir(exist_ok=True)
     (folder / edit).write_bytes(b"my own words")
     before = folder_snapshot(folder)
     code, err = publish_cli(capsys, "--model_name_or_path", folder, "--hub_model_id", REPO_ID, "--dry_run", "--output_dir", folder)
     assert code == 2 and err.count("\n") == 1
-    expected = "is not empty and is not a previous export" if edit.startswith("onnx/") else f"{edit} changed since"
-    assert expected in err, err
+    assert f"{edit} changed since" in err, err
     assert folder_snapshot(folder) == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["export"]
 

@@ -55,4 +55,6 @@ def test_two_processes_train_one_model(tmp_path, cifar100_path):
     results = json.loads((out / "all_results.json").read_text())
     assert results["train_global_step"] == 4 and results["eval_samples"] == 24
     assert completed.stdout.count("model saved to") == 1  # one table, from rank 0
-    assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == []
+    # nothing hidden inside but the manifest of what was written, and no staging folder or lock left beside it
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == [".ppt-manifest.json"]
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".out")]
