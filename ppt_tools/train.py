@@ -339,13 +339,14 @@ def results_table(results: dict, config, output_dir: str) -> str:
 
 
 def start_output_dir(training_args, resume: str | None) -> None:
-    """Before training: the folder no longer claims to be a finished run, and --overwrite_output_dir (without
+    """Before training: the folder no longer claims to be a finished run nor holds its results, and --overwrite_output_dir (without
     resuming) deletes the previous run's checkpoints, which a later `--resume_from_checkpoint True` would
     otherwise take for this run's."""
     output_dir = training_args.output_dir
-    marker = os.path.join(output_dir, ALL_RESULTS_FILE)
-    if os.path.exists(marker):  # --overwrite_output_dir or resuming
-        os.remove(marker)
+    for name in (ALL_RESULTS_FILE, EVAL_RESULTS_FILE, TRAIN_RESULTS_FILE):  # --overwrite_output_dir or resuming:
+        path = os.path.join(output_dir, name)  # no result of the previous run may stand beside this run's weights
+        if os.path.exists(path):
+            os.remove(path)
     if resume is None and training_args.overwrite_output_dir:
         for path in checkpoint_folders(output_dir):
             logger.warning("--overwrite_output_dir: deleting %s of the previous run", path)

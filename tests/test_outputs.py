@@ -518,3 +518,43 @@ def test_only_our_leftovers_are_cleaned(tmp_path, capsys):
     with OutputTarget(target):
         pass
     assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_files_interrupted_while_moving_in_are_finished_by_the_next_run(tmp_path, monkeypatch):
+    """Ctrl-C (or any error) after the journal is written and one file has moved in: the staging folder and its
+    journal stay, and the next run moves the rest, so the folder never keeps old and new files mixed."""
+    target = tmp_path / "out"
+    target.mkdir()
+    for name in ("a.json", "b.json"):
+        (target / name).write_text("old")
+    moved = []
+    real_replace = outputs.replace_path
+
+    def interrupted(source, destination):
+        if moved:
+            raise KeyboardInterrupt
+        moved.append(destination)
+        real_replace(source, destination)
+
+    monkeypatch.setattr(outputs, "replace_path", interrupted)
+    with pytest.raises(KeyboardInterrupt), OutputTarget(target, kind=FILES) as output, output.staging() as staging:
+        for name in ("a.json", "b.json"):
+            (staging / name).write_text("new")
+    assert sorted((target / name).read_text() for name in ("a.json", "b.json")) == ["new", "old"]  # mid-commit
+    assert (outputs.staging_path(target) / outputs.JOURNAL_FILE).is_file()
+    monkeypatch.setattr(outputs, "replace_path", real_replace)
+    with OutputTarget(target, kind=FILES):
+        pass
+    assert [(target / name).read_text() for name in ("a.json", "b.json")] == ["new", "new"]
+    assert not os.path.lexists(outputs.staging_path(target))
+
+
+def test_a_manifest_or_results_file_nested_past_the_parsers_depth_is_bad_input(tmp_path):
+    from ppt_tools.core.results import read_json_object
+
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / MANIFEST_FILE).write_text(deep)
+    assert outputs.recorded_files(tmp_path) is None  # read as no manifest, not a traceback
+    (tmp_path / "results.json").write_text(deep)
+    with pytest.raises(ValueError, match="results.json' is not valid JSON"):
+        read_json_object(tmp_path / "results.json", "--results")

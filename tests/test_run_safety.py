@@ -481,3 +481,15 @@ def test_a_resumed_run_reports_the_figures_of_the_whole_run(checkpointed_run, ci
     assert results["train_runtime"] >= round(earlier, 4)  # rounded as Trainer rounds it
     info = json.loads((out / "training_info.json").read_text())
     assert info["training_time"] == f"{results['train_runtime'] / 60:.1f} min"
+
+
+def test_a_new_run_into_a_finished_runs_folder_keeps_none_of_its_results(tmp_path):
+    """With --overwrite_output_dir (or resuming), the previous run's result files go before training: the model the
+    new run saves before its evaluation never stands beside the old run's accuracy (which publish would put in a
+    card)."""
+    from types import SimpleNamespace
+
+    for name in ("all_results.json", "eval_results.json", "train_results.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    train_script().start_output_dir(SimpleNamespace(output_dir=str(tmp_path), overwrite_output_dir=True), None)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]

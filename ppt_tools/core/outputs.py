@@ -65,6 +65,7 @@ STAGING_SUFFIX = ".ppt-staging"
 OLD_SUFFIX = ".ppt-old"
 JOURNAL_FILE = ".ppt-journal.json"  # in a FILES staging folder: written once every staged file is complete
 # What running a folder's own code leaves there (bytecode, gradio's cache): never user work, never compared.
+# (gradio's `flagged/` holds what users flagged: their work, so it is compared.)
 RUNTIME_LEFTOVERS = frozenset({"__pycache__", ".gradio"})
 
 
@@ -265,7 +266,7 @@ def recorded_files(folder, manifest: str = MANIFEST_FILE) -> dict[str, str] | No
     """What the manifest `manifest` in `folder` records (relative path -> sha256), or None without one."""
     try:
         content = json.loads((Path(folder) / manifest).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested past the parser's depth
         return None
     files = content.get("files") if isinstance(content, dict) else None
     return files if isinstance(files, dict) else None
@@ -441,8 +442,11 @@ class OutputTarget:
                 yield staging
                 self.commit(staging)
         except BaseException:
-            with contextlib.suppress(OSError):
-                _remove(staging)
+            # Once the journal is written the moves have begun: the staging folder stays, and the next run finishes
+            # them (`recover`), so the folder never keeps a mix of old and new files.
+            if not (self.kind == FILES and (staging / JOURNAL_FILE).is_file()):
+                with contextlib.suppress(OSError):
+                    _remove(staging)
             raise
 
     def commit(self, staging: Path) -> None:

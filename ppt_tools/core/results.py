@@ -115,7 +115,7 @@ def read_json_object(path, what: str) -> dict:
         raise ValueError(f"{what} {str(path)!r} does not exist")
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:  # (nested past the parser's depth)
         raise ValueError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
     if not isinstance(content, dict):
         raise ValueError(f"{what} {str(path)!r} must hold a JSON object, got {type(content).__name__}")

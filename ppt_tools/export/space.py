@@ -30,7 +30,7 @@ from huggingface_hub import SpaceCardData
 from PIL import Image
 
 from ppt_tools.core.data import evaluation_examples, save_examples  # noqa: F401 (publish's, from here)
-from ppt_tools.core.outputs import FOLDER, MANIFEST_FILE, OutputTarget, check_replaceable, refuse_edited
+from ppt_tools.core.outputs import FOLDER, MANIFEST_FILE, RUNTIME_LEFTOVERS, OutputTarget, check_replaceable, refuse_edited
 
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds ppt_tools/ and modeling_ppt_deit/
@@ -53,8 +53,6 @@ SPACE_CODE = {
 SPACE_TOP_LEVEL = {"app.py", "requirements.txt", "README.md", EXAMPLES_DIR, MANIFEST_FILE,
                    *(name.split("/")[0] for name in SPACE_CODE)}
 SPACE_REQUIRED = ("app.py", "requirements.txt", "README.md", "space_app.py")
-# What running the app in the folder leaves there (gradio's cache, bytecode): a Space folder may hold them.
-SPACE_RUNTIME_LEFTOVERS = {".gradio", "__pycache__", "flagged"}
 # What the Space installs, pinned to the versions here (distribution names).
 SPACE_REQUIREMENTS = ("torch", "transformers", "huggingface_hub", "safetensors", "gradio", "matplotlib", "numpy",
                       "pillow", "tqdm")
@@ -128,7 +126,7 @@ def installed_requirements() -> list[str]:
 def is_space_folder(folder: Path) -> bool:
     """A folder this module wrote (and may replace): the Space's files and nothing else."""
     names = {entry.name for entry in folder.iterdir()}
-    return set(SPACE_REQUIRED) <= names <= SPACE_TOP_LEVEL | SPACE_RUNTIME_LEFTOVERS
+    return set(SPACE_REQUIRED) <= names <= SPACE_TOP_LEVEL | RUNTIME_LEFTOVERS
 
 
 def check_space_dir(output_dir) -> Path:
