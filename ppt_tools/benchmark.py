@@ -569,8 +569,9 @@ class InferenceRunner(ModelRunner):
                                    args.latency_rounds, args.latency_iterations, args.progress, "batch-1 latency",
                                    settle, args.threads or torch.get_num_threads())
         for name, stats in latency.items():
-            results[name]["latency_ms"] = {"median": stats.median_latency_ms, "min": 1000.0 / stats.maximum,
-                                           "max": 1000.0 / stats.minimum, "spread": stats.spread,
+            fastest, slowest = stats.latency_range_ms
+            results[name]["latency_ms"] = {"median": stats.median_latency_ms, "min": fastest, "max": slowest,
+                                           "spread": stats.spread,
                                            "noisy": stats.noisy, "noise": stats.noise}
 
     def mode_notes(self, results):

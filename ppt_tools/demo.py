@@ -54,7 +54,7 @@ from modeling_ppt_deit import PPTDeiTForImageClassification
 from ppt_tools.analysis.token_maps import figure_pixels, layer_maps, model_view, patch_grid, token_map_figure
 from ppt_tools.core.cost import analytic_cost
 from ppt_tools.core.errors import CHECKPOINT_CONTENT_ERRORS, USER_ERRORS, one_line
-from ppt_tools.core.timing import TimingStats, time_interleaved
+from ppt_tools.core.timing import time_interleaved
 
 
 # Larger images are refused before decoding (an upload of a 100-megapixel photo would take seconds and gigabytes to
@@ -248,12 +248,6 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
 
-def latency_range_ms(stats: TimingStats) -> list[float]:
-    """The fastest and the slowest round's time of one call, in milliseconds: the spread beside the median."""
-    per_call = [1000.0 * stats.batch_size / rate for rate in stats.images_per_second]
-    return [min(per_call), max(per_call)]
-
-
 def dtype_name(model) -> str:
     return str(next(model.parameters()).dtype).removeprefix("torch.")
 
@@ -303,8 +297,8 @@ def compare(model, processor, image: Image.Image, settings: dict, latency_rounds
         "macs_on": cost_on,
         "latency_ms_off": timings["off"].median_latency_ms,
         "latency_ms_on": timings["on"].median_latency_ms,
-        "latency_ms_range_off": latency_range_ms(timings["off"]),
-        "latency_ms_range_on": latency_range_ms(timings["on"]),
+        "latency_ms_range_off": timings["off"].latency_range_ms,
+        "latency_ms_range_on": timings["on"].latency_range_ms,
         "dtype": dtype_name(model),
         "latency_rounds": latency_rounds,
         "latency_iterations": iterations,

@@ -164,13 +164,13 @@ def test_client_gets_the_models_predictions_maps_and_macs(served, checkpoint, tm
 def test_latency_spread_is_the_fastest_and_slowest_round():
     """Per-call times of rounds measured at 500, 250 and 400 images/s: 2, 4 and 2.5 ms; the median 2.5 ms."""
     from ppt_tools.core.timing import TimingStats
-    from ppt_tools.demo import cost_table, latency_range_ms
+    from ppt_tools.demo import cost_table
 
     off, on = TimingStats(1, 4, [500.0, 250.0, 400.0]), TimingStats(1, 4, [1000.0, 800.0])
-    assert latency_range_ms(off) == [2.0, 4.0] and latency_range_ms(on) == [1.0, 1.25]
+    assert off.latency_range_ms == [2.0, 4.0] and on.latency_range_ms == [1.0, 1.25]
     details = {"macs_off": 2e6, "macs_on": 1e6, "latency_ms_off": off.median_latency_ms,
-               "latency_ms_on": on.median_latency_ms, "latency_ms_range_off": latency_range_ms(off),
-               "latency_ms_range_on": latency_range_ms(on), "dtype": "bfloat16", "latency_rounds": 3,
+               "latency_ms_on": on.median_latency_ms, "latency_ms_range_off": off.latency_range_ms,
+               "latency_ms_range_on": on.latency_range_ms, "dtype": "bfloat16", "latency_rounds": 3,
                "latency_iterations": 4}
     table = cost_table(details, "CPU, 2 threads")
     assert "| 2.50 ms (2.00–4.00) |" in table and "| 1.11 ms (1.00–1.25) (2.25× the speed) |" in table

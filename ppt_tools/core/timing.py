@@ -104,6 +104,11 @@ class TimingStats:
         return 1000.0 * self.batch_size / self.median
 
     @property
+    def latency_range_ms(self) -> list[float]:
+        """The fastest and the slowest round's time of one call (one batch), in milliseconds."""
+        return [1000.0 * self.batch_size / self.maximum, 1000.0 * self.batch_size / self.minimum]
+
+    @property
     def spread(self) -> float:
         """(q3 - q1) / median of the rounds' images/s: 0 for identical rounds (and for a single round)."""
         q1, q3 = self.iqr
